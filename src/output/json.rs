@@ -1,0 +1,61 @@
+//! One JSON document for the whole run: `{"results": [record, ...]}`, written at the end.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::{Record, RecordWriter};
+
+/// The document's schema.
+#[derive(Serialize)]
+struct Document<'a> {
+    results: &'a [Record],
+}
+
+/// Collects records and writes them as one pretty-printed document when finished.
+pub struct JsonWriter<W> {
+    out: W,
+    records: Vec<Record>,
+}
+
+impl<W: Write> JsonWriter<W> {
+    /// A JSON writer over `out`.
+    pub fn new(out: W) -> JsonWriter<W> {
+        JsonWriter { out, records: Vec::new() }
+    }
+}
+
+impl<W: Write> RecordWriter for JsonWriter<W> {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        self.records.push(record.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let document = Document { results: &self.records };
+        serde_json::to_writer_pretty(&mut self.out, &document)?;
+        writeln!(self.out)?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::sample_records;
+
+    #[test]
+    fn the_document_holds_every_record_in_order() {
+        let mut out = Vec::new();
+        let mut writer = JsonWriter::new(&mut out);
+        for record in sample_records() {
+            writer.record(&record).unwrap();
+        }
+        writer.finish().unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let results = document["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0]["predictions"][0]["probability"], 0.5);
+        assert_eq!(results[1]["error"], "cannot decode: bad");
+    }
+}

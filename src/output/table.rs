@@ -1,0 +1,55 @@
+//! Aligned text for people: the image path, then one line per ranked class.
+
+use std::io::{self, Write};
+
+use super::{Outcome, Record, RecordWriter};
+
+/// Writes each classified image as a block; errors are left to the diagnostics on stderr.
+pub struct TableWriter<W> {
+    out: W,
+}
+
+impl<W: Write> TableWriter<W> {
+    /// A table writer over `out`.
+    pub fn new(out: W) -> TableWriter<W> {
+        TableWriter { out }
+    }
+}
+
+impl<W: Write> RecordWriter for TableWriter<W> {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        let Outcome::Predictions(predictions) = &record.outcome else { return Ok(()) };
+        writeln!(self.out, "{}", record.path)?;
+        for p in predictions {
+            let synset = p.synset.as_deref().unwrap_or("-");
+            let percent = p.probability * 100.0;
+            writeln!(self.out, "  {:>2}  {percent:>6.2}%  {synset:<9}  {}", p.rank, p.name)?;
+        }
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::sample_records;
+
+    #[test]
+    fn blocks_are_aligned_and_errors_skipped() {
+        let mut out = Vec::new();
+        let mut writer = TableWriter::new(&mut out);
+        for record in sample_records() {
+            writer.record(&record).unwrap();
+        }
+        writer.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "a.jpg\n   1   50.00%  n00000001  Egyptian cat\n   2   25.00%  n00000002  tabby\n"
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Image decoding and preprocessing into the network's input tensor.
+//!
+//! An image file is decoded by content (not by extension), turned upright by its EXIF
+//! orientation, flattened to 8-bit RGB (alpha composited over white), resized to the model's
+//! input size and normalised into a `3 x H x W` float array in the model's channel order.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::str::FromStr;
+
+use fast_image_resize::images::{Image as ResizeImage, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageReader, RgbImage};
+use tract_onnx::prelude::tract_ndarray::Array3;
+
+/// Why an image could not be turned into a tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    /// The file could not be opened or read.
+    #[error("cannot read")]
+    Io(#[from] std::io::Error),
+    /// The content is not in any image format this build knows.
+    #[error("not an image (unrecognised format)")]
+    UnknownFormat,
+    /// The bytes are not an image this build can decode.
+    #[error("cannot decode")]
+    Decode(#[from] image::ImageError),
+    /// The resizer refused the image (zero-sized, for instance).
+    #[error("cannot resize: {0}")]
+    Resize(String),
+}
+
+/// How the image is fitted to the model's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResizeMode {
+    /// Resize straight to the input size, ignoring the aspect ratio.
+    Squash,
+    /// Resize so that the input size is 224/256 of the short side, then take the centre.
+    Crop,
+}
+
+/// The order of the colour channels in the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (Caffe models).
+    Bgr,
+}
+
+/// A named set of preprocessing settings matching how a family of models was trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// BVLC Caffe models: BGR, 0..255 minus the ImageNet mean, squashed to the input size.
+    Caffe,
+    /// torchvision models: RGB, scaled to 0..1, ImageNet mean and std, centre crop.
+    Torchvision,
+}
+
+/// The ImageNet mean in RGB order, in 0..255 pixel units.
+const IMAGENET_MEAN: [f32; 3] = [123.68, 116.779, 103.939];
+
+impl Preset {
+    /// The preset's settings for a model input of `width` x `height` pixels.
+    pub fn settings(self, width: u32, height: u32) -> Preprocess {
+        match self {
+            Preset::Caffe => Preprocess {
+                width,
+                height,
+                resize: ResizeMode::Squash,
+                order: ChannelOrder::Bgr,
+                mean: IMAGENET_MEAN,
+                std: [1.0; 3],
+            },
+            Preset::Torchvision => Preprocess {
+                width,
+                height,
+                resize: ResizeMode::Crop,
+                order: ChannelOrder::Rgb,
+                mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+                std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+            },
+        }
+    }
+}
+
+/// Three per-channel values in RGB order, parsed from `a,b,c`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Triple(pub [f32; 3]);
+
+impl FromStr for Triple {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Triple, String> {
+        let values: Vec<f32> = text
+            .split(',')
+            .map(|part| part.trim().parse::<f32>().map_err(|_| format!("`{part}` is not a number")))
+            .collect::<Result<_, _>>()?;
+        let values: [f32; 3] = values.try_into().map_err(|v: Vec<f32>| {
+            format!("expected 3 comma-separated values (R,G,B), got {}", v.len())
+        })?;
+        if values.iter().all(|v| v.is_finite()) {
+            Ok(Triple(values))
+        } else {
+            Err("values must be finite numbers".into())
+        }
+    }
+}
+
+/// Everything needed to turn an image into the model's input.
+///
+/// Each channel value is `(pixel - mean) / std`, with the pixel in 0..255 and `mean` and
+/// `std` given in RGB order in the same 0..255 units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocess {
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// How the image is fitted to `width` x `height`.
+    pub resize: ResizeMode,
+    /// Channel order of the tensor.
+    pub order: ChannelOrder,
+    /// Per-channel mean, RGB order, 0..255 units.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, RGB order, 0..255 units.
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// Decodes the image at `path` and turns it into a `3 x H x W` tensor.
+    pub fn load(&self, path: &Path) -> Result<Array3<f32>, PreprocessError> {
+        let image = decode(path)?;
+        let resized = self.resize(&image)?;
+        Ok(self.normalise(&resized))
+    }
+
+    /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
+    pub fn resize(&self, image: &RgbImage) -> Result<RgbImage, PreprocessError> {
+        let (src_w, src_h) = image.dimensions();
+        let src = ImageRef::new(src_w, src_h, image.as_raw(), PixelType::U8x3)
+            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+        let mut dst = ResizeImage::new(self.width, self.height, PixelType::U8x3);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        let options = match self.resize {
+            ResizeMode::Squash => options,
+            ResizeMode::Crop => {
+                let (left, top, width, height) = self.centre_crop(src_w, src_h);
+                options.crop(left, top, width, height)
+            }
+        };
+        Resizer::new()
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+        RgbImage::from_raw(self.width, self.height, dst.into_vec())
+            .ok_or_else(|| PreprocessError::Resize("resizer returned a short buffer".into()))
+    }
+
+    /// The source region that, scaled so that the input covers 224/256 of it, gives the centre
+    /// crop: `(left, top, width, height)` in source pixels.
+    fn centre_crop(&self, src_w: u32, src_h: u32) -> (f64, f64, f64, f64) {
+        let (src_w, src_h) = (f64::from(src_w), f64::from(src_h));
+        let (dst_w, dst_h) = (f64::from(self.width), f64::from(self.height));
+        let scale = (dst_w / src_w).max(dst_h / src_h) * 256.0 / 224.0;
+        let (width, height) = ((dst_w / scale).min(src_w), (dst_h / scale).min(src_h));
+        ((src_w - width) / 2.0, (src_h - height) / 2.0, width, height)
+    }
+
+    /// Normalises an image already at the input size into a `3 x H x W` tensor.
+    pub fn normalise(&self, image: &RgbImage) -> Array3<f32> {
+        let channels: [usize; 3] = match self.order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
+        let (w, h) = image.dimensions();
+        let mut tensor = Array3::<f32>::zeros((3, h as usize, w as usize));
+        for (x, y, pixel) in image.enumerate_pixels() {
+            for (plane, &rgb) in channels.iter().enumerate() {
+                let value = (f32::from(pixel.0[rgb]) - self.mean[rgb]) / self.std[rgb];
+                tensor[[plane, y as usize, x as usize]] = value;
+            }
+        }
+        tensor
+    }
+}
+
+/// Decodes an image by its content (whatever its extension says), applies its EXIF orientation
+/// and flattens it to 8-bit RGB.
+pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
+    let file = BufReader::new(File::open(path)?);
+    let reader = ImageReader::new(file).with_guessed_format()?;
+    if reader.format().is_none() {
+        return Err(PreprocessError::UnknownFormat);
+    }
+    let mut decoder = reader.into_decoder()?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder)?;
+    let mut image = DynamicImage::from_decoder(decoder)?;
+    image.apply_orientation(orientation);
+    Ok(flatten(image))
+}
+
+/// 8-bit RGB, with any alpha channel composited over white.
+fn flatten(image: DynamicImage) -> RgbImage {
+    if !image.color().has_alpha() {
+        return image.into_rgb8();
+    }
+    let rgba = image.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let over_white =
+            |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a)) + 127) / 255) as u8;
+        image::Rgb([over_white(r), over_white(g), over_white(b)])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triples_parse_and_reject() {
+        assert_eq!("1,2.5, 3".parse::<Triple>().unwrap(), Triple([1.0, 2.5, 3.0]));
+        assert!("1,2".parse::<Triple>().unwrap_err().contains("got 2"));
+        assert!("1,x,3".parse::<Triple>().unwrap_err().contains("`x`"));
+        assert!("1,inf,3".parse::<Triple>().is_err());
+    }
+
+    #[test]
+    fn normalise_orders_channels_and_scales() {
+        let image = RgbImage::from_pixel(2, 1, image::Rgb([10, 20, 30]));
+        let caffe = Preset::Caffe.settings(2, 1);
+        let t = caffe.normalise(&image);
+        assert_eq!(t.shape(), &[3, 1, 2]);
+        assert!((t[[0, 0, 1]] - (30.0 - 103.939)).abs() < 1e-5, "blue first");
+        assert!((t[[2, 0, 0]] - (10.0 - 123.68)).abs() < 1e-5, "red last");
+        let torch = Preset::Torchvision.settings(2, 1);
+        let t = torch.normalise(&image);
+        assert!((t[[0, 0, 0]] - (10.0 / 255.0 - 0.485) / 0.229).abs() < 1e-5);
+    }
+
+    #[test]
+    fn centre_crop_takes_224_of_256_of_the_short_side() {
+        let settings = Preset::Torchvision.settings(224, 224);
+        let (left, top, width, height) = settings.centre_crop(512, 256);
+        assert!((height - 224.0).abs() < 1e-9 && (width - 224.0).abs() < 1e-9);
+        assert!((left - 144.0).abs() < 1e-9 && (top - 16.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn resize_reaches_the_input_size_in_both_modes() {
+        let image = RgbImage::from_pixel(300, 451, image::Rgb([200, 100, 50]));
+        for preset in [Preset::Caffe, Preset::Torchvision] {
+            let resized = preset.settings(224, 224).resize(&image).unwrap();
+            assert_eq!(resized.dimensions(), (224, 224));
+            assert_eq!(resized.get_pixel(100, 100).0, [200, 100, 50]);
+        }
+    }
+
+    #[test]
+    fn alpha_is_composited_over_white() {
+        let rgba = image::RgbaImage::from_pixel(1, 1, image::Rgba([0, 0, 0, 0]));
+        assert_eq!(flatten(DynamicImage::ImageRgba8(rgba)).get_pixel(0, 0).0, [255, 255, 255]);
+        let opaque = image::RgbaImage::from_pixel(1, 1, image::Rgba([9, 8, 7, 255]));
+        assert_eq!(flatten(DynamicImage::ImageRgba8(opaque)).get_pixel(0, 0).0, [9, 8, 7]);
+    }
+}

@@ -1,0 +1,179 @@
+//! Helpers shared by the integration tests: paths into `../shared`, the binary, and small ONNX
+//! models built here with random weights.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb::{
+    tensor_shape_proto::{dimension, Dimension},
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// `../shared/` beside the project root.
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// The shared BVLC GoogLeNet.
+pub fn shared_model() -> PathBuf {
+    shared().join("models/googlenet-bvlc.onnx")
+}
+
+/// The shared labelled ImageNet photos, sorted by name.
+pub fn samples() -> Vec<PathBuf> {
+    let dir = shared().join("data/imagenet-samples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A committed sample photo.
+pub fn asset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name)
+}
+
+/// The `googlenet` binary, with no model or cache from the environment.
+pub fn googlenet() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("googlenet").unwrap();
+    cmd.env_remove("GOOGLENET_MODEL");
+    cmd
+}
+
+/// Deterministic pseudo-random floats in -scale..scale.
+fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn tensor(name: &str, dims: &[i64], seed: u64) -> TensorProto {
+    let count = dims.iter().product::<i64>() as usize;
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: noise(count, seed, 0.5),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("batch".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: output.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute: attributes,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 7, ints: values.to_vec(), ..Default::default() }
+}
+
+/// A torchvision-style classifier with random weights: input `x` `[batch, 3, size, size]`,
+/// Conv 3x3/2 -> ReLU -> GlobalAveragePool -> Flatten -> Gemm, output `logits` `[batch, classes]`.
+pub fn random_classifier(size: i64, classes: i64) -> Vec<u8> {
+    let graph = GraphProto {
+        name: "random".into(),
+        node: vec![
+            node(
+                "Conv",
+                &["x", "conv_w", "conv_b"],
+                "conv",
+                vec![
+                    ints("kernel_shape", &[3, 3]),
+                    ints("strides", &[2, 2]),
+                    ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            node("Relu", &["conv"], "relu", vec![]),
+            node("GlobalAveragePool", &["relu"], "pool", vec![]),
+            node("Flatten", &["pool"], "flat", vec![]),
+            node(
+                "Gemm",
+                &["flat", "fc_w", "fc_b"],
+                "logits",
+                vec![AttributeProto {
+                    name: "transB".into(),
+                    r#type: 2,
+                    i: 1,
+                    ..Default::default()
+                }],
+            ),
+        ],
+        initializer: vec![
+            tensor("conv_w", &[8, 3, 3, 3], 1),
+            tensor("conv_b", &[8], 2),
+            tensor("fc_w", &[classes, 8], 3),
+            tensor("fc_b", &[classes], 4),
+        ],
+        input: vec![value_info("x", &[None, Some(3), Some(size), Some(size)])],
+        output: vec![value_info("logits", &[None, Some(classes)])],
+        ..Default::default()
+    };
+    encode(graph)
+}
+
+/// A model whose input is not an image: `[batch, 10]` -> Relu.
+pub fn non_image_model() -> Vec<u8> {
+    let graph = GraphProto {
+        name: "vector".into(),
+        node: vec![node("Relu", &["v"], "out", vec![])],
+        input: vec![value_info("v", &[None, Some(10)])],
+        output: vec![value_info("out", &[None, Some(10)])],
+        ..Default::default()
+    };
+    encode(graph)
+}
+
+fn encode(graph: GraphProto) -> Vec<u8> {
+    ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        producer_name: "googlenet tests".into(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Reads a raw little-endian float32 file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}

@@ -1,0 +1,131 @@
+//! The model against onnxruntime's reference outputs, and the default pipeline's accuracy on the
+//! shared labelled samples.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use googlenet::classify::top_k;
+use googlenet::labels::Labels;
+use googlenet::model::{Model, ModelSource, Origin};
+use googlenet::preprocess::{Preset, ResizeMode};
+use tract_onnx::prelude::tract_ndarray::Array3;
+
+fn shared_model() -> Model {
+    let source = ModelSource { origin: Origin::Flag, path: common::shared_model() };
+    Model::load(&source).expect("the shared model loads")
+}
+
+/// The reference stems: `<stem>.input.f32` with its `<stem>.output.f32`.
+fn reference_stems() -> Vec<PathBuf> {
+    let dir = common::shared().join("data/reference");
+    let mut stems: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| p.to_str()?.strip_suffix(".input.f32").map(PathBuf::from))
+        .collect();
+    stems.sort();
+    assert_eq!(stems.len(), 4, "four reference tensors in {}", dir.display());
+    stems
+}
+
+fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", stem.display()))
+}
+
+#[test]
+fn outputs_match_onnxruntime_within_1e5() {
+    let model = shared_model();
+    for stem in reference_stems() {
+        let input = common::read_f32(&with_suffix(&stem, ".input.f32"));
+        let expected = common::read_f32(&with_suffix(&stem, ".output.f32"));
+        let input = Array3::from_shape_vec((3, 224, 224), input).unwrap();
+        let actual = model.probabilities(input).unwrap();
+        assert_eq!(actual.len(), 1000);
+        let worst = actual.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
+        println!("{}: max |tract - onnxruntime| = {worst:.2e}", stem.display());
+        assert!(worst <= 1e-5, "{}: max abs difference {worst}", stem.display());
+    }
+}
+
+#[test]
+fn caffe_preprocessing_matches_the_reference_inputs() {
+    let settings = Preset::Caffe.settings(224, 224);
+    for stem in reference_stems() {
+        let name = stem.file_name().unwrap().to_str().unwrap();
+        let photo = common::shared().join("data/imagenet-samples").join(format!("{name}.JPEG"));
+        let ours = settings.load(&photo).unwrap();
+        let reference = common::read_f32(&with_suffix(&stem, ".input.f32"));
+        let diffs: Vec<f32> = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).collect();
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+        println!("{name}: mean |ours - Pillow| = {mean:.3} (0..255 units)");
+        assert!(
+            mean < 0.5,
+            "{name}: preprocessing differs from the reference by {mean} on average"
+        );
+    }
+}
+
+struct Accuracy {
+    top1: usize,
+    top5: usize,
+    agree_with_ort: usize,
+    count: usize,
+}
+
+/// onnxruntime's top-1 index per file for one preprocessing (`squash` or `crop`).
+fn ort_top1(prep: &str) -> HashMap<String, usize> {
+    let tsv = std::fs::read_to_string(common::shared().join("data/reference/ort_predictions.tsv"))
+        .unwrap();
+    tsv.lines()
+        .skip(1)
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .filter(|cols| cols[2] == prep)
+        .map(|cols| (cols[0].to_owned(), cols[3].split(',').next().unwrap().parse().unwrap()))
+        .collect()
+}
+
+fn accuracy(resize: ResizeMode, prep: &str) -> Accuracy {
+    let model = shared_model();
+    let labels = Labels::imagenet();
+    let mut settings = Preset::Caffe.settings(224, 224);
+    settings.resize = resize;
+    let ort = ort_top1(prep);
+    let mut acc = Accuracy { top1: 0, top5: 0, agree_with_ort: 0, count: 0 };
+    for photo in common::samples() {
+        let name = photo.file_name().unwrap().to_str().unwrap().to_owned();
+        let truth = name.split('_').next().unwrap().to_owned();
+        let probabilities = model.probabilities(settings.load(&photo).unwrap()).unwrap();
+        let top5 = top_k(&probabilities, 5, &labels);
+        let synset = |i: usize| top5[i].synset.as_deref().unwrap();
+        acc.count += 1;
+        acc.top1 += usize::from(synset(0) == truth);
+        acc.top5 += usize::from((0..5).any(|i| synset(i) == truth));
+        acc.agree_with_ort += usize::from(ort[&name] == top5[0].index);
+    }
+    println!(
+        "{prep}: top-1 {}/{n}, top-5 {}/{n}, top-1 agrees with onnxruntime on {}/{n}",
+        acc.top1,
+        acc.top5,
+        acc.agree_with_ort,
+        n = acc.count
+    );
+    acc
+}
+
+#[test]
+fn default_settings_reach_the_reference_accuracy() {
+    let acc = accuracy(ResizeMode::Squash, "squash");
+    assert_eq!(acc.count, 100);
+    assert!(acc.top1 >= 76, "top-1 {} < 76", acc.top1);
+    assert!(acc.top5 >= 94, "top-5 {} < 94", acc.top5);
+    assert!(acc.agree_with_ort >= 95, "agreement {} < 95", acc.agree_with_ort);
+}
+
+#[test]
+fn centre_crop_agrees_with_onnxruntime() {
+    let acc = accuracy(ResizeMode::Crop, "crop");
+    assert!(acc.top1 >= 74, "top-1 {} < 74", acc.top1);
+    assert!(acc.agree_with_ort >= 95, "agreement {} < 95", acc.agree_with_ort);
+}
