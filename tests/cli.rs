@@ -1,0 +1,186 @@
+//! The `googlenet classify` command line, driven through the real binary.
+
+mod common;
+
+use common::{asset, googlenet, shared_model};
+use predicates::prelude::*;
+use serde_json::Value;
+
+/// Runs `googlenet classify --format json ARGS` and returns the exit code and the document.
+fn classify_json(args: &[&str]) -> (i32, Value) {
+    let output =
+        googlenet().arg("classify").args(["--format", "json"]).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let document = serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+    (output.status.code().unwrap(), document)
+}
+
+fn top1_synset(result: &Value) -> &str {
+    result["predictions"][0]["synset"].as_str().unwrap()
+}
+
+#[test]
+fn the_default_model_recognises_the_committed_photos() {
+    googlenet()
+        .args(["classify", "assets/chelsea.png", "assets/coffee.png"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("assets/chelsea.png\n   1 "))
+        .stdout(predicate::str::contains("n02124075  Egyptian cat"))
+        .stdout(predicate::str::contains("n07920052  espresso"));
+}
+
+#[test]
+fn json_output_is_a_ranked_top_k_per_image() {
+    let (code, document) = classify_json(&["-k", "3", "assets/chelsea.png", "assets/coffee.png"]);
+    assert_eq!(code, 0);
+    let results = document["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["path"], "assets/chelsea.png");
+    assert_eq!(top1_synset(&results[0]), "n02124075");
+    assert_eq!(top1_synset(&results[1]), "n07920052");
+    for result in results {
+        let predictions = result["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), 3);
+        let probabilities: Vec<f64> =
+            predictions.iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+        assert!(probabilities.windows(2).all(|w| w[0] >= w[1]), "{probabilities:?}");
+        assert!(probabilities.iter().sum::<f64>() <= 1.0 + 1e-6);
+        let ranks: Vec<u64> = predictions.iter().map(|p| p["rank"].as_u64().unwrap()).collect();
+        assert_eq!(ranks, [1, 2, 3]);
+        assert!(predictions.iter().all(|p| p["index"].as_u64().unwrap() < 1000));
+        assert!(predictions.iter().all(|p| p["name"].as_str().is_some_and(|n| !n.is_empty())));
+    }
+}
+
+#[test]
+fn model_flag_and_environment_variable_are_used_and_reported() {
+    let model = shared_model();
+    googlenet()
+        .args(["classify", "-v", "-k", "1", "assets/chelsea.png", "--model"])
+        .arg(&model)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Egyptian cat"))
+        .stderr(predicate::str::contains("(--model)"))
+        .stderr(predicate::str::contains("preset Caffe"))
+        .stderr(predicate::str::contains("the graph ends in Softmax"));
+    googlenet()
+        .args(["classify", "--verbose", "-k", "1", "assets/chelsea.png"])
+        .env("GOOGLENET_MODEL", &model)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("(GOOGLENET_MODEL)"));
+    googlenet()
+        .args(["classify", "--verbose", "-k", "1", "assets/chelsea.png"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("model: embedded in the binary"));
+}
+
+#[test]
+fn crop_and_channel_overrides_change_the_input() {
+    let (_, squash) = classify_json(&["-k", "1", "assets/chelsea.png"]);
+    let (_, crop) = classify_json(&["-k", "1", "--resize", "crop", "assets/chelsea.png"]);
+    let (_, rgb) = classify_json(&["-k", "1", "--rgb", "assets/chelsea.png"]);
+    let p = |doc: &Value| doc["results"][0]["predictions"][0]["probability"].as_f64().unwrap();
+    assert_ne!(p(&squash), p(&crop));
+    assert_ne!(p(&squash), p(&rgb));
+}
+
+#[test]
+fn a_torchvision_style_model_gets_the_torchvision_preset_and_softmax() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("random.onnx");
+    std::fs::write(&model, common::random_classifier(64, 10)).unwrap();
+    let labels = dir.path().join("labels.txt");
+    let names: Vec<String> = (0..10).map(|i| format!("thing {i}")).collect();
+    std::fs::write(&labels, names.join("\n")).unwrap();
+    let output = googlenet()
+        .args(["classify", "-v", "--format", "json", "-k", "10", "assets/chelsea.png", "--model"])
+        .arg(&model)
+        .arg("--labels")
+        .arg(&labels)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("preset Torchvision"), "{stderr}");
+    assert!(stderr.contains("input `x` 1x3x64x64"), "{stderr}");
+    assert!(stderr.contains("output `logits`: 10 classes, logits (softmax applied)"), "{stderr}");
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let predictions = document["results"][0]["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 10);
+    let total: f64 = predictions.iter().map(|p| p["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "softmax sums to {total}");
+    assert!(predictions.iter().all(|p| p["synset"].is_null()));
+    assert!(predictions.iter().all(|p| p["name"].as_str().unwrap().starts_with("thing ")));
+
+    googlenet()
+        .args(["classify", "assets/chelsea.png", "--model"])
+        .arg(&model)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("has 1000 labels but the model scores 10 classes"));
+}
+
+#[test]
+fn bad_images_are_reported_and_the_rest_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.jpg");
+    std::fs::write(&text, "not an image").unwrap();
+    let missing = dir.path().join("missing.jpg");
+    let output = googlenet()
+        .arg("classify")
+        .args([text.as_path(), asset("chelsea.png").as_path(), missing.as_path()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Egyptian cat"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per bad file: {stderr}");
+    assert!(lines[0].contains("notes.jpg: not an image"), "{stderr}");
+    assert!(lines[1].contains("missing.jpg: cannot read: No such file"), "{stderr}");
+
+    let (code, document) = classify_json(&[text.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(document["results"][0]["error"], "not an image (unrecognised format)");
+}
+
+#[test]
+fn fatal_errors_are_one_line_with_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, "definitely not protobuf").unwrap();
+    let vector = dir.path().join("vector.onnx");
+    std::fs::write(&vector, common::non_image_model()).unwrap();
+    let cases: [(Vec<&str>, &str); 6] = [
+        (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
+        (vec!["--model", garbage.to_str().unwrap()], "not an ONNX model"),
+        (vec!["--model", vector.to_str().unwrap()], "expected an image input [N,3,H,W]"),
+        (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
+        (vec!["--top-k", "5000"], "--top-k 5000 exceeds the 1000 classes"),
+        (vec!["--top-k", "0"], "0 is not in 1..=65535"),
+    ];
+    for (args, message) in cases {
+        let output =
+            googlenet().arg("classify").args(&args).arg("assets/chelsea.png").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        if !args.contains(&"--top-k") || args.contains(&"5000") {
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    googlenet().arg("--help").assert().success().stdout(predicate::str::contains("classify"));
+    googlenet().arg("--version").assert().success();
+}
