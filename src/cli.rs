@@ -1,6 +1,7 @@
 //! Command-line definitions.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -22,8 +23,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the most probable ImageNet classes of images.
+    /// Print the most probable ImageNet classes of images, files or whole folders.
     Classify(ClassifyArgs),
+    /// Measure top-1 and top-5 accuracy on labelled images (`<synset>_*.JPEG` or `<synset>/`).
+    Eval(EvalArgs),
     /// Download GoogLeNet from the ONNX model zoo (or install a local file) into the user cache.
     FetchModel(FetchModelArgs),
 }
@@ -31,21 +34,126 @@ pub enum Command {
 /// `googlenet classify`.
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
-    /// Image files (JPEG, PNG, GIF, BMP, TIFF, WebP).
-    #[arg(required = true, value_name = "IMAGE")]
-    pub paths: Vec<PathBuf>,
+    /// Which images.
+    #[command(flatten)]
+    pub inputs: InputArgs,
     /// How many classes to show per image.
     #[arg(short = 'k', long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     pub top_k: u16,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format [default: table when stdout is a terminal, else jsonl].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write results to FILE instead of stdout (json and table: written whole, by rename).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Skip the images already in the --output JSON Lines file and append the rest.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+    /// How the work runs.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// The model and its labels.
     #[command(flatten)]
     pub model: ModelArgs,
     /// Preprocessing.
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
+}
+
+/// `googlenet eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Which images.
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// How many of the most confused (true, predicted) pairs to list.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub confusions: usize,
+    /// How the work runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The model and its labels.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Preprocessing.
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
+}
+
+/// Output formats of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Text for people.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Which images to process.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Image files and folders (folders are searched for image files).
+    #[arg(value_name = "PATH", required_unless_present = "files_from")]
+    pub paths: Vec<PathBuf>,
+    /// Read more paths from FILE, one per line (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<PathBuf>,
+    /// Search folders recursively (the default).
+    #[arg(short, long, overrides_with = "no_recursive")]
+    pub recursive: bool,
+    /// Only take the images directly inside the folders given.
+    #[arg(long)]
+    pub no_recursive: bool,
+    /// Only take paths matching GLOB (repeatable; `*` also matches `/`).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip paths matching GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Take only the K-th of N disjoint slices of the sorted inputs (1-based), e.g. `2/8`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+}
+
+/// How the work runs.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Worker threads [default: one per core].
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Images per model call (a batch above 1 frees the model's batch dimension).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub batch_size: u16,
+    /// No progress bar and no summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `K/N`: the K-th (1-based) of N slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice, 1..=n.
+    pub k: usize,
+    /// How many slices.
+    pub n: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let (k, n) = text.split_once('/').ok_or("expected K/N, e.g. 2/8")?;
+        let parse =
+            |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a whole number"));
+        let (k, n) = (parse(k)?, parse(n)?);
+        if k == 0 || n == 0 || k > n {
+            return Err(format!("{k}/{n}: K must be between 1 and N"));
+        }
+        Ok(Shard { k, n })
+    }
 }
 
 /// Which model to run and how to name its classes.
@@ -114,12 +222,23 @@ mod tests {
     }
 
     #[test]
+    fn shards_parse_and_reject() {
+        assert_eq!("2/8".parse::<Shard>(), Ok(Shard { k: 2, n: 8 }));
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_rejected_by_the_parser() {
         for args in [
             &["googlenet", "classify", "--top-k", "0", "a.jpg"][..],
             &["googlenet", "classify", "--mean", "1,2", "a.jpg"],
             &["googlenet", "classify", "--bgr", "--rgb", "a.jpg"],
             &["googlenet", "classify"],
+            &["googlenet", "classify", "--shard", "4/3", "a.jpg"],
+            &["googlenet", "classify", "--resume", "a.jpg"],
+            &["googlenet", "classify", "--threads", "0", "a.jpg"],
             &["googlenet", "fetch-model", "--from", "x", "--url", "y"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");

@@ -1,18 +1,21 @@
 //! The subcommands: glue from parsed arguments to the library's modules.
 
-use std::io;
-use std::path::Path;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{ensure, Context, Result};
-use rayon::prelude::*;
+use anyhow::{bail, ensure, Context, Result};
 
-use crate::classify::top_k;
-use crate::cli::{ClassifyArgs, Cli, Command, FetchModelArgs, ModelArgs, PreprocessArgs};
+use crate::cli::{
+    ClassifyArgs, Cli, Command, EvalArgs, FetchModelArgs, InputArgs, ModelArgs, PreprocessArgs,
+    ReportFormat, RunArgs,
+};
+use crate::eval::{true_synset, Tally};
 use crate::labels::Labels;
 use crate::model::fetch::{self, Expected};
 use crate::model::{Model, ModelSource, Origin, OutputKind};
-use crate::output::{self, diagnostic, Outcome, Record};
+use crate::output::{diagnostic, resume, Format, Outcome, Output, Progress, Record};
+use crate::pipeline::{discover, run_ordered, Classifier, Input, Walk};
 use crate::preprocess::{ChannelOrder, Preprocess, Preset};
 
 /// How a run ended, short of a fatal error.
@@ -28,68 +31,179 @@ pub enum Status {
 pub fn run(cli: Cli) -> Result<Status> {
     match cli.command {
         Command::Classify(args) => classify(&args, cli.verbose),
+        Command::Eval(args) => eval(&args, cli.verbose),
         Command::FetchModel(args) => fetch_model(&args),
     }
 }
 
-/// A model with its labels and preprocessing, ready to classify images.
-struct Classifier {
-    model: Model,
-    labels: Labels,
-    preprocess: Preprocess,
-}
-
-impl Classifier {
-    fn new(
-        model_args: &ModelArgs,
-        preprocess_args: &PreprocessArgs,
-        verbose: bool,
-    ) -> Result<Self> {
-        let source = ModelSource::resolve(model_args.model.as_deref())?;
-        let started = Instant::now();
-        let model = Model::load(&source)?;
-        let labels = load_labels(model_args.labels.as_deref(), model.classes)?;
-        let (preprocess, preset) = preprocess_for(&model, source.origin, preprocess_args);
-        if verbose {
-            describe(&source, &model, &preprocess, preset, started);
-        }
-        Ok(Classifier { model, labels, preprocess })
-    }
-
-    fn classify(&self, path: &Path, k: usize) -> Outcome {
-        let result = self
-            .preprocess
-            .load(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|tensor| self.model.probabilities(tensor).context("inference failed"));
-        match result {
-            Ok(probabilities) => Outcome::Predictions(top_k(&probabilities, k, &self.labels)),
-            Err(err) => Outcome::Error(output::one_line(&err)),
-        }
-    }
-}
-
 fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
-    let classifier = Classifier::new(&args.model, &args.preprocess, verbose)?;
-    let k = usize::from(args.top_k);
-    ensure!(
-        k <= classifier.model.classes,
-        "--top-k {k} exceeds the {} classes the model scores",
-        classifier.model.classes
-    );
-    let records: Vec<Record> =
-        args.paths.par_iter().map(|path| Record::new(path, classifier.classify(path, k))).collect();
-    let mut writer = output::writer(args.format, Box::new(io::stdout().lock()));
-    let mut failed = 0;
-    for record in &records {
-        if let Outcome::Error(reason) = &record.outcome {
-            diagnostic(&format!("{}: {reason}", record.path));
-            failed += 1;
-        }
-        writer.record(record)?;
+    let format = args.format.unwrap_or_else(|| match &args.output {
+        None if std::io::stdout().is_terminal() => Format::Table,
+        _ => Format::Jsonl,
+    });
+    ensure!(!args.resume || format == Format::Jsonl, "--resume needs --format jsonl");
+    let mut inputs = discover_inputs(&args.inputs)?;
+    let found = inputs.len();
+    if let (true, Some(path)) = (args.resume, &args.output) {
+        let done = resume::completed_paths(path)?;
+        inputs.retain(|input| !done.contains(&lossy(input.path())));
     }
-    writer.finish()?;
-    Ok(if failed == 0 { Status::Success } else { Status::SomeInputsFailed })
+    ensure!(found > 0, "no images found in {}", describe_paths(&args.inputs));
+    let classifier =
+        load_classifier(&args.model, &args.preprocess, &args.run, args.top_k, verbose)?;
+    let mut output = match &args.output {
+        Some(path) => Output::file(format, path, args.resume)?,
+        None => Output::stdout(format),
+    };
+    let failed = run_batch(&classifier, &inputs, &args.run, |record| output.record(&record))?;
+    output.finish()?;
+    Ok(status(failed))
+}
+
+fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
+    let inputs = discover_inputs(&args.inputs)?;
+    ensure!(!inputs.is_empty(), "no images found in {}", describe_paths(&args.inputs));
+    let classifier = load_classifier(&args.model, &args.preprocess, &args.run, 5, verbose)?;
+    let mut tally = Tally::default();
+    let mut unlabelled = Vec::new();
+    let failed = run_batch(&classifier, &inputs, &args.run, |record| {
+        let Outcome::Predictions(predictions) = &record.outcome else {
+            tally.add_failure();
+            return Ok(());
+        };
+        let truth = true_synset(Path::new(&record.path));
+        match truth.as_deref().and_then(|synset| classifier.labels.by_synset(synset)) {
+            Some((index, _)) => tally.add(index, predictions),
+            None => {
+                tally.add_failure();
+                unlabelled.push(record.path);
+            }
+        }
+        Ok(())
+    })?;
+    for path in &unlabelled {
+        diagnostic(&format!("{path}: no known synset in the file or folder name; not counted"));
+    }
+    let report = tally.report(&classifier.labels, args.confusions);
+    match args.format {
+        ReportFormat::Table => print!("{}", report.to_text()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(status(failed + unlabelled.len()))
+}
+
+fn status(failed: usize) -> Status {
+    if failed == 0 {
+        Status::Success
+    } else {
+        Status::SomeInputsFailed
+    }
+}
+
+/// Classifies `inputs` in parallel and hands their records to `sink` in input order, with a
+/// progress bar and a summary on stderr. Returns how many inputs failed.
+fn run_batch(
+    classifier: &Classifier,
+    inputs: &[Input],
+    run: &RunArgs,
+    mut sink: impl FnMut(Record) -> Result<()>,
+) -> Result<usize> {
+    let threads = run.threads.map_or_else(default_threads, usize::from);
+    let mut progress = Progress::new(inputs.len(), run.quiet);
+    for input in inputs.iter().filter(|input| input.path().to_str().is_none()) {
+        progress
+            .warn(&format!("{}: name is not valid UTF-8; shown with U+FFFD", lossy(input.path())));
+    }
+    let result = run_ordered(
+        inputs,
+        threads,
+        classifier.model.batch_size,
+        |chunk| classifier.classify(chunk),
+        |record| {
+            match &record.outcome {
+                Outcome::Predictions(_) => progress.classified(),
+                Outcome::Error(reason) => progress.failed(&record.path, reason),
+            }
+            sink(record)
+        },
+    );
+    let failed = progress.failures();
+    progress.finish();
+    result.map(|()| failed)
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The inputs named on the command line and by `--files-from`, walked, sorted and sharded.
+fn discover_inputs(args: &InputArgs) -> Result<Vec<Input>> {
+    let mut roots = args.paths.clone();
+    if let Some(list) = &args.files_from {
+        roots.extend(read_path_list(list)?);
+    }
+    let walk = Walk::new(!args.no_recursive, &args.include, &args.exclude)?;
+    let inputs = walk.discover(&roots);
+    Ok(match args.shard {
+        Some(shard) => discover::shard(inputs, shard),
+        None => inputs,
+    })
+}
+
+/// Paths, one per line, from a file or `-` (stdin). Blank lines are skipped.
+fn read_path_list(list: &Path) -> Result<Vec<PathBuf>> {
+    let reader: Box<dyn BufRead> = if list == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(list)
+            .with_context(|| format!("cannot read --files-from {}", list.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let mut paths = Vec::new();
+    for line in reader.lines() {
+        let line = line.with_context(|| format!("cannot read --files-from {}", list.display()))?;
+        if !line.trim().is_empty() {
+            paths.push(PathBuf::from(line.trim_end_matches('\r')));
+        }
+    }
+    Ok(paths)
+}
+
+fn describe_paths(args: &InputArgs) -> String {
+    let mut names: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    if let Some(list) = &args.files_from {
+        names.push(format!("the paths of {}", list.display()));
+    }
+    names.join(", ")
+}
+
+fn lossy(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Resolves and loads the model, its labels and its preprocessing.
+fn load_classifier(
+    model_args: &ModelArgs,
+    preprocess_args: &PreprocessArgs,
+    run: &RunArgs,
+    top_k: u16,
+    verbose: bool,
+) -> Result<Classifier> {
+    let source = ModelSource::resolve(model_args.model.as_deref())?;
+    let started = Instant::now();
+    let model = Model::load(&source, usize::from(run.batch_size))?;
+    let labels = load_labels(model_args.labels.as_deref(), model.classes)?;
+    let top_k = usize::from(top_k);
+    ensure!(
+        top_k <= model.classes,
+        "--top-k {top_k} exceeds the {} classes the model scores",
+        model.classes
+    );
+    let (preprocess, preset) = preprocess_for(&model, source.origin, preprocess_args);
+    if verbose {
+        describe(&source, &model, &preprocess, preset, started);
+    }
+    Ok(Classifier { model, labels, preprocess, top_k })
 }
 
 /// The label list: `--labels FILE` or the embedded ImageNet-1k list, checked against the
@@ -99,12 +213,10 @@ fn load_labels(file: Option<&Path>, classes: usize) -> Result<Labels> {
         Some(path) => (Labels::from_file(path)?, path.display().to_string()),
         None => (Labels::imagenet(), "the embedded ImageNet-1k list".to_owned()),
     };
-    ensure!(
-        labels.len() == classes,
-        "{origin} has {} labels but the model scores {classes} classes{}",
-        labels.len(),
-        if file.is_none() { ": pass --labels FILE" } else { "" }
-    );
+    if labels.len() != classes {
+        let hint = if file.is_none() { ": pass --labels FILE" } else { "" };
+        bail!("{origin} has {} labels but the model scores {classes} classes{hint}", labels.len());
+    }
     Ok(labels)
 }
 
@@ -148,8 +260,13 @@ fn describe(source: &ModelSource, model: &Model, p: &Preprocess, preset: Preset,
     };
     diagnostic(&format!("model: {source}"));
     diagnostic(&format!(
-        "input `{}` 1x3x{}x{}; output `{}`: {} classes, {output}",
-        model.input.name, model.input.height, model.input.width, model.output_name, model.classes
+        "input `{}` {}x3x{}x{}; output `{}`: {} classes, {output}",
+        model.input.name,
+        model.batch_size,
+        model.input.height,
+        model.input.width,
+        model.output_name,
+        model.classes
     ));
     diagnostic(&format!(
         "preprocess: preset {preset:?}, resize {:?}, {:?}, mean {:?}, std {:?}",

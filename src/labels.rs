@@ -53,6 +53,11 @@ impl Labels {
         self.0.is_empty()
     }
 
+    /// The output position and label of the class with this synset id.
+    pub fn by_synset(&self, synset: &str) -> Option<(usize, &Label)> {
+        self.0.iter().enumerate().find(|(_, label)| label.synset.as_deref() == Some(synset))
+    }
+
     /// The label of output position `index`.
     pub fn get(&self, index: usize) -> Option<&Label> {
         self.0.get(index)
@@ -71,7 +76,7 @@ fn parse_line(line: &str) -> Label {
 }
 
 /// A WordNet noun synset id: `n` and eight digits.
-fn is_synset(word: &str) -> bool {
+pub fn is_synset(word: &str) -> bool {
     word.len() == 9 && word.starts_with('n') && word[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -87,6 +92,11 @@ mod tests {
         assert_eq!(first.synset.as_deref(), Some("n01440764"));
         assert_eq!(first.name, "tench");
         assert!((0..1000).all(|i| labels.get(i).unwrap().synset.is_some()));
+        assert_eq!(
+            labels.by_synset("n02124075").map(|(i, l)| (i, l.name.as_str())),
+            Some((285, "Egyptian cat"))
+        );
+        assert!(labels.by_synset("n99999999").is_none());
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! `googlenet`: classify images with GoogLeNet (Inception v1) through tract.
 //!
-//! Data flows one way: image paths are decoded and preprocessed ([`preprocess`]) into tensors,
-//! run through one optimised plan ([`model`]), ranked and labelled ([`classify`], [`labels`]) and
-//! written as records ([`output`]). [`commands`] wires the subcommands of [`cli`] to them.
+//! Data flows one way: paths are found ([`pipeline::discover`]), decoded and preprocessed
+//! ([`preprocess`]) into tensors, run through one optimised plan ([`model`]) on worker threads
+//! ([`pipeline`]), ranked and labelled ([`classify`], [`labels`]) and written as records in input
+//! order ([`output`]). [`eval`] scores them against labelled folders; [`commands`] wires the
+//! subcommands of [`cli`] to all of it.
 
 pub mod classify;
 pub mod cli;
 pub mod commands;
+pub mod eval;
 pub mod labels;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod preprocess;

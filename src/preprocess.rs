@@ -4,14 +4,13 @@
 //! orientation, flattened to 8-bit RGB (alpha composited over white), resized to the model's
 //! input size and normalised into a `3 x H x W` float array in the model's channel order.
 
-use std::fs::File;
-use std::io::BufReader;
+use std::io::Cursor;
 use std::path::Path;
 use std::str::FromStr;
 
 use fast_image_resize::images::{Image as ResizeImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageReader, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use tract_onnx::prelude::tract_ndarray::Array3;
 
 /// Why an image could not be turned into a tensor.
@@ -20,9 +19,15 @@ pub enum PreprocessError {
     /// The file could not be opened or read.
     #[error("cannot read")]
     Io(#[from] std::io::Error),
+    /// The file is empty.
+    #[error("empty file")]
+    Empty,
     /// The content is not in any image format this build knows.
     #[error("not an image (unrecognised format)")]
     UnknownFormat,
+    /// A JPEG whose data stops before its end-of-image marker.
+    #[error("truncated JPEG (no end-of-image marker after the image data)")]
+    TruncatedJpeg,
     /// The bytes are not an image this build can decode.
     #[error("cannot decode")]
     Decode(#[from] image::ImageError),
@@ -188,16 +193,49 @@ impl Preprocess {
 /// Decodes an image by its content (whatever its extension says), applies its EXIF orientation
 /// and flattens it to 8-bit RGB.
 pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
-    let file = BufReader::new(File::open(path)?);
-    let reader = ImageReader::new(file).with_guessed_format()?;
-    if reader.format().is_none() {
-        return Err(PreprocessError::UnknownFormat);
+    let bytes = std::fs::read(path)?;
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format()?;
+    match reader.format() {
+        None => return Err(PreprocessError::UnknownFormat),
+        Some(ImageFormat::Jpeg) if jpeg_is_truncated(&bytes) => {
+            return Err(PreprocessError::TruncatedJpeg)
+        }
+        Some(_) => {}
     }
     let mut decoder = reader.into_decoder()?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)?;
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
     Ok(flatten(image))
+}
+
+/// Whether a JPEG lacks the end-of-image marker after its first scan: the decoder would
+/// otherwise fill the missing part of a cut-off file with grey. The marker segments before the
+/// first scan are skipped by their lengths, so that a thumbnail inside the EXIF segment does not
+/// count; data after the end marker (as in motion photos) does no harm. Headers too broken to
+/// walk are left to the decoder.
+fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    const SOS: u8 = 0xDA;
+    const EOI: u8 = 0xD9;
+    let mut pos = 2;
+    let scan = loop {
+        let (Some(0xFF), Some(&marker)) = (bytes.get(pos), bytes.get(pos + 1)) else {
+            return false;
+        };
+        match marker {
+            0xFF => pos += 1,
+            0x01 | 0xD0..=0xD7 => pos += 2,
+            SOS => break pos,
+            _ => match bytes.get(pos + 2..pos + 4) {
+                Some(&[hi, lo]) => pos += 2 + usize::from(u16::from_be_bytes([hi, lo])),
+                _ => return false,
+            },
+        }
+    };
+    !bytes[scan..].windows(2).any(|w| w == [0xFF, EOI])
 }
 
 /// 8-bit RGB, with any alpha channel composited over white.
@@ -256,6 +294,19 @@ mod tests {
             assert_eq!(resized.dimensions(), (224, 224));
             assert_eq!(resized.get_pixel(100, 100).0, [200, 100, 50]);
         }
+    }
+
+    #[test]
+    fn cut_jpegs_are_truncated_and_whole_ones_not() {
+        let mut jpeg = Vec::new();
+        let image = RgbImage::from_pixel(64, 64, image::Rgb([10, 200, 30]));
+        image.write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg).unwrap();
+        assert!(!jpeg_is_truncated(&jpeg));
+        assert!(jpeg_is_truncated(&jpeg[..jpeg.len() - 2]));
+        let mut with_trailer = jpeg.clone();
+        with_trailer.extend_from_slice(&[0xFF, 0xDA, 0, 0, 1, 2]);
+        assert!(!jpeg_is_truncated(&with_trailer));
+        assert!(!jpeg_is_truncated(&jpeg[..20]), "headers too short to walk go to the decoder");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tract_onnx::prelude::tract_ndarray::Array3;
 
 fn shared_model() -> Model {
     let source = ModelSource { origin: Origin::Flag, path: common::shared_model() };
-    Model::load(&source).expect("the shared model loads")
+    Model::load(&source, 1).expect("the shared model loads")
 }
 
 /// The reference stems: `<stem>.input.f32` with its `<stem>.output.f32`.
@@ -41,7 +41,7 @@ fn outputs_match_onnxruntime_within_1e5() {
         let input = common::read_f32(&with_suffix(&stem, ".input.f32"));
         let expected = common::read_f32(&with_suffix(&stem, ".output.f32"));
         let input = Array3::from_shape_vec((3, 224, 224), input).unwrap();
-        let actual = model.probabilities(input).unwrap();
+        let actual = model.probabilities(&[input]).unwrap().remove(0);
         assert_eq!(actual.len(), 1000);
         let worst = actual.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
         println!("{}: max |tract - onnxruntime| = {worst:.2e}", stem.display());
@@ -96,7 +96,8 @@ fn accuracy(resize: ResizeMode, prep: &str) -> Accuracy {
     for photo in common::samples() {
         let name = photo.file_name().unwrap().to_str().unwrap().to_owned();
         let truth = name.split('_').next().unwrap().to_owned();
-        let probabilities = model.probabilities(settings.load(&photo).unwrap()).unwrap();
+        let probabilities =
+            model.probabilities(&[settings.load(&photo).unwrap()]).unwrap().remove(0);
         let top5 = top_k(&probabilities, 5, &labels);
         let synset = |i: usize| top5[i].synset.as_deref().unwrap();
         acc.count += 1;

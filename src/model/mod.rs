@@ -7,8 +7,8 @@ mod source;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use tract_onnx::pb::ModelProto;
-use tract_onnx::prelude::tract_ndarray::{Array3, Axis};
+use tract_onnx::pb::{ModelProto, TensorProto};
+use tract_onnx::prelude::tract_ndarray::{Array3, Array4};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -35,7 +35,8 @@ pub struct InputSpec {
     pub height: u32,
 }
 
-/// A loaded classifier: one optimised plan that many threads may run at once.
+/// A loaded classifier: one optimised plan, for a fixed batch size, that many threads may run
+/// at once.
 #[derive(Debug)]
 pub struct Model {
     plan: Arc<TypedSimplePlan>,
@@ -47,47 +48,110 @@ pub struct Model {
     pub output_kind: OutputKind,
     /// How many classes the output scores.
     pub classes: usize,
+    /// How many images one run of the plan takes.
+    pub batch_size: usize,
 }
 
 impl Model {
-    /// Loads, checks and optimises the model of `source`.
-    pub fn load(source: &ModelSource) -> Result<Model> {
+    /// Loads, checks and optimises the model of `source` for batches of `batch_size` images.
+    pub fn load(source: &ModelSource, batch_size: usize) -> Result<Model> {
         let bytes = source.bytes()?;
-        Model::from_bytes(&bytes).with_context(|| format!("cannot load model {source}"))
+        Model::from_bytes(&bytes, batch_size).with_context(|| format!("cannot load model {source}"))
     }
 
-    /// Parses an ONNX model and prepares its plan for a batch of one image.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+    /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
+    /// Reshape nodes that pin the batch to 1 are rewritten to copy it from their input.
+    pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {
+        ensure!(batch_size >= 1, "the batch size must be at least 1");
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &*bytes).context("not an ONNX model")?;
+        let mut proto = onnx.proto_model_for_read(&mut &*bytes).context("not an ONNX model")?;
         let output_kind = output_kind(&proto)?;
+        if batch_size > 1 {
+            free_batch(&mut proto);
+        }
         let mut model = onnx.model_for_proto_model(&proto)?;
         ensure!(model.inputs.len() == 1, "expected one image input, found {}", model.inputs.len());
         ensure!(!model.outputs.is_empty(), "the model has no output");
         let input = input_spec(&model)?;
-        let fact = f32::fact([1, 3, input.height as usize, input.width as usize]);
+        let fact = f32::fact([batch_size, 3, input.height as usize, input.width as usize]);
         model.set_input_fact(0, fact.into())?;
         let scores = model.outputs[0];
         model.select_output_outlets(&[scores])?;
         let output_name = model
             .outlet_label(scores)
             .map_or_else(|| model.node(scores.node).name.clone(), str::to_owned);
-        let optimised = model.into_optimized().context("cannot optimise the model")?;
-        let classes = class_count(&optimised)?;
+        let optimised = model
+            .into_optimized()
+            .with_context(|| format!("cannot prepare the model for batches of {batch_size}"))?;
+        let classes = class_count(&optimised, batch_size)?;
         let plan = optimised.into_runnable()?;
-        Ok(Model { plan, input, output_name, output_kind, classes })
+        Ok(Model { plan, input, output_name, output_kind, classes, batch_size })
     }
 
-    /// Runs one `3 x H x W` image through the network and returns its class probabilities.
-    pub fn probabilities(&self, image: Array3<f32>) -> Result<Vec<f32>> {
-        let batch: Tensor = image.insert_axis(Axis(0)).into();
-        let outputs = self.plan.run(tvec!(batch.into_tvalue()))?;
+    /// Runs up to [`Model::batch_size`] `3 x H x W` images through the network in one call and
+    /// returns each one's class probabilities. A short batch is padded.
+    pub fn probabilities(&self, images: &[Array3<f32>]) -> Result<Vec<Vec<f32>>> {
+        ensure!(
+            images.len() <= self.batch_size,
+            "{} images for a batch of {}",
+            images.len(),
+            self.batch_size
+        );
+        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        let mut batch = Array4::<f32>::zeros((self.batch_size, 3, h, w));
+        for (mut slot, image) in batch.outer_iter_mut().zip(images) {
+            ensure!(
+                image.shape() == [3, h, w],
+                "image tensor {:?}, expected [3, {h}, {w}]",
+                image.shape()
+            );
+            slot.assign(image);
+        }
+        let outputs = self.plan.run(tvec!(Tensor::from(batch).into_tvalue()))?;
         let output = outputs.first().context("the model returned no output")?;
-        let scores = output.to_plain_array_view::<f32>()?.iter().copied().collect::<Vec<f32>>();
-        Ok(match self.output_kind {
-            OutputKind::Probabilities => scores,
-            OutputKind::Logits => crate::classify::softmax(&scores),
-        })
+        let scores = output.to_plain_array_view::<f32>()?;
+        let scores = scores.as_slice().context("the output is not contiguous")?;
+        Ok(scores
+            .chunks_exact(self.classes)
+            .take(images.len())
+            .map(|row| match self.output_kind {
+                OutputKind::Probabilities => row.to_vec(),
+                OutputKind::Logits => crate::classify::softmax(row),
+            })
+            .collect())
+    }
+}
+
+/// Rewrites constant Reshape shapes that start with 1 (the batch pinned to one, as in the
+/// model zoo's GoogLeNet `[1, 1024]`) to start with 0: copy the batch from the input.
+fn free_batch(proto: &mut ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else { return };
+    let shapes: Vec<String> = graph
+        .node
+        .iter()
+        .filter(|node| node.op_type == "Reshape")
+        .filter_map(|node| node.input.get(1).cloned())
+        .collect();
+    for tensor in graph.initializer.iter_mut().filter(|t| shapes.contains(&t.name)) {
+        pin_batch_to_input(tensor);
+    }
+    for node in graph.node.iter_mut().filter(|n| n.op_type == "Constant") {
+        if node.output.iter().any(|o| shapes.contains(o)) {
+            node.attribute.iter_mut().filter_map(|a| a.t.as_mut()).for_each(pin_batch_to_input);
+        }
+    }
+}
+
+/// Replaces a leading 1 in an int64 shape tensor by 0.
+fn pin_batch_to_input(tensor: &mut TensorProto) {
+    const INT64: i32 = 7;
+    if tensor.data_type != INT64 {
+        return;
+    }
+    if tensor.int64_data.first() == Some(&1) {
+        tensor.int64_data[0] = 0;
+    } else if tensor.raw_data.get(..8) == Some(&1i64.to_le_bytes()[..]) {
+        tensor.raw_data[..8].copy_from_slice(&0i64.to_le_bytes());
     }
 }
 
@@ -123,12 +187,15 @@ fn output_kind(proto: &ModelProto) -> Result<OutputKind> {
     })
 }
 
-/// The number of scores the (batch of one) output holds.
-fn class_count(model: &TypedModel) -> Result<usize> {
+/// The number of scores the output holds per image.
+fn class_count(model: &TypedModel, batch_size: usize) -> Result<usize> {
     let fact = model.output_fact(0)?;
     let shape = fact.shape.as_concrete().context("the output shape is not fixed")?;
-    let classes: usize = shape.iter().product();
-    ensure!(classes > 0, "the output {:?} holds no scores", shape);
+    let classes = shape.iter().product::<usize>() / batch_size;
+    ensure!(
+        classes > 0 && shape.first() == Some(&batch_size),
+        "the output {shape:?} does not hold one row of scores per image of a batch of {batch_size}"
+    );
     Ok(classes)
 }
 
@@ -138,13 +205,13 @@ mod tests {
 
     #[test]
     fn garbage_is_not_an_onnx_model() {
-        let err = Model::from_bytes(b"this is not a protobuf").unwrap_err();
+        let err = Model::from_bytes(b"this is not a protobuf", 1).unwrap_err();
         assert!(format!("{err:#}").contains("not an ONNX model"), "{err:#}");
     }
 
     #[test]
     fn empty_bytes_have_no_graph() {
-        let err = Model::from_bytes(b"").unwrap_err();
+        let err = Model::from_bytes(b"", 1).unwrap_err();
         assert!(format!("{err:#}").contains("no graph"), "{err:#}");
     }
 }

@@ -42,16 +42,12 @@ impl<W: Write> RecordWriter for JsonWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::tests::sample_records;
+    use crate::output::tests::written;
 
     #[test]
     fn the_document_holds_every_record_in_order() {
         let mut out = Vec::new();
-        let mut writer = JsonWriter::new(&mut out);
-        for record in sample_records() {
-            writer.record(&record).unwrap();
-        }
-        writer.finish().unwrap();
+        written(|out| Box::new(JsonWriter::new(out)), &mut out);
         let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let results = document["results"].as_array().unwrap();
         assert_eq!(results.len(), 2);

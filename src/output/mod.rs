@@ -1,17 +1,25 @@
 //! Result records and the formats they are written in. Results go to stdout (or a file);
 //! diagnostics go to stderr through [`diagnostic`].
 
+mod csv;
 mod json;
+mod jsonl;
+mod progress;
+pub mod resume;
 mod table;
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::classify::Prediction;
 
+pub use csv::CsvWriter;
 pub use json::JsonWriter;
+pub use jsonl::JsonlWriter;
+pub use progress::Progress;
 pub use table::TableWriter;
 
 /// The result of one input image: its predictions, or why it has none.
@@ -46,8 +54,19 @@ impl Record {
 pub enum Format {
     /// Aligned text for people.
     Table,
-    /// One JSON document: `{"results": [...]}`.
+    /// One JSON object per image and line, written as each image is done.
+    Jsonl,
+    /// One row per image and rank, written as each image is done.
+    Csv,
+    /// One JSON document, `{"results": [...]}`, written at the end.
     Json,
+}
+
+impl Format {
+    /// Whether records are written as they come (and so survive a killed run).
+    pub fn streams(self) -> bool {
+        matches!(self, Format::Jsonl | Format::Csv)
+    }
 }
 
 /// Writes records in one format.
@@ -58,11 +77,66 @@ pub trait RecordWriter {
     fn finish(&mut self) -> io::Result<()>;
 }
 
-/// A writer of `format` over `out`.
-pub fn writer<'a>(format: Format, out: Box<dyn Write + 'a>) -> Box<dyn RecordWriter + 'a> {
+/// A writer of `format` over `out`; `fresh` says whether `out` starts empty (a CSV header is
+/// written only then).
+fn writer<'a>(format: Format, out: Box<dyn Write + 'a>, fresh: bool) -> Box<dyn RecordWriter + 'a> {
     match format {
         Format::Table => Box::new(TableWriter::new(out)),
+        Format::Jsonl => Box::new(JsonlWriter::new(out)),
+        Format::Csv => Box::new(CsvWriter::new(out, fresh)),
         Format::Json => Box::new(JsonWriter::new(out)),
+    }
+}
+
+/// Where results go: stdout, or a file. Streaming formats write the file in place (appending
+/// when resuming); whole-document formats write a temporary file beside it and rename it into
+/// place when finished, so the file is never seen half-written.
+pub struct Output {
+    writer: Box<dyn RecordWriter>,
+    pending: Option<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+impl Output {
+    /// Results on stdout.
+    pub fn stdout(format: Format) -> Output {
+        Output { writer: writer(format, Box::new(io::stdout()), true), pending: None }
+    }
+
+    /// Results in `path`; `append` keeps what a streaming format already wrote there.
+    pub fn file(format: Format, path: &Path, append: bool) -> Result<Output> {
+        if format.streams() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let fresh = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+            return Ok(Output { writer: writer(format, Box::new(file), fresh), pending: None });
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let temp = tempfile::Builder::new()
+            .prefix(".googlenet-output-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        let file = temp.as_file().try_clone()?;
+        let writer = writer(format, Box::new(io::BufWriter::new(file)), true);
+        Ok(Output { writer, pending: Some((temp, path.to_owned())) })
+    }
+
+    /// Writes one record.
+    pub fn record(&mut self, record: &Record) -> Result<()> {
+        Ok(self.writer.record(record)?)
+    }
+
+    /// Completes the output, renaming a whole-document file into place.
+    pub fn finish(mut self) -> Result<()> {
+        self.writer.finish()?;
+        if let Some((temp, path)) = self.pending.take() {
+            temp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
     }
 }
 
@@ -79,6 +153,18 @@ pub fn diagnostic(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `writer` makes of the sample records, finished.
+    pub(crate) fn written<'a>(
+        writer: impl FnOnce(&'a mut Vec<u8>) -> Box<dyn RecordWriter + 'a>,
+        out: &'a mut Vec<u8>,
+    ) {
+        let mut writer = writer(out);
+        for record in sample_records() {
+            writer.record(&record).unwrap();
+        }
+        writer.finish().unwrap();
+    }
 
     pub(crate) fn sample_records() -> Vec<Record> {
         let prediction = |rank, index, name: &str, probability| Prediction {

@@ -36,16 +36,12 @@ impl<W: Write> RecordWriter for TableWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::tests::sample_records;
+    use crate::output::tests::written;
 
     #[test]
     fn blocks_are_aligned_and_errors_skipped() {
         let mut out = Vec::new();
-        let mut writer = TableWriter::new(&mut out);
-        for record in sample_records() {
-            writer.record(&record).unwrap();
-        }
-        writer.finish().unwrap();
+        written(|out| Box::new(TableWriter::new(out)), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

@@ -1,0 +1,82 @@
+//! The progress bar and the run's diagnostics on stderr. The bar shows only when stderr is a
+//! terminal and the run is not `--quiet`; diagnostics are printed above it.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// Progress of a batch run: images done, failures, and the summary line at the end.
+pub struct Progress {
+    bar: ProgressBar,
+    quiet: bool,
+    started: Instant,
+    classified: usize,
+    failed: usize,
+}
+
+impl Progress {
+    /// A progress report over `total` images.
+    pub fn new(total: usize, quiet: bool) -> Progress {
+        let target =
+            if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
+        let template = "{pos}/{len} images [{bar:30}] {rate} ETA {eta}";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            let rate = |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.1} images/s", state.per_sec());
+            };
+            bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
+        }
+        Progress { bar, quiet, started: Instant::now(), classified: 0, failed: 0 }
+    }
+
+    /// Counts an image classified.
+    pub fn classified(&mut self) {
+        self.classified += 1;
+        self.bar.inc(1);
+    }
+
+    /// Counts an image that failed and prints why, on one line.
+    pub fn failed(&mut self, path: &str, reason: &str) {
+        self.failed += 1;
+        self.bar.suspend(|| super::diagnostic(&format!("{path}: {reason}")));
+        self.bar.inc(1);
+    }
+
+    /// Prints a diagnostic above the bar.
+    pub fn warn(&self, message: &str) {
+        self.bar.suspend(|| super::diagnostic(message));
+    }
+
+    /// How many images failed so far.
+    pub fn failures(&self) -> usize {
+        self.failed
+    }
+
+    /// Clears the bar and, unless quiet, prints the one-line summary.
+    pub fn finish(self) {
+        self.bar.finish_and_clear();
+        if !self.quiet {
+            super::diagnostic(&summary(self.classified, self.failed, self.started.elapsed()));
+        }
+    }
+}
+
+fn summary(classified: usize, failed: usize, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let rate = (classified + failed) as f64 / seconds.max(1e-9);
+    format!("{classified} classified, {failed} failed in {seconds:.2} s ({rate:.1} images/s)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_and_rates() {
+        assert_eq!(
+            summary(98, 2, Duration::from_secs(5)),
+            "98 classified, 2 failed in 5.00 s (20.0 images/s)"
+        );
+    }
+}

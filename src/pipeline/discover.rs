@@ -1,0 +1,212 @@
+//! Finding the images to process: files as given, folders walked for image files, globs,
+//! shards. Folders that cannot be read and symlink loops become [`Input::Broken`] entries so
+//! that they are reported, not fatal.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use walkdir::WalkDir;
+
+use crate::cli::Shard;
+
+/// File extensions, lower-case, that a folder walk takes as images.
+pub const IMAGE_EXTENSIONS: &[&str] =
+    &["jpg", "jpeg", "jpe", "jfif", "png", "gif", "bmp", "dib", "tif", "tiff", "webp"];
+
+/// One thing to process.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Input {
+    /// A file to classify.
+    Image(PathBuf),
+    /// A place the walk could not enter, and why.
+    Broken {
+        /// The folder or link concerned.
+        path: PathBuf,
+        /// A one-line reason.
+        reason: String,
+    },
+}
+
+impl Input {
+    /// The path this input concerns.
+    pub fn path(&self) -> &Path {
+        match self {
+            Input::Image(path) | Input::Broken { path, .. } => path,
+        }
+    }
+}
+
+/// How folders are walked and paths filtered.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Descend into sub-folders.
+    pub recursive: bool,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+impl Walk {
+    /// A walk that keeps paths matching any of `include` (all, when empty) and none of
+    /// `exclude`.
+    pub fn new(recursive: bool, include: &[String], exclude: &[String]) -> Result<Walk> {
+        Ok(Walk { recursive, include: glob_set(include)?, exclude: glob_set(exclude)? })
+    }
+
+    /// Every input under `roots`, sorted by path, without duplicates. Files given directly are
+    /// taken whatever their extension; files found in folders only with an image extension.
+    pub fn discover(&self, roots: &[PathBuf]) -> Vec<Input> {
+        let mut inputs: Vec<Input> = Vec::new();
+        for root in roots {
+            if root.is_dir() {
+                self.walk(root, &mut inputs);
+            } else if self.wanted(root) {
+                inputs.push(Input::Image(root.clone()));
+            }
+        }
+        inputs.sort_by(|a, b| a.path().cmp(b.path()).then_with(|| a.cmp(b)));
+        inputs.dedup_by(|a, b| a.path() == b.path());
+        inputs
+    }
+
+    fn walk(&self, root: &Path, inputs: &mut Vec<Input>) {
+        let depth = if self.recursive { usize::MAX } else { 1 };
+        for entry in WalkDir::new(root).follow_links(true).min_depth(1).max_depth(depth) {
+            match entry {
+                Ok(entry) if entry.file_type().is_file() => {
+                    let path = entry.into_path();
+                    if has_image_extension(&path) && self.wanted(&path) {
+                        inputs.push(Input::Image(path));
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => inputs.push(broken(root, &err)),
+            }
+        }
+    }
+
+    fn wanted(&self, path: &Path) -> bool {
+        self.include.as_ref().is_none_or(|set| set.is_match(path))
+            && !self.exclude.as_ref().is_some_and(|set| set.is_match(path))
+    }
+}
+
+fn broken(root: &Path, err: &walkdir::Error) -> Input {
+    let path = err.path().unwrap_or(root).to_owned();
+    let reason = match (err.loop_ancestor(), err.io_error()) {
+        (Some(ancestor), _) => format!("symlink loop back to {}", ancestor.display()),
+        (None, Some(io)) => format!("cannot read folder: {io}"),
+        (None, None) => err.to_string(),
+    };
+    Input::Broken { path, reason }
+}
+
+fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        builder.add(Glob::new(pattern).with_context(|| format!("bad glob `{pattern}`"))?);
+    }
+    Ok(Some(builder.build()?))
+}
+
+/// Whether the file name ends in a known image extension, in any case.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The inputs of one shard: every N-th input, starting at the K-th. Shards are disjoint and
+/// together hold every input, given the same sorted list.
+pub fn shard(inputs: Vec<Input>, shard: Shard) -> Vec<Input> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.n == shard.k - 1)
+        .map(|(_, x)| x)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["b.JPG", "a.png", "notes.txt", "sub/c.jpeg", "sub/deeper/d.webp"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        dir
+    }
+
+    fn names(inputs: &[Input], root: &Path) -> Vec<String> {
+        inputs
+            .iter()
+            .map(|i| i.path().strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn folders_are_walked_sorted_by_extension() {
+        let dir = tree();
+        let root = dir.path();
+        let all = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        assert_eq!(names(&all, root), ["a.png", "b.JPG", "sub/c.jpeg", "sub/deeper/d.webp"]);
+        let top = Walk::new(false, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        assert_eq!(names(&top, root), ["a.png", "b.JPG"]);
+    }
+
+    #[test]
+    fn files_given_are_kept_and_duplicates_dropped() {
+        let dir = tree();
+        let root = dir.path();
+        let notes = root.join("notes.txt");
+        let inputs =
+            Walk::new(true, &[], &[]).unwrap().discover(&[notes.clone(), root.to_owned(), notes]);
+        assert_eq!(inputs.len(), 5);
+        assert!(inputs.contains(&Input::Image(root.join("notes.txt"))));
+    }
+
+    #[test]
+    fn globs_include_and_exclude() {
+        let dir = tree();
+        let root = dir.path();
+        let walk =
+            Walk::new(true, &["*.png".into(), "**/sub/**".into()], &["*.webp".into()]).unwrap();
+        assert_eq!(names(&walk.discover(&[root.to_owned()]), root), ["a.png", "sub/c.jpeg"]);
+        assert!(Walk::new(true, &["a[".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn symlink_loops_are_broken_inputs() {
+        let dir = tree();
+        let root = dir.path();
+        std::os::unix::fs::symlink(root.join("sub"), root.join("sub/deeper/loop")).unwrap();
+        let inputs = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        let broken: Vec<&Input> =
+            inputs.iter().filter(|i| matches!(i, Input::Broken { .. })).collect();
+        assert_eq!(broken.len(), 1, "{inputs:?}");
+        assert!(
+            matches!(broken[0], Input::Broken { reason, .. } if reason.contains("symlink loop"))
+        );
+        assert_eq!(inputs.len(), 5);
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_complete() {
+        let inputs: Vec<Input> =
+            (0..10).map(|i| Input::Image(PathBuf::from(format!("{i}")))).collect();
+        let mut union: Vec<Input> =
+            (1..=3).flat_map(|k| shard(inputs.clone(), Shard { k, n: 3 })).collect();
+        assert_eq!(shard(inputs.clone(), Shard { k: 1, n: 3 }).len(), 4);
+        union.sort();
+        let mut expected = inputs;
+        expected.sort();
+        assert_eq!(union, expected);
+    }
+}

@@ -1,0 +1,188 @@
+//! The batch pipeline: discovered inputs are decoded, preprocessed and classified on worker
+//! threads sharing one optimised plan, and their records handed on in input order as soon as
+//! every earlier one is done.
+
+pub mod discover;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use anyhow::{Context, Result};
+
+use crate::classify::top_k;
+use crate::labels::Labels;
+use crate::model::Model;
+use crate::output::{self, Outcome, Record};
+use crate::preprocess::Preprocess;
+pub use discover::{Input, Walk};
+
+/// A model with its labels and preprocessing: inputs in, records out.
+#[derive(Debug)]
+pub struct Classifier {
+    /// The network.
+    pub model: Model,
+    /// Names of its classes.
+    pub labels: Labels,
+    /// How images become its input.
+    pub preprocess: Preprocess,
+    /// How many classes each record keeps.
+    pub top_k: usize,
+}
+
+impl Classifier {
+    /// Classifies up to one batch of inputs; each gets its predictions or its own error.
+    pub fn classify(&self, inputs: &[Input]) -> Vec<Record> {
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(inputs.len());
+        let mut tensors = Vec::new();
+        for input in inputs {
+            match input {
+                Input::Image(path) => match self.preprocess.load(path) {
+                    Ok(tensor) => {
+                        tensors.push(tensor);
+                        outcomes.push(None);
+                    }
+                    Err(err) => outcomes.push(Some(error(&err.into()))),
+                },
+                Input::Broken { reason, .. } => outcomes.push(Some(Outcome::Error(reason.clone()))),
+            }
+        }
+        let mut classified = match self.model.probabilities(&tensors).context("inference failed") {
+            Ok(batch) => batch
+                .iter()
+                .map(|p| Outcome::Predictions(top_k(p, self.top_k, &self.labels)))
+                .collect::<Vec<_>>(),
+            Err(err) => vec![error(&err); tensors.len()],
+        }
+        .into_iter();
+        inputs
+            .iter()
+            .zip(outcomes)
+            .map(|(input, outcome)| {
+                let outcome = outcome.or_else(|| classified.next());
+                let outcome = outcome.unwrap_or_else(|| Outcome::Error("no result".into()));
+                Record::new(input.path(), outcome)
+            })
+            .collect()
+    }
+}
+
+fn error(err: &anyhow::Error) -> Outcome {
+    Outcome::Error(output::one_line(err))
+}
+
+/// Runs `work` over consecutive chunks of `items` on `threads` threads and passes every result
+/// to `sink` in item order, each as soon as all before it are done. Workers take chunks in
+/// order, so results arrive nearly in order; each worker holds one chunk's tensors at a time
+/// and only the (small) results wait to be sunk. A `sink` error stops the workers and is
+/// returned.
+pub fn run_ordered<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    chunk: usize,
+    work: impl Fn(&[T]) -> Vec<R> + Sync,
+    mut sink: impl FnMut(R) -> Result<()>,
+) -> Result<()> {
+    let chunks: Vec<&[T]> = items.chunks(chunk.max(1)).collect();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (sender, receiver) = mpsc::sync_channel::<(usize, Vec<R>)>(2 * threads);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, chunks.len().max(1)) {
+            let sender = sender.clone();
+            let (chunks, next, stop, work) = (&chunks, &next, &stop, &work);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(index) else { break };
+                    if sender.send((index, work(chunk))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let result = sink_in_order(receiver, &mut sink);
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+fn sink_in_order<R>(
+    receiver: mpsc::Receiver<(usize, Vec<R>)>,
+    sink: &mut impl FnMut(R) -> Result<()>,
+) -> Result<()> {
+    let mut waiting: BTreeMap<usize, Vec<R>> = BTreeMap::new();
+    let mut due = 0;
+    for (index, results) in receiver {
+        waiting.insert(index, results);
+        while let Some(results) = waiting.remove(&due) {
+            results.into_iter().try_for_each(&mut *sink)?;
+            due += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_out_in_order_whatever_the_timing() {
+        let items: Vec<u64> = (0..50).collect();
+        for threads in [1, 2, 7] {
+            let mut seen = Vec::new();
+            run_ordered(
+                &items,
+                threads,
+                3,
+                |chunk| {
+                    std::thread::sleep(std::time::Duration::from_millis(chunk[0] % 7));
+                    chunk.iter().map(|x| x * 10).collect()
+                },
+                |r| {
+                    seen.push(r);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(seen, items.iter().map(|x| x * 10).collect::<Vec<_>>(), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn a_sink_error_stops_the_run() {
+        let items: Vec<u32> = (0..1000).collect();
+        let done = AtomicUsize::new(0);
+        let result = run_ordered(
+            &items,
+            2,
+            1,
+            |chunk| {
+                done.fetch_add(1, Ordering::Relaxed);
+                chunk.to_vec()
+            },
+            |r| if r == 5 { anyhow::bail!("reader went away") } else { Ok(()) },
+        );
+        assert!(result.is_err());
+        assert!(done.load(Ordering::Relaxed) < 1000);
+    }
+
+    #[test]
+    fn no_items_is_no_work() {
+        let mut calls = 0;
+        run_ordered(
+            &[] as &[u8],
+            4,
+            8,
+            |c| c.to_vec(),
+            |_| {
+                calls += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(calls, 0);
+    }
+}
