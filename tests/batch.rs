@@ -268,3 +268,21 @@ fn eval_reaches_the_reference_accuracy_on_the_samples() {
     assert_eq!(confusions.len(), 10);
     assert!(confusions.iter().all(|c| c["truth"]["synset"] != c["predicted"]["synset"]));
 }
+
+#[test]
+fn a_non_utf8_name_is_classified_and_reported() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = OsStr::from_bytes(b"caf\xe9.png");
+    std::fs::copy(common::asset("chelsea.png"), dir.path().join(name)).unwrap();
+    let output =
+        googlenet().args(["classify", "--format", "jsonl"]).arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("caf\u{FFFD}.png: name is not valid UTF-8"), "{stderr}");
+    let records = jsonl(&output.stdout);
+    assert_eq!(records.len(), 1);
+    assert!(records[0]["path"].as_str().unwrap().ends_with("caf\u{FFFD}.png"));
+    assert_eq!(records[0]["predictions"][0]["synset"], "n02124075");
+}
