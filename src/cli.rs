@@ -27,6 +27,8 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Measure top-1 and top-5 accuracy on labelled images (`<synset>_*.JPEG` or `<synset>/`).
     Eval(EvalArgs),
+    /// Lay the network open: layers, Inception modules (Table 1), and where the time goes.
+    Inspect(InspectArgs),
     /// Download GoogLeNet from the ONNX model zoo (or install a local file) into the user cache.
     FetchModel(FetchModelArgs),
 }
@@ -83,7 +85,33 @@ pub struct EvalArgs {
     pub preprocess: PreprocessArgs,
 }
 
-/// Output formats of `eval`.
+/// `googlenet inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// ONNX model file [default: as for classify].
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Show the paper's Table 1, derived from the Inception modules found in the graph.
+    #[arg(long, conflicts_with = "profile")]
+    pub modules: bool,
+    /// With --modules: the paper's rounded params and ops beside the counted ones.
+    #[arg(long, requires = "modules")]
+    pub paper: bool,
+    /// Run the model and show where the time goes [IMAGE: default, a mid-grey image].
+    #[arg(long, value_name = "IMAGE")]
+    pub profile: Option<Option<PathBuf>>,
+    /// With --profile: how many runs to average.
+    #[arg(long, default_value_t = 5, value_name = "N", requires = "profile")]
+    pub runs: usize,
+    /// The input shape, e.g. `1,3,224,224`, for models whose input is not fully known.
+    #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', conflicts_with = "profile")]
+    pub input_shape: Option<Vec<usize>>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+/// Output formats of `eval` and `inspect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
     /// Text for people.
@@ -170,7 +198,7 @@ pub struct ModelArgs {
 }
 
 /// Preprocessing settings: a preset, then any overrides.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct PreprocessArgs {
     /// Preset [default: caffe for the default model and inputs named data/data_0, else
     /// torchvision].

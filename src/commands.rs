@@ -1,16 +1,18 @@
 //! The subcommands: glue from parsed arguments to the library's modules.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::cli::{
-    ClassifyArgs, Cli, Command, EvalArgs, FetchModelArgs, InputArgs, ModelArgs, PreprocessArgs,
-    ReportFormat, RunArgs,
+    ClassifyArgs, Cli, Command, EvalArgs, FetchModelArgs, InputArgs, InspectArgs, ModelArgs,
+    PreprocessArgs, ReportFormat, RunArgs,
 };
-use crate::eval::{true_synset, Tally};
+use crate::eval::{true_synset, Report, Tally};
+use crate::inspect::profile::Profile;
+use crate::inspect::{modules, Network};
 use crate::labels::Labels;
 use crate::model::fetch::{self, Expected};
 use crate::model::{Model, ModelSource, Origin, OutputKind};
@@ -32,8 +34,69 @@ pub fn run(cli: Cli) -> Result<Status> {
     match cli.command {
         Command::Classify(args) => classify(&args, cli.verbose),
         Command::Eval(args) => eval(&args, cli.verbose),
+        Command::Inspect(args) => inspect(&args),
         Command::FetchModel(args) => fetch_model(&args),
     }
+}
+
+fn inspect(args: &InspectArgs) -> Result<Status> {
+    let source = ModelSource::resolve(args.model.as_deref())?;
+    let json = args.format == ReportFormat::Json;
+    if let Some(image) = &args.profile {
+        let model = Model::load(&source, 1)?;
+        let (preprocess, _) = preprocess_for(&model, source.origin, &PreprocessArgs::default());
+        let tensor = match image {
+            Some(path) => preprocess
+                .load(path)
+                .with_context(|| format!("cannot profile with {}", path.display()))?,
+            None => {
+                let grey = image::RgbImage::from_pixel(
+                    preprocess.width,
+                    preprocess.height,
+                    image::Rgb([128; 3]),
+                );
+                preprocess.normalise(&grey)
+            }
+        };
+        let (nodes, total) = model.profile(&tensor, args.runs)?;
+        let profile = Profile::new(&nodes, total, args.runs);
+        print_report(&profile, json, Profile::to_text)?;
+        return Ok(Status::Success);
+    }
+    let bytes = source.bytes()?;
+    let network = Network::analyse(&bytes, args.input_shape.as_deref())
+        .with_context(|| format!("cannot inspect {source}"))?;
+    if args.modules {
+        let modules = modules::find_modules(&network);
+        let stages = modules::stages(&network, &modules, args.paper);
+        let table = ModuleTable { stages, modules };
+        print_report(&table, json, |t| modules::to_text(&t.stages, &t.modules))?;
+    } else {
+        print_report(&network, json, Network::to_text)?;
+    }
+    Ok(Status::Success)
+}
+
+/// What `inspect --modules --format json` prints.
+#[derive(serde::Serialize)]
+struct ModuleTable {
+    stages: Vec<modules::Stage>,
+    modules: Vec<modules::Module>,
+}
+
+fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    text: impl Fn(&T) -> String,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", text(report))?;
+    }
+    Ok(())
 }
 
 fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
@@ -85,10 +148,7 @@ fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
         diagnostic(&format!("{path}: no known synset in the file or folder name; not counted"));
     }
     let report = tally.report(&classifier.labels, args.confusions);
-    match args.format {
-        ReportFormat::Table => print!("{}", report.to_text()),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-    }
+    print_report(&report, args.format == ReportFormat::Json, Report::to_text)?;
     Ok(status(failed + unlabelled.len()))
 }
 

@@ -10,6 +10,7 @@ pub mod classify;
 pub mod cli;
 pub mod commands;
 pub mod eval;
+pub mod inspect;
 pub mod labels;
 pub mod model;
 pub mod output;

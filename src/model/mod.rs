@@ -4,13 +4,16 @@
 pub mod fetch;
 mod source;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tract_onnx::pb::{ModelProto, TensorProto};
 use tract_onnx::prelude::tract_ndarray::{Array3, Array4};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
+use tract_onnx::tract_core::plan::SimpleState;
 use tract_onnx::tract_hir::infer::Factoid;
 
 pub use source::{ModelSource, Origin};
@@ -91,23 +94,7 @@ impl Model {
     /// Runs up to [`Model::batch_size`] `3 x H x W` images through the network in one call and
     /// returns each one's class probabilities. A short batch is padded.
     pub fn probabilities(&self, images: &[Array3<f32>]) -> Result<Vec<Vec<f32>>> {
-        ensure!(
-            images.len() <= self.batch_size,
-            "{} images for a batch of {}",
-            images.len(),
-            self.batch_size
-        );
-        let (h, w) = (self.input.height as usize, self.input.width as usize);
-        let mut batch = Array4::<f32>::zeros((self.batch_size, 3, h, w));
-        for (mut slot, image) in batch.outer_iter_mut().zip(images) {
-            ensure!(
-                image.shape() == [3, h, w],
-                "image tensor {:?}, expected [3, {h}, {w}]",
-                image.shape()
-            );
-            slot.assign(image);
-        }
-        let outputs = self.plan.run(tvec!(Tensor::from(batch).into_tvalue()))?;
+        let outputs = self.plan.run(tvec!(self.batch(images)?.into_tvalue()))?;
         let output = outputs.first().context("the model returned no output")?;
         let scores = output.to_plain_array_view::<f32>()?;
         let scores = scores.as_slice().context("the output is not contiguous")?;
@@ -120,11 +107,75 @@ impl Model {
             })
             .collect())
     }
+
+    /// Runs `image` `runs` times after one warm-up run, timing every node of the optimised
+    /// plan. Returns each node's mean time and the mean time of a whole run.
+    pub fn profile(&self, image: &Array3<f32>, runs: usize) -> Result<(Vec<NodeTime>, Duration)> {
+        let input = self.batch(std::slice::from_ref(image))?;
+        let mut state = SimpleState::new(&self.plan)?;
+        state.run(tvec!(input.clone().into_tvalue()))?;
+        let mut times: HashMap<usize, Duration> = HashMap::new();
+        let mut total = Duration::ZERO;
+        for _ in 0..runs.max(1) {
+            let started = Instant::now();
+            state.run_plan_with_eval(
+                tvec!(input.clone().into_tvalue()),
+                |ctx, op_state, node, inputs| {
+                    let node_started = Instant::now();
+                    let outputs = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    *times.entry(node.id).or_default() += node_started.elapsed();
+                    outputs
+                },
+            )?;
+            total += started.elapsed();
+        }
+        let runs = runs.max(1) as u32;
+        let model = self.plan.model();
+        let mut nodes: Vec<NodeTime> = times
+            .into_iter()
+            .map(|(id, time)| NodeTime {
+                name: model.node(id).name.clone(),
+                op: model.node(id).op.name().to_string(),
+                time: time / runs,
+            })
+            .collect();
+        nodes.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.name.cmp(&b.name)));
+        Ok((nodes, total / runs))
+    }
+
+    /// Stacks up to a batch of images into the input tensor, padding with zeros.
+    fn batch(&self, images: &[Array3<f32>]) -> Result<Tensor> {
+        ensure!(
+            images.len() <= self.batch_size,
+            "{} images for a batch of {}",
+            images.len(),
+            self.batch_size
+        );
+        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        let mut batch = Array4::<f32>::zeros((self.batch_size, 3, h, w));
+        for (mut slot, image) in batch.outer_iter_mut().zip(images) {
+            let shape = image.shape();
+            ensure!(shape == [3, h, w], "image tensor {shape:?}, expected [3, {h}, {w}]");
+            slot.assign(image);
+        }
+        Ok(Tensor::from(batch))
+    }
+}
+
+/// The mean time one node of the optimised plan took in [`Model::profile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTime {
+    /// Node name (tract keeps the ONNX name of the main operator of a fused node).
+    pub name: String,
+    /// tract's operator.
+    pub op: String,
+    /// Mean time per run.
+    pub time: Duration,
 }
 
 /// Rewrites constant Reshape shapes that start with 1 (the batch pinned to one, as in the
 /// model zoo's GoogLeNet `[1, 1024]`) to start with 0: copy the batch from the input.
-fn free_batch(proto: &mut ModelProto) {
+pub(crate) fn free_batch(proto: &mut ModelProto) {
     let Some(graph) = proto.graph.as_mut() else { return };
     let shapes: Vec<String> = graph
         .node
