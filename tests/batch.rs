@@ -221,9 +221,7 @@ fn whole_document_outputs_are_complete_files() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows[0], "path,rank,index,synset,name,probability,error");
     assert_eq!(rows.len(), 4, "{csv}");
-    assert!(rows
-        .iter()
-        .any(|r| r.ends_with("chelsea.png,1,285,n02124075,Egyptian cat,0.6180235,")));
+    assert!(rows.iter().any(|r| r.contains("chelsea.png,1,285,n02124075,Egyptian cat,0.618")));
     assert!(rows.iter().any(|r| r.contains("chelsea.png,2,282,n02123159,tiger cat,")), "{csv}");
     assert!(rows.iter().any(
         |r| r.ends_with("missing.jpg,,,,,,cannot read: No such file or directory (os error 2)")

@@ -2,6 +2,7 @@
 //! graph, and running the optimised tract plan.
 
 pub mod fetch;
+mod lrn;
 mod source;
 
 use std::collections::HashMap;
@@ -83,9 +84,11 @@ impl Model {
         let output_name = model
             .outlet_label(scores)
             .map_or_else(|| model.node(scores.node).name.clone(), str::to_owned);
-        let optimised = model
-            .into_optimized()
+        let mut typed = model
+            .into_typed()
             .with_context(|| format!("cannot prepare the model for batches of {batch_size}"))?;
+        lrn::replace_lrn(&mut typed)?;
+        let optimised = typed.into_optimized().context("cannot optimise the model")?;
         let classes = class_count(&optimised, batch_size)?;
         let plan = optimised.into_runnable()?;
         Ok(Model { plan, input, output_name, output_kind, classes, batch_size })

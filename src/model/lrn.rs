@@ -1,0 +1,177 @@
+//! A fast Local Response Normalisation for tract, wired in place of its reference operator.
+//!
+//! ONNX LRN: `y = x / (bias + alpha / size * sum(x^2 over a window of channels))^beta`, the
+//! window running from `c - floor((size-1)/2)` to `c + ceil((size-1)/2)`. tract evaluates it
+//! element by element through an n-dimensional index with `powf`; here the squares of a whole
+//! channel plane are summed plane by plane, and `t^-0.75` is `r * sqrt(r)` with
+//! `r = 1/sqrt(t)`, all in flat loops the compiler vectorises.
+
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+use tract_onnx_opl::lrn::Lrn;
+
+/// LRN over the channels (axis 1) of a float NCHW tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastLrn {
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+    size: usize,
+}
+
+impl Eq for FastLrn {}
+
+impl From<&Lrn> for FastLrn {
+    fn from(lrn: &Lrn) -> FastLrn {
+        FastLrn { alpha: lrn.alpha, beta: lrn.beta, bias: lrn.bias, size: lrn.size }
+    }
+}
+
+/// Replaces every tract `Lrn` node on f32 data with [`FastLrn`]. Returns how many.
+pub fn replace_lrn(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(lrn) = node.op_as::<Lrn>() else { continue };
+        if model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type() {
+            continue;
+        }
+        let fast = FastLrn::from(lrn);
+        model.node_mut(id).op = Box::new(fast);
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+impl FastLrn {
+    /// Normalises `input` (N, C, spatial...) into a new array.
+    pub fn apply(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
+        ensure!(input.ndim() >= 2, "LRN needs an input of rank 2 or more");
+        let input = input.as_standard_layout();
+        let shape = input.shape().to_vec();
+        let (batch, channels) = (shape[0], shape[1]);
+        let plane: usize = shape[2..].iter().product();
+        let data = input.as_slice().context("a standard-layout array is contiguous")?;
+        let mut output = vec![0f32; data.len()];
+        let mut squares = vec![0f32; channels * plane];
+        let mut sum = vec![0f32; plane];
+        let below = (self.size - 1) / 2;
+        let above = self.size / 2;
+        let scale = self.alpha / self.size as f32;
+        for n in 0..batch {
+            let x = &data[n * channels * plane..][..channels * plane];
+            for (s, v) in squares.iter_mut().zip(x) {
+                *s = v * v;
+            }
+            for c in 0..channels {
+                sum.fill(0.0);
+                for j in c.saturating_sub(below)..=(c + above).min(channels - 1) {
+                    for (acc, s) in sum.iter_mut().zip(&squares[j * plane..][..plane]) {
+                        *acc += s;
+                    }
+                }
+                let out = &mut output[(n * channels + c) * plane..][..plane];
+                self.normalise(&x[c * plane..][..plane], &sum, out, scale);
+            }
+        }
+        Ok(ArrayD::from_shape_vec(shape, output)?.into())
+    }
+
+    fn normalise(&self, x: &[f32], sum: &[f32], out: &mut [f32], scale: f32) {
+        let zipped = out.iter_mut().zip(x).zip(sum);
+        if self.beta == 0.75 {
+            for ((o, &x), &s) in zipped {
+                let r = 1.0 / (self.bias + scale * s).sqrt();
+                *o = x * r * r.sqrt();
+            }
+        } else {
+            for ((o, &x), &s) in zipped {
+                *o = x * (self.bias + scale * s).powf(-self.beta);
+            }
+        }
+    }
+}
+
+impl Op for FastLrn {
+    fn name(&self) -> StaticName {
+        "FastLrn".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for FastLrn {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let view = input.to_plain_array_view::<f32>()?;
+        Ok(tvec!(self.apply(&view)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for FastLrn {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].without_value()))
+    }
+}
+
+/// The ONNX formula computed directly, element by element, for tests.
+#[cfg(test)]
+fn reference(lrn: &FastLrn, input: &ArrayViewD<f32>) -> Vec<f32> {
+    let channels = input.shape()[1];
+    let mut out = Vec::new();
+    for (index, &x) in input.indexed_iter() {
+        let c = index[1];
+        let lo = c.saturating_sub((lrn.size - 1) / 2);
+        let hi = (c + (lrn.size - 1).div_ceil(2)).min(channels - 1);
+        let mut at = index.clone();
+        let sum: f64 = (lo..=hi)
+            .map(|j| {
+                at[1] = j;
+                f64::from(input[&at]).powi(2)
+            })
+            .sum();
+        let denominator = (f64::from(lrn.bias) + f64::from(lrn.alpha) / lrn.size as f64 * sum)
+            .powf(f64::from(lrn.beta));
+        out.push((f64::from(x) / denominator) as f32);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::prelude::tract_ndarray::{Array, IxDyn};
+
+    fn random(shape: &[usize], seed: u32) -> Array<f32, IxDyn> {
+        let mut state = seed;
+        Array::from_shape_fn(IxDyn(shape), |_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 200.0 - 100.0
+        })
+    }
+
+    #[test]
+    fn matches_the_onnx_formula_on_random_tensors() {
+        let cases = [
+            (FastLrn { alpha: 1e-4, beta: 0.75, bias: 1.0, size: 5 }, vec![2, 7, 5, 3]),
+            (FastLrn { alpha: 1e-3, beta: 0.5, bias: 2.0, size: 4 }, vec![1, 6, 4, 4]),
+            (FastLrn { alpha: 2e-4, beta: 0.75, bias: 1.0, size: 3 }, vec![1, 2, 9]),
+            (FastLrn { alpha: 1e-4, beta: 0.75, bias: 1.0, size: 7 }, vec![1, 3, 2, 2]),
+        ];
+        for (seed, (lrn, shape)) in cases.into_iter().enumerate() {
+            let input = random(&shape, seed as u32);
+            let fast = lrn.apply(&input.view()).unwrap();
+            let fast = fast.to_plain_array_view::<f32>().unwrap();
+            let expected = reference(&lrn, &input.view());
+            assert_eq!(fast.len(), expected.len());
+            for (a, b) in fast.iter().zip(&expected) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{lrn:?}: {a} vs {b}");
+            }
+        }
+    }
+}
