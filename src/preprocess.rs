@@ -134,9 +134,16 @@ pub struct Preprocess {
 }
 
 impl Preprocess {
-    /// Decodes the image at `path` and turns it into a `3 x H x W` tensor.
+    /// Decodes the image at `path` and turns it into a `3 x H x W` tensor. A large JPEG is
+    /// decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT) that still leaves at least
+    /// twice the pixels the resize keeps in each direction.
     pub fn load(&self, path: &Path) -> Result<Array3<f32>, PreprocessError> {
-        let image = decode(path)?;
+        let factor = match self.resize {
+            ResizeMode::Squash => 2.0,
+            ResizeMode::Crop => 2.0 * 256.0 / 224.0,
+        };
+        let side = (f64::from(self.width.max(self.height)) * factor).ceil() as u32;
+        let image = decode_at_least(path, side)?;
         let resized = self.resize(&image)?;
         Ok(self.normalise(&resized))
     }
@@ -193,6 +200,12 @@ impl Preprocess {
 /// Decodes an image by its content (whatever its extension says), applies its EXIF orientation
 /// and flattens it to 8-bit RGB.
 pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
+    decode_at_least(path, u32::MAX)
+}
+
+/// [`decode`], letting a JPEG be decoded at a reduced DCT scale as long as both sides of the
+/// upright image keep at least `side` pixels.
+fn decode_at_least(path: &Path, side: u32) -> Result<RgbImage, PreprocessError> {
     let bytes = std::fs::read(path)?;
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
@@ -205,11 +218,44 @@ pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
         }
         Some(_) => {}
     }
+    let format = reader.format();
     let mut decoder = reader.into_decoder()?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)?;
-    let mut image = DynamicImage::from_decoder(decoder)?;
+    let scaled = match format {
+        Some(ImageFormat::Jpeg) if side < u32::MAX => decode_jpeg_scaled(&bytes, side),
+        _ => None,
+    };
+    let mut image = match scaled {
+        Some(image) => DynamicImage::ImageRgb8(image),
+        None => DynamicImage::from_decoder(decoder)?,
+    };
     image.apply_orientation(orientation);
     Ok(flatten(image))
+}
+
+/// A JPEG decoded at the smallest DCT scale whose sides are both at least `side` pixels, when
+/// that scale is below 1 and the pixels are 8-bit gray or RGB; otherwise `None`, for the
+/// full decoder to handle.
+fn decode_jpeg_scaled(bytes: &[u8], side: u32) -> Option<RgbImage> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
+    let side = u16::try_from(side).ok()?;
+    if info.width < side.saturating_mul(2) || info.height < side.saturating_mul(2) {
+        return None;
+    }
+    // The decoder takes the smallest scale at which either side reaches its request: ask
+    // for the short side only.
+    let request = if info.width < info.height { (side, u16::MAX) } else { (u16::MAX, side) };
+    let (width, height) = decoder.scale(request.0, request.1).ok()?;
+    let pixels = decoder.decode().ok()?;
+    let (width, height) = (u32::from(width), u32::from(height));
+    match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(width, height, pixels),
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(width, height, pixels)
+            .map(|g| DynamicImage::ImageLuma8(g).into_rgb8()),
+        _ => None,
+    }
 }
 
 /// Whether a JPEG lacks the end-of-image marker after its first scan: the decoder would
@@ -307,6 +353,23 @@ mod tests {
         with_trailer.extend_from_slice(&[0xFF, 0xDA, 0, 0, 1, 2]);
         assert!(!jpeg_is_truncated(&with_trailer));
         assert!(!jpeg_is_truncated(&jpeg[..20]), "headers too short to walk go to the decoder");
+    }
+
+    #[test]
+    fn large_jpegs_are_decoded_scaled_and_small_ones_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.jpg");
+        let image =
+            RgbImage::from_fn(1000, 800, |x, y| image::Rgb([(x / 4) as u8, (y / 4) as u8, 90]));
+        image.save(&path).unwrap();
+        assert_eq!(decode_at_least(&path, 224).unwrap().dimensions(), (500, 400), "1/2 scale");
+        assert_eq!(decode_at_least(&path, 100).unwrap().dimensions(), (125, 100), "1/8 scale");
+        assert_eq!(decode_at_least(&path, 450).unwrap().dimensions(), (1000, 800), "whole");
+        let settings = Preset::Caffe.settings(224, 224);
+        let scaled = settings.resize(&decode_at_least(&path, 448).unwrap()).unwrap();
+        let whole = settings.resize(&decode(&path).unwrap()).unwrap();
+        let diff = scaled.as_raw().iter().zip(whole.as_raw()).map(|(a, b)| a.abs_diff(*b) as u32);
+        assert!(diff.max().unwrap() <= 3, "scaled decoding changes the input little");
     }
 
     #[test]
