@@ -6,6 +6,8 @@
 //! order ([`output`]). [`eval`] scores them against labelled folders; [`commands`] wires the
 //! subcommands of [`cli`] to all of it.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod classify;
 pub mod cli;
 pub mod commands;
