@@ -47,13 +47,16 @@ fn photo_tree() -> (tempfile::TempDir, Vec<PathBuf>, Vec<(PathBuf, &'static str)
     (dir, good, bad)
 }
 
-/// `googlenet` as an unprivileged user: root reads any folder, so as root the binary runs
-/// as `nobody` through setpriv.
-fn unprivileged() -> Command {
+/// `googlenet` as an unprivileged user: root reads any folder, so as root a copy of the binary
+/// in `dir` (the clone the tests run from may sit under a folder only root can enter) runs as
+/// `nobody` through setpriv.
+fn unprivileged(dir: &Path) -> Command {
     let binary = assert_cmd::cargo::cargo_bin("googlenet");
     let mut cmd = if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
+        let copy = dir.join("googlenet-unprivileged");
+        std::fs::copy(&binary, &copy).unwrap();
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(binary);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(copy);
         cmd
     } else {
         Command::new(binary)
@@ -76,9 +79,11 @@ fn paths(records: &[Value]) -> Vec<String> {
 #[test]
 fn a_folder_run_reports_every_file_in_sorted_order_with_any_thread_count() {
     let (dir, good, bad) = photo_tree();
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut runs = Vec::new();
     for threads in ["1", "2"] {
-        let output = unprivileged()
+        let output = unprivileged(bin.path())
             .args(["classify", "--format", "jsonl", "--threads", threads])
             .arg(dir.path())
             .output()
