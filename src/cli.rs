@@ -219,6 +219,9 @@ pub struct PreprocessArgs {
     /// Feed channels as red, green, blue.
     #[arg(long)]
     pub rgb: bool,
+    /// Refuse images of more pixels than this, from their header [default: 178956970].
+    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: Option<u64>,
 }
 
 /// `googlenet fetch-model`.

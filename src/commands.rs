@@ -300,6 +300,9 @@ fn preprocess_for(model: &Model, origin: Origin, args: &PreprocessArgs) -> (Prep
     if args.rgb {
         settings.order = ChannelOrder::Rgb;
     }
+    if let Some(max_pixels) = args.max_pixels {
+        settings.max_pixels = max_pixels;
+    }
     (settings, preset)
 }
 

@@ -31,6 +31,16 @@ pub enum PreprocessError {
     /// The bytes are not an image this build can decode.
     #[error("cannot decode")]
     Decode(#[from] image::ImageError),
+    /// The image is larger than the decoding limit (a decompression bomb, or a huge scan).
+    #[error("{width}x{height} pixels is over the limit of {limit} (--max-pixels)")]
+    TooLarge {
+        /// Announced width.
+        width: u32,
+        /// Announced height.
+        height: u32,
+        /// The limit in pixels.
+        limit: u64,
+    },
     /// The resizer refused the image (zero-sized, for instance).
     #[error("cannot resize: {0}")]
     Resize(String),
@@ -63,6 +73,10 @@ pub enum Preset {
     Torchvision,
 }
 
+/// The default limit on decoded pixels: Pillow's decompression-bomb error threshold, about
+/// 179 megapixels, far above any camera's photo.
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
 /// The ImageNet mean in RGB order, in 0..255 pixel units.
 const IMAGENET_MEAN: [f32; 3] = [123.68, 116.779, 103.939];
 
@@ -77,6 +91,7 @@ impl Preset {
                 order: ChannelOrder::Bgr,
                 mean: IMAGENET_MEAN,
                 std: [1.0; 3],
+                max_pixels: DEFAULT_MAX_PIXELS,
             },
             Preset::Torchvision => Preprocess {
                 width,
@@ -85,6 +100,7 @@ impl Preset {
                 order: ChannelOrder::Rgb,
                 mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
                 std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+                max_pixels: DEFAULT_MAX_PIXELS,
             },
         }
     }
@@ -131,6 +147,8 @@ pub struct Preprocess {
     pub mean: [f32; 3],
     /// Per-channel standard deviation, RGB order, 0..255 units.
     pub std: [f32; 3],
+    /// Images announcing more pixels than this are refused before they are decoded.
+    pub max_pixels: u64,
 }
 
 impl Preprocess {
@@ -143,7 +161,7 @@ impl Preprocess {
             ResizeMode::Crop => 2.0 * 256.0 / 224.0,
         };
         let side = (f64::from(self.width.max(self.height)) * factor).ceil() as u32;
-        let image = decode_at_least(path, side)?;
+        let image = decode_at_least(path, side, self.max_pixels)?;
         let resized = self.resize(&image)?;
         Ok(self.normalise(&resized))
     }
@@ -200,12 +218,13 @@ impl Preprocess {
 /// Decodes an image by its content (whatever its extension says), applies its EXIF orientation
 /// and flattens it to 8-bit RGB.
 pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
-    decode_at_least(path, u32::MAX)
+    decode_at_least(path, u32::MAX, DEFAULT_MAX_PIXELS)
 }
 
 /// [`decode`], letting a JPEG be decoded at a reduced DCT scale as long as both sides of the
-/// upright image keep at least `side` pixels.
-fn decode_at_least(path: &Path, side: u32) -> Result<RgbImage, PreprocessError> {
+/// upright image keep at least `side` pixels, and refusing images over `max_pixels` from
+/// their header, before anything is allocated for them.
+fn decode_at_least(path: &Path, side: u32, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
     let bytes = std::fs::read(path)?;
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
@@ -219,7 +238,16 @@ fn decode_at_least(path: &Path, side: u32) -> Result<RgbImage, PreprocessError> 
         Some(_) => {}
     }
     let format = reader.format();
+    let mut reader = reader;
+    reader.no_limits();
     let mut decoder = reader.into_decoder()?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(PreprocessError::TooLarge { width, height, limit: max_pixels });
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 26));
+    image::ImageDecoder::set_limits(&mut decoder, limits)?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)?;
     let scaled = match format {
         Some(ImageFormat::Jpeg) if side < u32::MAX => decode_jpeg_scaled(&bytes, side),
@@ -362,14 +390,62 @@ mod tests {
         let image =
             RgbImage::from_fn(1000, 800, |x, y| image::Rgb([(x / 4) as u8, (y / 4) as u8, 90]));
         image.save(&path).unwrap();
-        assert_eq!(decode_at_least(&path, 224).unwrap().dimensions(), (500, 400), "1/2 scale");
-        assert_eq!(decode_at_least(&path, 100).unwrap().dimensions(), (125, 100), "1/8 scale");
-        assert_eq!(decode_at_least(&path, 450).unwrap().dimensions(), (1000, 800), "whole");
+        let at_least = |side| decode_at_least(&path, side, DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!(at_least(224).dimensions(), (500, 400), "1/2 scale");
+        assert_eq!(at_least(100).dimensions(), (125, 100), "1/8 scale");
+        assert_eq!(at_least(450).dimensions(), (1000, 800), "whole");
         let settings = Preset::Caffe.settings(224, 224);
-        let scaled = settings.resize(&decode_at_least(&path, 448).unwrap()).unwrap();
+        let scaled = settings.resize(&at_least(448)).unwrap();
         let whole = settings.resize(&decode(&path).unwrap()).unwrap();
         let diff = scaled.as_raw().iter().zip(whole.as_raw()).map(|(a, b)| a.abs_diff(*b) as u32);
         assert!(diff.max().unwrap() <= 3, "scaled decoding changes the input little");
+    }
+
+    /// A PNG chunk with its length and CRC.
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut crc = !0u32;
+        for &byte in kind.iter().chain(data) {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        let length = u32::try_from(data.len()).unwrap().to_be_bytes();
+        [&length[..], kind, data, &(!crc).to_be_bytes()].concat()
+    }
+
+    #[test]
+    fn huge_headers_are_refused_before_decoding() {
+        // A valid PNG header announcing 100000 x 100000 RGB pixels, and a scrap of data.
+        let mut header = 100_000u32.to_be_bytes().repeat(2);
+        header.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let png = [
+            &b"\x89PNG\r\n\x1a\n"[..],
+            &chunk(b"IHDR", &header),
+            &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]),
+            &chunk(b"IEND", &[]),
+        ]
+        .concat();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.png");
+        std::fs::write(&path, png).unwrap();
+        let err = decode(&path).unwrap_err();
+        assert!(
+            matches!(err, PreprocessError::TooLarge { width: 100_000, height: 100_000, .. }),
+            "{err}: {:?}",
+            std::error::Error::source(&err)
+        );
+        assert_eq!(
+            err.to_string(),
+            "100000x100000 pixels is over the limit of 178956970 (--max-pixels)"
+        );
+        let small = dir.path().join("small.png");
+        RgbImage::new(40, 30).save(&small).unwrap();
+        assert!(matches!(
+            decode_at_least(&small, u32::MAX, 1000),
+            Err(PreprocessError::TooLarge { width: 40, height: 30, limit: 1000 })
+        ));
+        assert!(decode_at_least(&small, u32::MAX, 1200).is_ok());
     }
 
     #[test]
