@@ -51,15 +51,9 @@ pub struct ClassifyArgs {
     /// Skip the images already in the --output JSON Lines file and append the rest.
     #[arg(long, requires = "output")]
     pub resume: bool,
-    /// How the work runs.
+    /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
-    pub run: RunArgs,
-    /// The model and its labels.
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Preprocessing.
-    #[command(flatten)]
-    pub preprocess: PreprocessArgs,
+    pub classifier: ClassifierArgs,
 }
 
 /// `googlenet eval`.
@@ -74,15 +68,9 @@ pub struct EvalArgs {
     /// How many of the most confused (true, predicted) pairs to list.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub confusions: usize,
-    /// How the work runs.
+    /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
-    pub run: RunArgs,
-    /// The model and its labels.
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Preprocessing.
-    #[command(flatten)]
-    pub preprocess: PreprocessArgs,
+    pub classifier: ClassifierArgs,
 }
 
 /// `googlenet inspect`.
@@ -109,6 +97,20 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+}
+
+/// Everything that sets up a classifier run.
+#[derive(Debug, Args)]
+pub struct ClassifierArgs {
+    /// How the work runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The model and its labels.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Preprocessing.
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
 }
 
 /// Output formats of `eval` and `inspect`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::cli::{
-    ClassifyArgs, Cli, Command, EvalArgs, FetchModelArgs, InputArgs, InspectArgs, ModelArgs,
+    ClassifierArgs, ClassifyArgs, Cli, Command, EvalArgs, FetchModelArgs, InputArgs, InspectArgs,
     PreprocessArgs, ReportFormat, RunArgs,
 };
 use crate::eval::{true_synset, Report, Tally};
@@ -112,13 +112,13 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
         inputs.retain(|input| !done.contains(&lossy(input.path())));
     }
     ensure!(found > 0, "no images found in {}", describe_paths(&args.inputs));
-    let classifier =
-        load_classifier(&args.model, &args.preprocess, &args.run, args.top_k, verbose)?;
+    let classifier = load_classifier(&args.classifier, args.top_k, verbose)?;
     let mut output = match &args.output {
         Some(path) => Output::file(format, path, args.resume)?,
         None => Output::stdout(format),
     };
-    let failed = run_batch(&classifier, &inputs, &args.run, |record| output.record(&record))?;
+    let failed =
+        run_batch(&classifier, &inputs, &args.classifier.run, |record| output.record(&record))?;
     output.finish()?;
     Ok(status(failed))
 }
@@ -126,10 +126,10 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
 fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let inputs = discover_inputs(&args.inputs)?;
     ensure!(!inputs.is_empty(), "no images found in {}", describe_paths(&args.inputs));
-    let classifier = load_classifier(&args.model, &args.preprocess, &args.run, 5, verbose)?;
+    let classifier = load_classifier(&args.classifier, 5, verbose)?;
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
-    let failed = run_batch(&classifier, &inputs, &args.run, |record| {
+    let failed = run_batch(&classifier, &inputs, &args.classifier.run, |record| {
         let Outcome::Predictions(predictions) = &record.outcome else {
             tally.add_failure();
             return Ok(());
@@ -242,13 +242,8 @@ fn lossy(path: &Path) -> String {
 }
 
 /// Resolves and loads the model, its labels and its preprocessing.
-fn load_classifier(
-    model_args: &ModelArgs,
-    preprocess_args: &PreprocessArgs,
-    run: &RunArgs,
-    top_k: u16,
-    verbose: bool,
-) -> Result<Classifier> {
+fn load_classifier(args: &ClassifierArgs, top_k: u16, verbose: bool) -> Result<Classifier> {
+    let (model_args, run) = (&args.model, &args.run);
     let source = ModelSource::resolve(model_args.model.as_deref())?;
     let started = Instant::now();
     let model = Model::load(&source, usize::from(run.batch_size))?;
@@ -259,7 +254,7 @@ fn load_classifier(
         "--top-k {top_k} exceeds the {} classes the model scores",
         model.classes
     );
-    let (preprocess, preset) = preprocess_for(&model, source.origin, preprocess_args);
+    let (preprocess, preset) = preprocess_for(&model, source.origin, &args.preprocess);
     if verbose {
         describe(&source, &model, &preprocess, preset, started);
     }
