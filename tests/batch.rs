@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::{googlenet, samples};
 use serde_json::Value;
 
-/// A tree of real photos in nested folders, with broken files, a symlink loop and a folder
-/// that cannot be read. Returns the temp dir, the good images and the bad paths with the
-/// reason each must be reported with.
+/// A tree of real photos in nested folders, with broken files, a symlink loop, and a folder
+/// and a file that cannot be read. Returns the temp dir, the good images and the bad paths
+/// with the reason each must be reported with.
 fn photo_tree() -> (tempfile::TempDir, Vec<PathBuf>, Vec<(PathBuf, &'static str)>) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -35,6 +35,7 @@ fn photo_tree() -> (tempfile::TempDir, Vec<PathBuf>, Vec<(PathBuf, &'static str)
         (root.join("c/notes.jpg"), "not an image"),
         (root.join("a/b/loop"), "symlink loop"),
         (root.join("locked"), "cannot read folder"),
+        (root.join("c/private.jpg"), "cannot read: Permission denied"),
     ];
     std::fs::write(&bad[0].0, b"").unwrap();
     std::fs::write(&bad[1].0, &truncated[..truncated.len() / 2]).unwrap();
@@ -43,6 +44,8 @@ fn photo_tree() -> (tempfile::TempDir, Vec<PathBuf>, Vec<(PathBuf, &'static str)
     std::fs::create_dir(&bad[4].0).unwrap();
     std::fs::copy(&photos[2], bad[4].0.join("hidden.JPEG")).unwrap();
     std::fs::set_permissions(&bad[4].0, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::copy(&photos[3], &bad[5].0).unwrap();
+    std::fs::set_permissions(&bad[5].0, std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::write(root.join("c/readme.txt"), "not an image extension: skipped").unwrap();
     (dir, good, bad)
 }
@@ -91,7 +94,7 @@ fn a_folder_run_reports_every_file_in_sorted_order_with_any_thread_count() {
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(stderr.contains("6 classified, 5 failed"), "{stderr}");
+        assert!(stderr.contains("6 classified, 6 failed"), "{stderr}");
         runs.push(jsonl(&output.stdout));
     }
     assert_eq!(runs[0], runs[1], "1 and 2 threads give the same rows");
