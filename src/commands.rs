@@ -184,7 +184,7 @@ fn run_batch(
                 Outcome::Predictions(_) => progress.classified(),
                 Outcome::Error(reason) => progress.failed(&record.path, reason),
             }
-            sink(record)
+            progress.suspend(|| sink(record))
         },
     );
     let failed = progress.failures();

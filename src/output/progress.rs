@@ -43,6 +43,12 @@ impl Progress {
         self.bar.inc(1);
     }
 
+    /// Runs `write` with the bar cleared, so that results written to the same terminal do not
+    /// mix with it.
+    pub fn suspend<R>(&self, write: impl FnOnce() -> R) -> R {
+        self.bar.suspend(write)
+    }
+
     /// Prints a diagnostic above the bar.
     pub fn warn(&self, message: &str) {
         self.bar.suspend(|| super::diagnostic(message));
