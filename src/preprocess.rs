@@ -229,16 +229,11 @@ fn decode_at_least(path: &Path, side: u32, max_pixels: u64) -> Result<RgbImage, 
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format()?;
-    match reader.format() {
-        None => return Err(PreprocessError::UnknownFormat),
-        Some(ImageFormat::Jpeg) if jpeg_is_truncated(&bytes) => {
-            return Err(PreprocessError::TruncatedJpeg)
-        }
-        Some(_) => {}
+    let mut reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format()?;
+    let format = reader.format().ok_or(PreprocessError::UnknownFormat)?;
+    if format == ImageFormat::Jpeg && jpeg_is_truncated(&bytes) {
+        return Err(PreprocessError::TruncatedJpeg);
     }
-    let format = reader.format();
-    let mut reader = reader;
     reader.no_limits();
     let mut decoder = reader.into_decoder()?;
     let (width, height) = image::ImageDecoder::dimensions(&decoder);
@@ -250,7 +245,7 @@ fn decode_at_least(path: &Path, side: u32, max_pixels: u64) -> Result<RgbImage, 
     image::ImageDecoder::set_limits(&mut decoder, limits)?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)?;
     let scaled = match format {
-        Some(ImageFormat::Jpeg) if side < u32::MAX => decode_jpeg_scaled(&bytes, side),
+        ImageFormat::Jpeg => decode_jpeg_scaled(&bytes, side),
         _ => None,
     };
     let mut image = match scaled {
@@ -265,10 +260,10 @@ fn decode_at_least(path: &Path, side: u32, max_pixels: u64) -> Result<RgbImage, 
 /// that scale is below 1 and the pixels are 8-bit gray or RGB; otherwise `None`, for the
 /// full decoder to handle.
 fn decode_jpeg_scaled(bytes: &[u8], side: u32) -> Option<RgbImage> {
+    let side = u16::try_from(side).ok()?;
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().ok()?;
     let info = decoder.info()?;
-    let side = u16::try_from(side).ok()?;
     if info.width < side.saturating_mul(2) || info.height < side.saturating_mul(2) {
         return None;
     }
