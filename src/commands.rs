@@ -16,7 +16,7 @@ use crate::inspect::{modules, Network};
 use crate::labels::Labels;
 use crate::model::fetch::{self, Expected};
 use crate::model::{Model, ModelSource, Origin, OutputKind};
-use crate::output::{diagnostic, resume, Format, Outcome, Output, Progress, Record};
+use crate::output::{diagnostic, path_text, resume, Format, Outcome, Output, Progress, Record};
 use crate::pipeline::{discover, run_ordered, Classifier, Input, Walk};
 use crate::preprocess::{ChannelOrder, Preprocess, Preset};
 
@@ -109,7 +109,7 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     let found = inputs.len();
     if let (true, Some(path)) = (args.resume, &args.output) {
         let done = resume::completed_paths(path)?;
-        inputs.retain(|input| !done.contains(&lossy(input.path())));
+        inputs.retain(|input| !done.contains(&path_text(input.path())));
     }
     ensure!(found > 0, "no images found in {}", describe_paths(&args.inputs));
     let classifier = load_classifier(&args.classifier, args.top_k, verbose)?;
@@ -171,8 +171,10 @@ fn run_batch(
     let threads = run.threads.map_or_else(default_threads, usize::from);
     let mut progress = Progress::new(inputs.len(), run.quiet);
     for input in inputs.iter().filter(|input| input.path().to_str().is_none()) {
-        progress
-            .warn(&format!("{}: name is not valid UTF-8; shown with U+FFFD", lossy(input.path())));
+        progress.warn(&format!(
+            "{}: name is not valid UTF-8; shown with U+FFFD",
+            path_text(input.path())
+        ));
     }
     let result = run_ordered(
         inputs,
@@ -235,10 +237,6 @@ fn describe_paths(args: &InputArgs) -> String {
         names.push(format!("the paths of {}", list.display()));
     }
     names.join(", ")
-}
-
-fn lossy(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }
 
 /// Resolves and loads the model, its labels and its preprocessing.

@@ -45,8 +45,13 @@ pub enum Outcome {
 impl Record {
     /// A record for `path`.
     pub fn new(path: &Path, outcome: Outcome) -> Record {
-        Record { path: path.to_string_lossy().into_owned(), outcome }
+        Record { path: path_text(path), outcome }
     }
+}
+
+/// A path as records write it (and `--resume` reads it back): non-UTF-8 bytes become U+FFFD.
+pub fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 /// Output formats of `classify`.
