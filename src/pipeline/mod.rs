@@ -47,7 +47,13 @@ impl Classifier {
                 Input::Broken { reason, .. } => outcomes.push(Some(Outcome::Error(reason.clone()))),
             }
         }
-        let mut classified = match self.model.probabilities(&tensors).context("inference failed") {
+        // A chunk whose every input failed before inference costs no run of the network.
+        let inference = if tensors.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.model.probabilities(&tensors).context("inference failed")
+        };
+        let mut classified = match inference {
             Ok(batch) => batch
                 .iter()
                 .map(|p| Outcome::Predictions(top_k(p, self.top_k, &self.labels)))
