@@ -213,7 +213,7 @@ pub struct PreprocessArgs {
     #[arg(long, value_name = "R,G,B", allow_hyphen_values = true)]
     pub mean: Option<Triple>,
     /// Override the per-channel standard deviation: R,G,B in 0..255 pixel units.
-    #[arg(long, value_name = "R,G,B")]
+    #[arg(long, value_name = "R,G,B", value_parser = Triple::positive)]
     pub std: Option<Triple>,
     /// Feed channels as blue, green, red.
     #[arg(long, conflicts_with = "rgb")]

@@ -129,6 +129,18 @@ impl FromStr for Triple {
     }
 }
 
+impl Triple {
+    /// Parses `a,b,c` of three values that are all above zero (a standard deviation).
+    pub fn positive(text: &str) -> Result<Triple, String> {
+        let triple: Triple = text.parse()?;
+        if triple.0.iter().all(|v| *v > 0.0) {
+            Ok(triple)
+        } else {
+            Err("values must be positive".into())
+        }
+    }
+}
+
 /// Everything needed to turn an image into the model's input.
 ///
 /// Each channel value is `(pixel - mean) / std`, with the pixel in 0..255 and `mean` and
@@ -156,12 +168,17 @@ impl Preprocess {
     /// decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT) that still leaves at least
     /// twice the pixels the resize keeps in each direction.
     pub fn load(&self, path: &Path) -> Result<Array3<f32>, PreprocessError> {
+        self.tensor(&std::fs::read(path)?)
+    }
+
+    /// [`Preprocess::load`] for an image file's bytes.
+    pub fn tensor(&self, bytes: &[u8]) -> Result<Array3<f32>, PreprocessError> {
         let factor = match self.resize {
             ResizeMode::Squash => 2.0,
             ResizeMode::Crop => 2.0 * 256.0 / 224.0,
         };
         let side = (f64::from(self.width.max(self.height)) * factor).ceil() as u32;
-        let image = decode_at_least(path, side, self.max_pixels)?;
+        let image = decode_at_least(bytes, side, self.max_pixels)?;
         let resized = self.resize(&image)?;
         Ok(self.normalise(&resized))
     }
@@ -218,20 +235,19 @@ impl Preprocess {
 /// Decodes an image by its content (whatever its extension says), applies its EXIF orientation
 /// and flattens it to 8-bit RGB.
 pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
-    decode_at_least(path, u32::MAX, DEFAULT_MAX_PIXELS)
+    decode_at_least(&std::fs::read(path)?, u32::MAX, DEFAULT_MAX_PIXELS)
 }
 
 /// [`decode`], letting a JPEG be decoded at a reduced DCT scale as long as both sides of the
 /// upright image keep at least `side` pixels, and refusing images over `max_pixels` from
 /// their header, before anything is allocated for them.
-fn decode_at_least(path: &Path, side: u32, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
-    let bytes = std::fs::read(path)?;
+fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
-    let mut reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format()?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     let format = reader.format().ok_or(PreprocessError::UnknownFormat)?;
-    if format == ImageFormat::Jpeg && jpeg_is_truncated(&bytes) {
+    if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
         return Err(PreprocessError::TruncatedJpeg);
     }
     reader.no_limits();
@@ -245,7 +261,7 @@ fn decode_at_least(path: &Path, side: u32, max_pixels: u64) -> Result<RgbImage, 
     image::ImageDecoder::set_limits(&mut decoder, limits)?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)?;
     let scaled = match format {
-        ImageFormat::Jpeg => decode_jpeg_scaled(&bytes, side),
+        ImageFormat::Jpeg => decode_jpeg_scaled(bytes, side),
         _ => None,
     };
     let mut image = match scaled {
@@ -332,6 +348,9 @@ mod tests {
         assert!("1,2".parse::<Triple>().unwrap_err().contains("got 2"));
         assert!("1,x,3".parse::<Triple>().unwrap_err().contains("`x`"));
         assert!("1,inf,3".parse::<Triple>().is_err());
+        assert_eq!(Triple::positive("1,2,3"), Ok(Triple([1.0, 2.0, 3.0])));
+        assert!(Triple::positive("1,0,3").unwrap_err().contains("positive"));
+        assert!(Triple::positive("1,-2,3").is_err());
     }
 
     #[test]
@@ -385,7 +404,8 @@ mod tests {
         let image =
             RgbImage::from_fn(1000, 800, |x, y| image::Rgb([(x / 4) as u8, (y / 4) as u8, 90]));
         image.save(&path).unwrap();
-        let at_least = |side| decode_at_least(&path, side, DEFAULT_MAX_PIXELS).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let at_least = |side| decode_at_least(&bytes, side, DEFAULT_MAX_PIXELS).unwrap();
         assert_eq!(at_least(224).dimensions(), (500, 400), "1/2 scale");
         assert_eq!(at_least(100).dimensions(), (125, 100), "1/8 scale");
         assert_eq!(at_least(450).dimensions(), (1000, 800), "whole");
@@ -436,6 +456,7 @@ mod tests {
         );
         let small = dir.path().join("small.png");
         RgbImage::new(40, 30).save(&small).unwrap();
+        let small = std::fs::read(&small).unwrap();
         assert!(matches!(
             decode_at_least(&small, u32::MAX, 1000),
             Err(PreprocessError::TooLarge { width: 40, height: 30, limit: 1000 })

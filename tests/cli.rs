@@ -157,9 +157,16 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     std::fs::write(&garbage, "definitely not protobuf").unwrap();
     let vector = dir.path().join("vector.onnx");
     std::fs::write(&vector, common::non_image_model()).unwrap();
-    let cases: [(Vec<&str>, &str); 6] = [
+    let empty = dir.path().join("empty.onnx");
+    std::fs::write(&empty, "").unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    let whole = std::fs::read(common::shared_model()).unwrap();
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let cases: [(Vec<&str>, &str); 8] = [
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
         (vec!["--model", garbage.to_str().unwrap()], "not an ONNX model"),
+        (vec!["--model", empty.to_str().unwrap()], "empty.onnx (--model): empty file"),
+        (vec!["--model", truncated.to_str().unwrap()], "not an ONNX model, or a truncated one"),
         (vec!["--model", vector.to_str().unwrap()], "expected an image input [N,3,H,W]"),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
         (vec!["--top-k", "5000"], "--top-k 5000 exceeds the 1000 classes"),
@@ -183,4 +190,25 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
 fn help_and_version_exit_0() {
     googlenet().arg("--help").assert().success().stdout(predicate::str::contains("classify"));
     googlenet().arg("--version").assert().success();
+}
+
+#[test]
+fn malformed_or_conflicting_flags_are_refused_with_the_reason() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["--top-k", "0"], "0 is not in 1..=65535"),
+        (&["--shard", "4/3"], "4/3: K must be between 1 and N"),
+        (&["--shard", "x"], "expected K/N"),
+        (&["--mean", "1,2"], "expected 3 comma-separated values (R,G,B), got 2"),
+        (&["--std", "1,0,1"], "must be positive"),
+        (&["--bgr", "--rgb"], "'--bgr' cannot be used with '--rgb'"),
+        (&["--resume"], "--output <FILE>"),
+    ];
+    for (args, message) in cases {
+        let output =
+            googlenet().arg("classify").args(args).arg("assets/chelsea.png").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
 }

@@ -90,7 +90,7 @@ impl Network {
     /// `input_shape` or, by default, the model's own with a symbolic batch `N`.
     pub fn analyse(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Network> {
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &*bytes).context("not an ONNX model")?;
+        let proto = crate::model::read_proto(bytes)?;
         let mut batch_free = proto.clone();
         crate::model::free_batch(&mut batch_free);
         let mut model = onnx.model_for_proto_model(&batch_free)?;

@@ -145,9 +145,17 @@ impl Output {
     }
 }
 
-/// An error and its causes on one line: `outer: inner: root cause`.
+/// An error and its causes on one line: `outer: inner: root cause`. A cause whose text its
+/// outer error already quotes (as the image decoders' errors do) is not repeated.
 pub fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !parts.last().is_some_and(|outer| outer.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// Prints a one-line diagnostic on stderr, prefixed with the program name.
@@ -158,6 +166,18 @@ pub fn diagnostic(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_joins_causes_once_each() {
+        let root = anyhow::anyhow!("CRC error\nin IHDR");
+        let quoting = root.context("Format error: CRC error in IHDR");
+        assert_eq!(
+            one_line(&quoting.context("cannot decode")),
+            "cannot decode: Format error: CRC error in IHDR"
+        );
+        let plain = anyhow::anyhow!("No such file").context("cannot read");
+        assert_eq!(one_line(&plain), "cannot read: No such file");
+    }
 
     /// What `writer` makes of the sample records, finished.
     pub(crate) fn written<'a>(
