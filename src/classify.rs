@@ -27,11 +27,16 @@ pub fn softmax(scores: &[f32]) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
-/// The `k` most probable classes, most probable first; ties keep the lower index first.
-pub fn top_k(probabilities: &[f32], k: usize, labels: &Labels) -> Vec<Prediction> {
+/// Class indices from the most to the least probable (ties by index).
+pub fn ranking(probabilities: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..probabilities.len()).collect();
     order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
     order
+}
+
+/// The `k` most probable classes, most probable first; ties keep the lower index first.
+pub fn top_k(probabilities: &[f32], k: usize, labels: &Labels) -> Vec<Prediction> {
+    ranking(probabilities)
         .into_iter()
         .take(k)
         .enumerate()

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::experiment::concat_order::Order;
 use crate::output::Format;
 use crate::preprocess::{Preset, ResizeMode, Triple};
 
@@ -31,6 +32,82 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Download GoogLeNet from the ONNX model zoo (or install a local file) into the user cache.
     FetchModel(FetchModelArgs),
+    /// Answer questions about the Inception module by running variants of the real network.
+    #[command(subcommand)]
+    Experiment(Experiment),
+    /// Show which part of a photo the decision rests on: an occlusion-sensitivity heatmap.
+    Explain(ExplainArgs),
+}
+
+/// `googlenet experiment`.
+#[derive(Debug, Subcommand)]
+pub enum Experiment {
+    /// Concatenate the branches of Inception modules in another order and compare the outputs.
+    ConcatOrder(ConcatOrderArgs),
+    /// How much each input channel of a 1x1 convolution is used, and which branch it came from.
+    ChannelUse(ChannelUseArgs),
+}
+
+/// `googlenet experiment concat-order`.
+#[derive(Debug, Args)]
+pub struct ConcatOrderArgs {
+    /// The new branch order, e.g. 531m (1 = 1x1, 3 = 3x3, 5 = 5x5, m = pool proj).
+    #[arg(long)]
+    pub order: Order,
+    /// Reorder only this module (repeatable) [default: every Inception module].
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// Reorder the Concat only, without permuting the next layers' input channels to match.
+    #[arg(long)]
+    pub no_compensate: bool,
+    /// Write the variant as an ONNX file (usable with `classify --model`).
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Images or folders to compare on [default: the bundled photo of a cat].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The model, its labels, preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
+}
+
+/// `googlenet experiment channel-use`.
+#[derive(Debug, Args)]
+pub struct ChannelUseArgs {
+    /// A 1x1 convolution, such as inception_4a/1x1, or `all` for a summary of every one.
+    #[arg(long)]
+    pub layer: String,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Images or folders to measure the channels' contributions on [default: weights only].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The model, its labels, preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
+}
+
+/// `googlenet explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The photo to explain.
+    pub image: PathBuf,
+    /// Where to write the heatmap PNG (the photo's size, the map blended over it).
+    #[arg(long, value_name = "PNG")]
+    pub out: PathBuf,
+    /// Side of the grey square slid over the input, in input pixels.
+    #[arg(long, default_value_t = 32, value_name = "PIXELS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub patch: u16,
+    /// Step between patch positions, in input pixels.
+    #[arg(long, default_value_t = 16, value_name = "PIXELS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub stride: u16,
+    /// The model, its labels, preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
 }
 
 /// `googlenet classify`.

@@ -5,6 +5,7 @@ use googlenet::cli::Cli;
 use googlenet::commands::{self, Status};
 
 fn main() -> ExitCode {
+    googlenet::guard::install_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

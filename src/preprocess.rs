@@ -204,6 +204,15 @@ impl Preprocess {
             .ok_or_else(|| PreprocessError::Resize("resizer returned a short buffer".into()))
     }
 
+    /// The part of a `src_w x src_h` image that the input shows: `(left, top, width, height)`
+    /// in image pixels.
+    pub fn region(&self, src_w: u32, src_h: u32) -> (f64, f64, f64, f64) {
+        match self.resize {
+            ResizeMode::Squash => (0.0, 0.0, f64::from(src_w), f64::from(src_h)),
+            ResizeMode::Crop => self.centre_crop(src_w, src_h),
+        }
+    }
+
     /// The source region that, scaled so that the input covers 224/256 of it, gives the centre
     /// crop: `(left, top, width, height)` in source pixels.
     fn centre_crop(&self, src_w: u32, src_h: u32) -> (f64, f64, f64, f64) {

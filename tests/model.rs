@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use googlenet::classify::top_k;
 use googlenet::labels::Labels;
@@ -17,29 +16,12 @@ fn shared_model() -> Model {
     Model::load(&source, 1).expect("the shared model loads")
 }
 
-/// The reference stems: `<stem>.input.f32` with its `<stem>.output.f32`.
-fn reference_stems() -> Vec<PathBuf> {
-    let dir = common::shared().join("data/reference");
-    let mut stems: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter_map(|p| p.to_str()?.strip_suffix(".input.f32").map(PathBuf::from))
-        .collect();
-    stems.sort();
-    assert_eq!(stems.len(), 4, "four reference tensors in {}", dir.display());
-    stems
-}
-
-fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
-    PathBuf::from(format!("{}{suffix}", stem.display()))
-}
-
 #[test]
 fn outputs_match_onnxruntime_within_1e5() {
     let model = shared_model();
-    for stem in reference_stems() {
-        let input = common::read_f32(&with_suffix(&stem, ".input.f32"));
-        let expected = common::read_f32(&with_suffix(&stem, ".output.f32"));
+    for stem in common::reference_stems() {
+        let input = common::read_f32(&common::with_suffix(&stem, ".input.f32"));
+        let expected = common::read_f32(&common::with_suffix(&stem, ".output.f32"));
         let input = Array3::from_shape_vec((3, 224, 224), input).unwrap();
         let actual = model.probabilities(&[input]).unwrap().remove(0);
         assert_eq!(actual.len(), 1000);
@@ -52,11 +34,11 @@ fn outputs_match_onnxruntime_within_1e5() {
 #[test]
 fn caffe_preprocessing_matches_the_reference_inputs() {
     let settings = Preset::Caffe.settings(224, 224);
-    for stem in reference_stems() {
+    for stem in common::reference_stems() {
         let name = stem.file_name().unwrap().to_str().unwrap();
         let photo = common::shared().join("data/imagenet-samples").join(format!("{name}.JPEG"));
         let ours = settings.load(&photo).unwrap();
-        let reference = common::read_f32(&with_suffix(&stem, ".input.f32"));
+        let reference = common::read_f32(&common::with_suffix(&stem, ".input.f32"));
         let diffs: Vec<f32> = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).collect();
         let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
         println!("{name}: mean |ours - Pillow| = {mean:.3} (0..255 units)");

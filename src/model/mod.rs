@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tract_onnx::pb::{ModelProto, TensorProto};
-use tract_onnx::prelude::tract_ndarray::{Array3, Array4};
+use tract_onnx::prelude::tract_ndarray::{self, Array3, Array4, ArrayD};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::plan::SimpleState;
 use tract_onnx::tract_hir::infer::Factoid;
 
 pub use source::{ModelSource, Origin};
+
+use crate::guard;
 
 /// What the model's output holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,10 @@ impl Model {
     /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
     /// Reshape nodes that pin the batch to 1 are rewritten to copy it from their input.
     pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {
+        guard::catch(|| Model::prepare(bytes, batch_size))
+    }
+
+    fn prepare(bytes: &[u8], batch_size: usize) -> Result<Model> {
         ensure!(batch_size >= 1, "the batch size must be at least 1");
         let onnx = tract_onnx::onnx();
         let mut proto = read_proto(bytes)?;
@@ -84,11 +90,8 @@ impl Model {
         let output_name = model
             .outlet_label(scores)
             .map_or_else(|| model.node(scores.node).name.clone(), str::to_owned);
-        let mut typed = model
-            .into_typed()
+        let optimised = optimise(model)
             .with_context(|| format!("cannot prepare the model for batches of {batch_size}"))?;
-        lrn::replace_lrn(&mut typed)?;
-        let optimised = typed.into_optimized().context("cannot optimise the model")?;
         let classes = class_count(&optimised, batch_size)?;
         let plan = optimised.into_runnable()?;
         Ok(Model { plan, input, output_name, output_kind, classes, batch_size })
@@ -97,7 +100,8 @@ impl Model {
     /// Runs up to [`Model::batch_size`] `3 x H x W` images through the network in one call and
     /// returns each one's class probabilities. A short batch is padded.
     pub fn probabilities(&self, images: &[Array3<f32>]) -> Result<Vec<Vec<f32>>> {
-        let outputs = self.plan.run(tvec!(self.batch(images)?.into_tvalue()))?;
+        let input = self.batch(images)?.into_tvalue();
+        let outputs = guard::catch(|| self.plan.run(tvec!(input)))?;
         let output = outputs.first().context("the model returned no output")?;
         let scores = output.to_plain_array_view::<f32>()?;
         let scores = scores.as_slice().context("the output is not contiguous")?;
@@ -176,9 +180,54 @@ pub struct NodeTime {
     pub time: Duration,
 }
 
+/// Types the model, puts the fast LRN in place of tract's and optimises it.
+fn optimise(model: InferenceModel) -> Result<TypedModel> {
+    let mut typed = model.into_typed()?;
+    lrn::replace_lrn(&mut typed)?;
+    typed.into_optimized().context("cannot optimise the model")
+}
+
+/// A plan that returns the values of chosen tensors inside the network for one image: what a
+/// layer receives and gives, for the experiments.
+#[derive(Debug)]
+pub struct Probe {
+    plan: Arc<TypedSimplePlan>,
+    input: InputSpec,
+}
+
+impl Probe {
+    /// Prepares the model in `bytes` to return the tensors named `tensors`, in that order.
+    pub fn new(bytes: &[u8], tensors: &[&str]) -> Result<Probe> {
+        guard::catch(|| Probe::prepare(bytes, tensors))
+    }
+
+    fn prepare(bytes: &[u8], tensors: &[&str]) -> Result<Probe> {
+        let mut model = tract_onnx::onnx().model_for_proto_model(&read_proto(bytes)?)?;
+        let input = input_spec(&model)?;
+        let fact = f32::fact([1, 3, input.height as usize, input.width as usize]);
+        model.set_input_fact(0, fact.into())?;
+        model.select_outputs_by_name(tensors)?;
+        let plan = optimise(model)?.into_runnable()?;
+        Ok(Probe { plan, input })
+    }
+
+    /// The probed tensors for one `3 x H x W` image.
+    pub fn run(&self, image: &Array3<f32>) -> Result<Vec<ArrayD<f32>>> {
+        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        ensure!(
+            image.shape() == [3, h, w],
+            "image tensor {:?}, expected [3, {h}, {w}]",
+            image.shape()
+        );
+        let input = image.clone().insert_axis(tract_ndarray::Axis(0));
+        let outputs = self.plan.run(tvec!(Tensor::from(input).into_tvalue()))?;
+        outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.to_owned())).collect()
+    }
+}
+
 /// Parses an ONNX file's bytes, with an error that says what is wrong with a file that is
 /// empty, not ONNX or cut short.
-pub(crate) fn read_proto(bytes: &[u8]) -> Result<ModelProto> {
+pub fn read_proto(bytes: &[u8]) -> Result<ModelProto> {
     ensure!(!bytes.is_empty(), "empty file");
     tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)

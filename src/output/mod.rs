@@ -120,11 +120,7 @@ impl Output {
             let fresh = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
             return Ok(Output { writer: writer(format, Box::new(file), fresh), pending: None });
         }
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let temp = tempfile::Builder::new()
-            .prefix(".googlenet-output-")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        let temp = temp_beside(path)?;
         let file = temp.as_file().try_clone()?;
         let writer = writer(format, Box::new(io::BufWriter::new(file)), true);
         Ok(Output { writer, pending: Some((temp, path.to_owned())) })
@@ -143,6 +139,26 @@ impl Output {
         }
         Ok(())
     }
+}
+
+/// A temporary file in the folder of `path`, to be renamed onto it once complete.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".googlenet-output-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that `path` is never
+/// seen half-written.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut temp = temp_beside(path)?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// An error and its causes on one line: `outer: inner: root cause`. A cause whose text its

@@ -10,6 +10,7 @@ use tract_onnx::pb::{
     type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
+use tract_onnx::prelude::tract_ndarray::Array3;
 
 /// `../shared/` beside the project root.
 pub fn shared() -> PathBuf {
@@ -176,4 +177,26 @@ fn encode(graph: GraphProto) -> Vec<u8> {
 pub fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// The reference stems: `<stem>.input.f32` with its `<stem>.output.f32`.
+pub fn reference_stems() -> Vec<PathBuf> {
+    let dir = shared().join("data/reference");
+    let mut stems: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| p.to_str()?.strip_suffix(".input.f32").map(PathBuf::from))
+        .collect();
+    stems.sort();
+    assert_eq!(stems.len(), 4, "four reference tensors in {}", dir.display());
+    stems
+}
+
+pub fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", stem.display()))
+}
+
+/// The input tensor of a reference stem.
+pub fn reference_input(stem: &Path) -> Array3<f32> {
+    Array3::from_shape_vec((3, 224, 224), read_f32(&with_suffix(stem, ".input.f32"))).unwrap()
 }

@@ -1,5 +1,7 @@
 //! The subcommands: glue from parsed arguments to the library's modules.
 
+mod experiment;
+
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,8 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::cli::{
-    ClassifierArgs, ClassifyArgs, Cli, Command, EvalArgs, FetchModelArgs, InputArgs, InspectArgs,
-    PreprocessArgs, ReportFormat, RunArgs,
+    ClassifierArgs, ClassifyArgs, Cli, Command, EvalArgs, Experiment, FetchModelArgs, InputArgs,
+    InspectArgs, PreprocessArgs, ReportFormat, RunArgs,
 };
 use crate::eval::{true_synset, Report, Tally};
 use crate::inspect::profile::Profile;
@@ -36,6 +38,13 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Eval(args) => eval(&args, cli.verbose),
         Command::Inspect(args) => inspect(&args),
         Command::FetchModel(args) => fetch_model(&args),
+        Command::Experiment(Experiment::ConcatOrder(args)) => {
+            experiment::concat_order(&args, cli.verbose)
+        }
+        Command::Experiment(Experiment::ChannelUse(args)) => {
+            experiment::channel_use(&args, cli.verbose)
+        }
+        Command::Explain(args) => experiment::explain(&args, cli.verbose),
     }
 }
 
@@ -241,10 +250,20 @@ fn describe_paths(args: &InputArgs) -> String {
 
 /// Resolves and loads the model, its labels and its preprocessing.
 fn load_classifier(args: &ClassifierArgs, top_k: u16, verbose: bool) -> Result<Classifier> {
+    let source = ModelSource::resolve(args.model.model.as_deref())?;
+    load_classifier_from(&source, args, top_k, verbose)
+}
+
+/// [`load_classifier`] for a model source already resolved.
+fn load_classifier_from(
+    source: &ModelSource,
+    args: &ClassifierArgs,
+    top_k: u16,
+    verbose: bool,
+) -> Result<Classifier> {
     let (model_args, run) = (&args.model, &args.run);
-    let source = ModelSource::resolve(model_args.model.as_deref())?;
     let started = Instant::now();
-    let model = Model::load(&source, usize::from(run.batch_size))?;
+    let model = Model::load(source, usize::from(run.batch_size))?;
     let labels = load_labels(model_args.labels.as_deref(), model.classes)?;
     let top_k = usize::from(top_k);
     ensure!(
@@ -254,7 +273,7 @@ fn load_classifier(args: &ClassifierArgs, top_k: u16, verbose: bool) -> Result<C
     );
     let (preprocess, preset) = preprocess_for(&model, source.origin, &args.preprocess);
     if verbose {
-        describe(&source, &model, &preprocess, preset, started);
+        describe(source, &model, &preprocess, preset, started);
     }
     Ok(Classifier { model, labels, preprocess, top_k })
 }

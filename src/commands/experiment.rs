@@ -1,0 +1,246 @@
+//! `googlenet experiment concat-order`, `googlenet experiment channel-use` and
+//! `googlenet explain`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use prost::Message;
+use serde::Serialize;
+use tract_onnx::prelude::tract_ndarray::Array3;
+
+use super::{default_threads, load_classifier, load_classifier_from, print_report, status, Status};
+use crate::cli::{ChannelUseArgs, ConcatOrderArgs, ExplainArgs, ReportFormat, RunArgs};
+use crate::eval::true_synset;
+use crate::experiment::channel_use::{self, ChannelUse};
+use crate::experiment::concat_order::{self, Comparison};
+use crate::explain;
+use crate::inspect::Network;
+use crate::model::{read_proto, Model, ModelSource, Probe};
+use crate::output::{diagnostic, one_line, path_text, write_whole};
+use crate::pipeline::{run_ordered, Input, Walk};
+use crate::preprocess::{self, Preprocess};
+
+/// The photo the experiments use when given no images: `assets/chelsea.png` (scikit-image,
+/// CC0; see `assets/README.md`).
+const BUNDLED: (&str, &[u8]) =
+    ("chelsea.png (bundled)", include_bytes!("../../assets/chelsea.png"));
+
+/// Runs `work` on the tensor of every image under `paths` (or of the bundled photo when there
+/// are none) in parallel, and hands each image's name and result to `sink` in order. Images
+/// that cannot be used are reported on stderr; returns how many.
+fn for_each_image<R: Send>(
+    paths: &[PathBuf],
+    preprocess: &Preprocess,
+    run: &RunArgs,
+    work: impl Fn(&Array3<f32>) -> Result<R> + Sync,
+    mut sink: impl FnMut(&str, R),
+) -> Result<usize> {
+    if paths.is_empty() {
+        let tensor = preprocess.tensor(BUNDLED.1).context("the bundled photo")?;
+        sink(BUNDLED.0, work(&tensor)?);
+        return Ok(0);
+    }
+    let inputs = Walk::new(true, &[], &[])?.discover(paths);
+    ensure!(!inputs.is_empty(), "no images found");
+    let threads = run.threads.map_or_else(default_threads, usize::from);
+    let mut failed = 0;
+    run_ordered(
+        &inputs,
+        threads,
+        1,
+        |chunk| {
+            chunk
+                .iter()
+                .map(|input| {
+                    let result = match input {
+                        Input::Image(path) => preprocess
+                            .load(path)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|tensor| work(&tensor))
+                            .map_err(|e| one_line(&e)),
+                        Input::Broken { reason, .. } => Err(reason.clone()),
+                    };
+                    (path_text(input.path()), result)
+                })
+                .collect()
+        },
+        |(name, result)| {
+            match result {
+                Ok(value) => sink(&name, value),
+                Err(reason) => {
+                    diagnostic(&format!("{name}: {reason}"));
+                    failed += 1;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(failed)
+}
+
+/// What `experiment concat-order` reports.
+#[derive(Debug, Serialize)]
+struct ConcatOrderReport {
+    order: String,
+    compensated: bool,
+    modules: Vec<String>,
+    permuted_weights: usize,
+    saved: Option<PathBuf>,
+    comparison: Comparison,
+    summary: String,
+}
+
+pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Status> {
+    let source = ModelSource::resolve(args.classifier.model.model.as_deref())?;
+    let bytes = source.bytes()?;
+    let original = load_classifier_from(&source, &args.classifier, 5, verbose)?;
+    let network = Network::analyse(&bytes, None)?;
+    let compensate = !args.no_compensate;
+    let variant = concat_order::reorder(
+        &read_proto(&bytes)?,
+        &network,
+        &args.order,
+        &args.modules,
+        compensate,
+    )?;
+    let variant_bytes = variant.proto.encode_to_vec();
+    if let Some(path) = &args.save {
+        write_whole(path, &variant_bytes)?;
+    }
+    let model = Model::from_bytes(&variant_bytes, 1).context("cannot load the variant")?;
+    let mut comparison = Comparison::default();
+    let failed = for_each_image(
+        &args.paths,
+        &original.preprocess,
+        &args.classifier.run,
+        |tensor| {
+            let image = std::slice::from_ref(tensor);
+            let first = |p: Vec<Vec<f32>>| p.into_iter().next().context("no output");
+            Ok((first(original.model.probabilities(image)?)?, first(model.probabilities(image)?)?))
+        },
+        |name, (a, b)| {
+            let truth = true_synset(Path::new(name))
+                .and_then(|synset| original.labels.by_synset(&synset).map(|(index, _)| index));
+            comparison.add(&a, &b, truth);
+        },
+    )?;
+    let report = ConcatOrderReport {
+        order: args.order.to_string(),
+        compensated: compensate,
+        modules: variant.modules.iter().map(|(name, _)| name.clone()).collect(),
+        permuted_weights: variant.permuted,
+        saved: args.save.clone(),
+        summary: concat_order::describe(&variant, &args.order, compensate),
+        comparison,
+    };
+    print_report(&report, args.format == ReportFormat::Json, |r| {
+        let saved = r.saved.as_ref().map_or(String::new(), |p| format!("saved: {}\n", p.display()));
+        format!("{}\n{saved}{}", r.summary, r.comparison.to_text())
+    })?;
+    Ok(status(failed))
+}
+
+pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status> {
+    let source = ModelSource::resolve(args.classifier.model.model.as_deref())?;
+    let bytes = source.bytes()?;
+    let network = Network::analyse(&bytes, None)?;
+    let proto = read_proto(&bytes)?;
+    let layers = match args.layer.as_str() {
+        "all" => channel_use::pointwise_convolutions(&network),
+        name => vec![name.to_owned()],
+    };
+    let mut uses = layers
+        .iter()
+        .map(|name| ChannelUse::new(&proto, &network, name))
+        .collect::<Result<Vec<_>>>()?;
+    let mut failed = 0;
+    if !args.paths.is_empty() {
+        let classifier = load_classifier_from(&source, &args.classifier, 1, verbose)?;
+        let inputs: Vec<&str> = uses.iter().map(|u| u.input.as_str()).collect();
+        let probe = Probe::new(&bytes, &inputs)?;
+        failed = for_each_image(
+            &args.paths,
+            &classifier.preprocess,
+            &args.classifier.run,
+            |tensor| probe.run(tensor),
+            |_, activations| {
+                for (one, activation) in uses.iter_mut().zip(&activations) {
+                    if let Err(err) = one.add(activation) {
+                        diagnostic(&format!("{}: {err:#}", one.layer));
+                    }
+                }
+            },
+        )?;
+    }
+    let json = args.format == ReportFormat::Json;
+    match uses.as_slice() {
+        [one] => print_report(one, json, ChannelUse::to_text)?,
+        _ => print_report(&uses, json, |u| channel_use::summary(u))?,
+    }
+    Ok(status(failed))
+}
+
+/// What `explain` reports.
+#[derive(Debug, Serialize)]
+struct ExplainReport {
+    image: String,
+    class: usize,
+    label: String,
+    probability: f32,
+    largest_drop: f32,
+    hottest_patch: [u32; 4],
+    heatmap: PathBuf,
+}
+
+pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
+    let classifier = load_classifier(&args.classifier, 1, verbose)?;
+    let name = args.image.display();
+    let tensor = classifier.preprocess.load(&args.image).with_context(|| format!("{name}"))?;
+    let photo = preprocess::decode(&args.image).with_context(|| format!("{name}"))?;
+    let threads = args.classifier.run.threads.map_or_else(default_threads, usize::from);
+    let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
+    let occlusion = explain::occlusion(&classifier.model, &tensor, patch, stride, threads)?;
+    let region = classifier.preprocess.region(photo.width(), photo.height());
+    let (top, left, drop) = occlusion.hottest;
+    let heatmap = explain::render(&photo, &occlusion.map, region, drop);
+    let mut png = Vec::new();
+    heatmap.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    write_whole(&args.out, &png)?;
+    let (input_h, input_w) = occlusion.map.dim();
+    let to_photo = |x: usize, y: usize| {
+        let px = region.0 + x as f64 * region.2 / input_w as f64;
+        let py = region.1 + y as f64 * region.3 / input_h as f64;
+        (px.round() as u32, py.round() as u32)
+    };
+    let (x0, y0) = to_photo(left, top);
+    let (x1, y1) = to_photo(left + occlusion.patch, top + occlusion.patch);
+    let report = ExplainReport {
+        image: path_text(&args.image),
+        class: occlusion.class,
+        label: classifier.labels.get(occlusion.class).map_or_else(String::new, |l| l.name.clone()),
+        probability: occlusion.probability,
+        largest_drop: drop,
+        hottest_patch: [x0, y0, x1, y1],
+        heatmap: args.out.clone(),
+    };
+    print_report(&report, false, |r| {
+        format!(
+            "{}: {} (p = {:.3})\nlargest drop: {:.3}, hiding x {}-{}, y {}-{} of the photo\n\
+             heatmap: {} ({}x{}); colour scale along the bottom edge: black = no drop, \
+             pale yellow = {:.3}\n",
+            r.image,
+            r.label,
+            r.probability,
+            r.largest_drop,
+            x0,
+            x1,
+            y0,
+            y1,
+            r.heatmap.display(),
+            photo.width(),
+            photo.height(),
+            r.largest_drop
+        )
+    })?;
+    Ok(Status::Success)
+}

@@ -1,0 +1,392 @@
+//! How much each input channel of a 1x1 convolution is used: the size of its weights and, over
+//! real images, its mean contribution to the convolution's output, with the branch of the
+//! Inception module each channel came from.
+
+use std::fmt::Write as _;
+
+use anyhow::{ensure, Context, Result};
+use serde::Serialize;
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::tract_ndarray::ArrayD;
+
+use super::weights;
+use crate::inspect::modules::{find_modules, BranchKind};
+use crate::inspect::{aligned, Layer, Network};
+
+/// Layers that keep every channel where it is, looked through when finding a channel's source.
+const CHANNEL_WISE: [&str; 6] = ["MaxPool", "AveragePool", "Relu", "Dropout", "Identity", "LRN"];
+
+/// One input channel of the convolution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Channel {
+    /// Index in the convolution's input.
+    pub index: usize,
+    /// The branch (`inception_3b/5x5`) or layer it comes from.
+    pub source: String,
+    /// L2 norm of its weights over the output channels.
+    pub weight_norm: f32,
+    /// Mean over images, positions and output channels of `|w[o,c] x[c,p]|`.
+    pub contribution: Option<f64>,
+    /// The same mean without the absolute value: these add up over channels to the mean of the
+    /// convolution's output less its bias.
+    pub signed_contribution: Option<f64>,
+}
+
+/// The input channels of one 1x1 convolution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelUse {
+    /// The convolution's node name.
+    pub layer: String,
+    /// The tensor it reads.
+    #[serde(skip)]
+    pub input: String,
+    /// The tensor it writes (before its activation).
+    #[serde(skip)]
+    pub output: String,
+    /// Its output channels.
+    pub outputs: usize,
+    /// Images the contributions were measured on.
+    pub images: usize,
+    /// Every input channel, in order.
+    pub channels: Vec<Channel>,
+    #[serde(skip)]
+    weights: Vec<f32>,
+    #[serde(skip)]
+    sums: Vec<[f64; 2]>,
+}
+
+/// Every 1x1 convolution of the network, by name.
+pub fn pointwise_convolutions(network: &Network) -> Vec<String> {
+    network.layers.iter().filter(|l| is_pointwise(l)).map(|l| l.name.clone()).collect()
+}
+
+fn is_pointwise(layer: &Layer) -> bool {
+    layer.op == "Conv" && layer.kernel == Some((1, 1))
+}
+
+impl ChannelUse {
+    /// The weights and sources of the input channels of the 1x1 convolution `name`.
+    pub fn new(proto: &ModelProto, network: &Network, name: &str) -> Result<ChannelUse> {
+        let layer =
+            network.layers.iter().find(|l| l.name == name).with_context(|| {
+                format!("no layer named {name}: `googlenet inspect` lists them")
+            })?;
+        ensure!(is_pointwise(layer), "{name} is a {} node, not a 1x1 convolution", layer.op);
+        let graph = proto.graph.as_ref().context("the ONNX file holds no graph")?;
+        let node = graph
+            .node
+            .iter()
+            .find(|n| n.output.first() == Some(&layer.output))
+            .with_context(|| format!("{name}: node not found"))?;
+        let weight_name = node.input.get(1).context("convolution without weights")?;
+        let tensor = graph
+            .initializer
+            .iter()
+            .find(|t| &t.name == weight_name)
+            .with_context(|| format!("{name}: weights are not a constant"))?;
+        let (outputs, inputs) = match tensor.dims.as_slice() {
+            &[o, i, 1, 1] => (usize::try_from(o)?, usize::try_from(i)?),
+            dims => anyhow::bail!("{name}: weights {dims:?}, expected [O, C, 1, 1]"),
+        };
+        ensure!(weights::int_attribute(node, "group").unwrap_or(1) == 1, "{name}: grouped");
+        let weights = weights::floats(tensor)?;
+        ensure!(weights.len() == outputs * inputs, "{name}: {} weights", weights.len());
+        let input = layer.inputs.first().context("convolution without input")?.clone();
+        let sources = sources(network, &input, inputs);
+        let channels = (0..inputs)
+            .map(|c| Channel {
+                index: c,
+                source: sources[c].clone(),
+                weight_norm: column(&weights, inputs, c).map(|w| w * w).sum::<f32>().sqrt(),
+                contribution: None,
+                signed_contribution: None,
+            })
+            .collect();
+        Ok(ChannelUse {
+            layer: name.to_owned(),
+            input,
+            output: layer.output.clone(),
+            outputs,
+            images: 0,
+            channels,
+            weights,
+            sums: vec![[0.0; 2]; inputs],
+        })
+    }
+
+    /// Adds one image's input to the convolution (`[1, C, H, W]`) to the contributions.
+    pub fn add(&mut self, input: &ArrayD<f32>) -> Result<()> {
+        let inputs = self.channels.len();
+        ensure!(
+            input.ndim() == 4 && input.shape()[..2] == [1, inputs],
+            "activation {:?}, expected [1, {inputs}, H, W]",
+            input.shape()
+        );
+        let plane = input.len() / inputs;
+        let values = input.as_standard_layout();
+        let values = values.as_slice().context("activation not contiguous")?;
+        for (sums, map) in self.sums.iter_mut().zip(values.chunks_exact(plane)) {
+            sums[0] += map.iter().map(|v| f64::from(v.abs())).sum::<f64>() / plane as f64;
+            sums[1] += map.iter().map(|&v| f64::from(v)).sum::<f64>() / plane as f64;
+        }
+        self.images += 1;
+        let images = self.images as f64;
+        for (channel, sums) in self.channels.iter_mut().zip(&self.sums) {
+            // |w x| = |w| |x|, and means of products of independent factors factor.
+            let column = || column(&self.weights, inputs, channel.index).map(f64::from);
+            let outputs = self.outputs as f64;
+            let abs_weight = column().map(f64::abs).sum::<f64>() / outputs;
+            let weight = column().sum::<f64>() / outputs;
+            channel.contribution = Some(abs_weight * sums[0] / images);
+            channel.signed_contribution = Some(weight * sums[1] / images);
+        }
+        Ok(())
+    }
+
+    /// Where the input comes from: a module and its branch count, or one layer.
+    fn from(&self) -> String {
+        let mut sources: Vec<&str> = self.channels.iter().map(|c| c.source.as_str()).collect();
+        sources.dedup();
+        match sources.as_slice() {
+            [one] => (*one).to_owned(),
+            [first, ..] => {
+                let module = first.split('/').next().unwrap_or(first);
+                format!("{module} ({} branches)", sources.len())
+            }
+            [] => String::new(),
+        }
+    }
+
+    /// Per-source totals: `(source, channels, mean weight norm, share of the contribution)`.
+    fn by_source(&self) -> Vec<(String, usize, f32, Option<f64>)> {
+        let total: Option<f64> = self.channels.iter().map(|c| c.contribution).sum();
+        let mut sources: Vec<String> = Vec::new();
+        for channel in &self.channels {
+            if !sources.contains(&channel.source) {
+                sources.push(channel.source.clone());
+            }
+        }
+        sources
+            .into_iter()
+            .map(|source| {
+                let members: Vec<&Channel> =
+                    self.channels.iter().filter(|c| c.source == source).collect();
+                let norm =
+                    members.iter().map(|c| c.weight_norm).sum::<f32>() / members.len() as f32;
+                let part: Option<f64> = members.iter().map(|c| c.contribution).sum();
+                let share = part.zip(total).map(|(p, t)| if t > 0.0 { p / t } else { 0.0 });
+                (source, members.len(), norm, share)
+            })
+            .collect()
+    }
+
+    /// The weakest channel by weight norm and by contribution, relative to the median.
+    pub fn weakest(&self) -> Weakest {
+        let relative = |value: fn(&Channel) -> Option<f64>| {
+            let mut values: Vec<f64> = self.channels.iter().filter_map(value).collect();
+            values.sort_by(f64::total_cmp);
+            let median = *values.get(values.len() / 2)?;
+            let (channel, least) = self
+                .channels
+                .iter()
+                .filter_map(|c| Some((c, value(c)?)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))?;
+            let under = values.iter().filter(|v| **v < median * 0.1).count();
+            Some((channel.index, channel.source.clone(), least / median, under))
+        };
+        Weakest {
+            by_weight: relative(|c| Some(f64::from(c.weight_norm))),
+            by_contribution: relative(|c| c.contribution),
+        }
+    }
+
+    /// The per-channel table, the totals by source, a histogram and the weakest channel.
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "{}: {} input channels, {} outputs, {} images\n\n",
+            self.layer,
+            self.channels.len(),
+            self.outputs,
+            self.images
+        );
+        let top = self.channels.iter().filter_map(|c| c.contribution).fold(0.0, f64::max);
+        let rows: Vec<[String; 5]> = self
+            .channels
+            .iter()
+            .map(|c| {
+                [
+                    c.index.to_string(),
+                    c.source.clone(),
+                    format!("{:.4}", c.weight_norm),
+                    c.contribution.map_or("-".into(), |v| format!("{v:.5}")),
+                    c.contribution.map_or(String::new(), |v| bar(v / top, 20)),
+                ]
+            })
+            .collect();
+        let header = ["channel", "source", "weight L2", "contribution", ""].map(String::from);
+        let right = [true, false, true, true, false];
+        text += &aligned(&header, &rows, &Default::default(), &right);
+        text += "\n";
+        let rows: Vec<[String; 4]> = self
+            .by_source()
+            .into_iter()
+            .map(|(source, n, norm, share)| {
+                let share = share.map_or("-".into(), |s| format!("{:.1}%", s * 100.0));
+                [source, n.to_string(), format!("{norm:.4}"), share]
+            })
+            .collect();
+        let header = ["source", "channels", "mean weight L2", "share"].map(String::from);
+        text += &aligned(&header, &rows, &Default::default(), &[false, true, true, true]);
+        text += "\nweight L2 relative to the median, channels per bin:\n";
+        text += &histogram(&self.channels.iter().map(|c| c.weight_norm).collect::<Vec<_>>());
+        text += &self.weakest().to_text();
+        text
+    }
+}
+
+/// The weakest input channel of a convolution: `(channel, source, value / median, channels
+/// under a tenth of the median)`, by weight norm and by measured contribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Weakest {
+    /// By the L2 norm of the weights.
+    pub by_weight: Option<(usize, String, f64, usize)>,
+    /// By the mean absolute contribution, when images were given.
+    pub by_contribution: Option<(usize, String, f64, usize)>,
+}
+
+impl Weakest {
+    fn to_text(&self) -> String {
+        let mut text = String::new();
+        for (what, weakest) in
+            [("weight", &self.by_weight), ("contribution", &self.by_contribution)]
+        {
+            if let Some((channel, source, ratio, under)) = weakest {
+                let _ = writeln!(
+                    text,
+                    "weakest {what}: channel {channel} ({source}), {:.0}% of the median; \
+                     {under} channels under 10% of the median",
+                    ratio * 100.0
+                );
+            }
+        }
+        text
+    }
+}
+
+/// One summary line per layer, for `--layer all`.
+pub fn summary(uses: &[ChannelUse]) -> String {
+    let rows: Vec<[String; 5]> = uses
+        .iter()
+        .map(|u| {
+            let weakest = u.weakest();
+            let cell = |w: &Option<(usize, String, f64, usize)>| {
+                w.as_ref().map_or("-".into(), |(c, s, r, n)| {
+                    format!("{:.0}% (#{c} {s}), {n} under 10%", r * 100.0)
+                })
+            };
+            [
+                u.layer.clone(),
+                u.channels.len().to_string(),
+                u.from(),
+                cell(&weakest.by_weight),
+                cell(&weakest.by_contribution),
+            ]
+        })
+        .collect();
+    let header = [
+        "layer",
+        "inputs",
+        "first source",
+        "weakest weight / median",
+        "weakest contribution / median",
+    ]
+    .map(String::from);
+    aligned(&header, &rows, &Default::default(), &[false, true, false, false, false])
+}
+
+fn column(weights: &[f32], inputs: usize, c: usize) -> impl Iterator<Item = f32> + '_ {
+    weights.iter().skip(c).step_by(inputs).copied()
+}
+
+/// Where each of the `count` channels of `tensor` comes from: the branch of an Inception
+/// module (looking through pools and activations) or else the layer that wrote it.
+fn sources(network: &Network, tensor: &str, count: usize) -> Vec<String> {
+    let mut current = tensor;
+    let producer = loop {
+        let Some(layer) = network.layers.iter().find(|l| l.output == current) else {
+            return vec![current.to_owned(); count];
+        };
+        match layer.inputs.as_slice() {
+            [input] if CHANNEL_WISE.contains(&layer.op.as_str()) => current = input,
+            _ => break layer,
+        }
+    };
+    let module = find_modules(network).into_iter().find(|m| m.concat == producer.name);
+    (0..count)
+        .map(|c| {
+            let branch = module.as_ref().and_then(|m| {
+                let b = m.branches.iter().find(|b| (b.range[0]..=b.range[1]).contains(&c))?;
+                Some(format!("{}/{}", m.name, branch_name(b.kind)))
+            });
+            branch.unwrap_or_else(|| producer.name.clone())
+        })
+        .collect()
+}
+
+fn branch_name(kind: BranchKind) -> &'static str {
+    match kind {
+        BranchKind::OneByOne => "1x1",
+        BranchKind::ThreeByThree => "3x3",
+        BranchKind::FiveByFive => "5x5",
+        BranchKind::PoolProj => "pool_proj",
+    }
+}
+
+/// A bar of `width` cells for a fraction 0..=1, in eighths.
+fn bar(fraction: f64, width: usize) -> String {
+    let eighths = (fraction.clamp(0.0, 1.0) * (width * 8) as f64).round() as usize;
+    let mut text = "█".repeat(eighths / 8);
+    if !eighths.is_multiple_of(8) {
+        text.push(['▏', '▎', '▍', '▌', '▋', '▊', '▉'][eighths % 8 - 1]);
+    }
+    text
+}
+
+/// Ten bins of `values` relative to their median, 0 to 2x, with counts and bars.
+fn histogram(values: &[f32]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let Some(&median) = sorted.get(sorted.len() / 2) else { return String::new() };
+    let mut bins = [0usize; 10];
+    for v in values {
+        let bin = ((v / median) * 5.0).floor().clamp(0.0, 9.0) as usize;
+        bins[bin] += 1;
+    }
+    let most = bins.iter().copied().max().unwrap_or(1).max(1);
+    let mut text = String::new();
+    for (i, n) in bins.iter().enumerate() {
+        let range = if i == 9 {
+            "1.8-  ".to_owned()
+        } else {
+            format!("{:.1}-{:.1}", i as f32 * 0.2, (i + 1) as f32 * 0.2)
+        };
+        let line = format!("  {range}  {n:>4}  {}", bar(*n as f64 / most as f64, 30));
+        let _ = writeln!(text, "{}", line.trim_end());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_and_histograms_scale() {
+        assert_eq!(bar(1.0, 2), "██");
+        assert_eq!(bar(0.5, 1), "▌");
+        assert_eq!(bar(0.0, 3), "");
+        let text = histogram(&[1.0, 1.0, 1.0, 0.05]);
+        assert!(text.lines().next().unwrap().contains("   1  "), "{text}");
+        assert!(text.lines().nth(5).unwrap().contains("   3  "), "{text}");
+    }
+}
