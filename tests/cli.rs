@@ -162,7 +162,9 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let truncated = dir.path().join("truncated.onnx");
     let whole = std::fs::read(common::shared_model()).unwrap();
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
-    let cases: [(Vec<&str>, &str); 8] = [
+    let malformed = "fuzz/regressions/model/crash-003d3cfd17d89c31ae216f873ebbb85fdcfae684";
+    let cases: [(Vec<&str>, &str); 9] = [
+        (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
         (vec!["--model", garbage.to_str().unwrap()], "not an ONNX model"),
         (vec!["--model", empty.to_str().unwrap()], "empty.onnx (--model): empty file"),

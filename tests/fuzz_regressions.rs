@@ -1,0 +1,51 @@
+//! The fuzzers' seeds and every input that once crashed them (`fuzz/seeds`, `fuzz/regressions`),
+//! replayed through the same entry points: each gives a result or an error, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use googlenet::model::Model;
+use googlenet::preprocess::{Preprocess, Preset};
+
+fn files(kind: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files: Vec<PathBuf> = ["seeds", "regressions"]
+        .iter()
+        .filter_map(|set| std::fs::read_dir(root.join(set).join(kind)).ok())
+        .flatten()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn decoder_inputs_give_a_tensor_or_an_error() {
+    let settings = Preprocess { max_pixels: 4_000_000, ..Preset::Caffe.settings(224, 224) };
+    let files = files("decode");
+    assert!(files.len() >= 17, "the seeds are there: {files:?}");
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        match settings.tensor(&bytes) {
+            Ok(tensor) => assert_eq!(tensor.shape(), &[3, 224, 224], "{}", path.display()),
+            Err(err) => assert!(!err.to_string().is_empty(), "{}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn model_inputs_load_and_run_or_give_an_error() {
+    googlenet::guard::install_hook();
+    let files = files("model");
+    assert!(files.len() >= 2, "the seed and the crashes: {files:?}");
+    let mut loaded = 0;
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        if let Ok(model) = Model::from_bytes(&bytes, 1) {
+            let (w, h) = (model.input.width as usize, model.input.height as usize);
+            let image = tract_onnx::prelude::tract_ndarray::Array3::zeros((3, h, w));
+            let _ = model.probabilities(&[image]);
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 1, "the seed model loads");
+}
