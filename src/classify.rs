@@ -28,6 +28,7 @@ pub fn softmax(scores: &[f32]) -> Vec<f32> {
 }
 
 /// Class indices from the most to the least probable (ties by index).
+#[allow(clippy::indexing_slicing, reason = "the indices are 0..probabilities.len()")]
 pub fn ranking(probabilities: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..probabilities.len()).collect();
     order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
@@ -35,6 +36,7 @@ pub fn ranking(probabilities: &[f32]) -> Vec<usize> {
 }
 
 /// The `k` most probable classes, most probable first; ties keep the lower index first.
+#[allow(clippy::indexing_slicing, reason = "the indices come from ranking(probabilities)")]
 pub fn top_k(probabilities: &[f32], k: usize, labels: &Labels) -> Vec<Prediction> {
     ranking(probabilities)
         .into_iter()

@@ -35,7 +35,7 @@ pub fn occlusion(
     stride: usize,
     threads: usize,
 ) -> Result<Occlusion> {
-    let (h, w) = (image.shape()[1], image.shape()[2]);
+    let (_, h, w) = image.dim();
     ensure!(patch >= 1 && patch <= h.min(w), "the patch must be 1 to {} pixels", h.min(w));
     ensure!(stride >= 1, "the stride must be at least 1 pixel");
     let base = model.probabilities(std::slice::from_ref(image))?;
@@ -63,7 +63,9 @@ pub fn occlusion(
                 })
                 .collect();
             match model.probabilities(&occluded) {
-                Ok(batch) => batch.iter().map(|p| Ok(probability - p[class])).collect(),
+                Ok(batch) => {
+                    batch.iter().map(|p| Ok(probability - p.get(class).unwrap_or(&0.0))).collect()
+                }
                 Err(err) => vec![Err(format!("{err:#}")); chunk.len()],
             }
         },
@@ -97,6 +99,7 @@ fn offsets(size: usize, patch: usize, stride: usize) -> impl Iterator<Item = usi
 
 /// The colour of `value` (0..=1) on a dark-to-bright scale: black, purple, red, orange, pale
 /// yellow.
+#[allow(clippy::indexing_slicing, reason = "i + 1 < STOPS.len() and c < 3 by construction")]
 pub fn colour(value: f32) -> Rgb<u8> {
     const STOPS: [[f32; 3]; 5] = [
         [0.0, 0.0, 4.0],

@@ -6,7 +6,7 @@
 //! order ([`output`]). [`eval`] scores them against labelled folders; [`commands`] wires the
 //! subcommands of [`cli`] to all of it.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 pub mod classify;
 pub mod cli;

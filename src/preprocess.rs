@@ -224,6 +224,7 @@ impl Preprocess {
     }
 
     /// Normalises an image already at the input size into a `3 x H x W` tensor.
+    #[allow(clippy::indexing_slicing, reason = "channel indices are 0..3; x, y from the image")]
     pub fn normalise(&self, image: &RgbImage) -> Array3<f32> {
         let channels: [usize; 3] = match self.order {
             ChannelOrder::Rgb => [0, 1, 2],
@@ -329,7 +330,7 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
             },
         }
     };
-    !bytes[scan..].windows(2).any(|w| w == [0xFF, EOI])
+    !bytes.get(scan..).unwrap_or_default().windows(2).any(|w| w == [0xFF, EOI])
 }
 
 /// 8-bit RGB, with any alpha channel composited over white.

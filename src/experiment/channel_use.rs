@@ -92,11 +92,12 @@ impl ChannelUse {
         let weights = weights::floats(tensor)?;
         ensure!(weights.len() == outputs * inputs, "{name}: {} weights", weights.len());
         let input = layer.inputs.first().context("convolution without input")?.clone();
-        let sources = sources(network, &input, inputs);
-        let channels = (0..inputs)
-            .map(|c| Channel {
+        let channels = sources(network, &input, inputs)
+            .into_iter()
+            .enumerate()
+            .map(|(c, source)| Channel {
                 index: c,
-                source: sources[c].clone(),
+                source,
                 weight_norm: column(&weights, inputs, c).map(|w| w * w).sum::<f32>().sqrt(),
                 contribution: None,
                 signed_contribution: None,
@@ -118,7 +119,7 @@ impl ChannelUse {
     pub fn add(&mut self, input: &ArrayD<f32>) -> Result<()> {
         let inputs = self.channels.len();
         ensure!(
-            input.ndim() == 4 && input.shape()[..2] == [1, inputs],
+            input.ndim() == 4 && input.shape().get(..2) == Some(&[1, inputs][..]),
             "activation {:?}, expected [1, {inputs}, H, W]",
             input.shape()
         );
@@ -346,8 +347,9 @@ fn branch_name(kind: BranchKind) -> &'static str {
 fn bar(fraction: f64, width: usize) -> String {
     let eighths = (fraction.clamp(0.0, 1.0) * (width * 8) as f64).round() as usize;
     let mut text = "█".repeat(eighths / 8);
-    if !eighths.is_multiple_of(8) {
-        text.push(['▏', '▎', '▍', '▌', '▋', '▊', '▉'][eighths % 8 - 1]);
+    if let Some(&part) = ['▏', '▎', '▍', '▌', '▋', '▊', '▉'].get((eighths % 8).wrapping_sub(1))
+    {
+        text.push(part);
     }
     text
 }
@@ -360,7 +362,9 @@ fn histogram(values: &[f32]) -> String {
     let mut bins = [0usize; 10];
     for v in values {
         let bin = ((v / median) * 5.0).floor().clamp(0.0, 9.0) as usize;
-        bins[bin] += 1;
+        if let Some(count) = bins.get_mut(bin) {
+            *count += 1;
+        }
     }
     let most = bins.iter().copied().max().unwrap_or(1).max(1);
     let mut text = String::new();

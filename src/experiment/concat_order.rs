@@ -91,8 +91,8 @@ pub fn reorder(
         let mut channels = Vec::new();
         for kind in &order.0 {
             let at = module.branches.iter().position(|b| b.kind == *kind).context("no branch")?;
-            inputs.push(old[at].clone());
-            let [first, last] = module.branches[at].range;
+            inputs.push(old.get(at).context("Concat with fewer inputs than branches")?.clone());
+            let [first, last] = module.branches.get(at).context("no branch")?.range;
             channels.extend(first..=last);
         }
         node.input = inputs;
@@ -129,12 +129,14 @@ fn carry(graph: &mut GraphProto, tensor: &str, channels: &[usize]) -> Result<usi
         !graph.output.iter().any(|o| o.name == tensor),
         "{tensor} is an output of the model: its channel order cannot be compensated"
     );
-    let readers: Vec<usize> = (0..graph.node.len())
-        .filter(|&i| graph.node[i].input.iter().any(|input| input == tensor))
+    let readers: Vec<_> = graph
+        .node
+        .iter()
+        .filter(|node| node.input.iter().any(|input| input == tensor))
+        .cloned()
         .collect();
     let mut permuted = 0;
-    for index in readers {
-        let node = &graph.node[index];
+    for node in &readers {
         let (op, name, output) = (node.op_type.clone(), node.name.clone(), node.output.clone());
         ensure!(
             node.input.first().map(String::as_str) == Some(tensor),
@@ -187,12 +189,13 @@ fn permute(graph: &mut GraphProto, name: &str, axis: usize, channels: &[usize]) 
         "weight {name} has {size} entries on axis {axis}, not the {} channels reordered",
         channels.len()
     );
-    let inner: usize = dims[axis + 1..].iter().product();
+    let inner: usize = dims.get(axis + 1..).unwrap_or_default().iter().product();
     let values = weights::floats(tensor)?;
     let mut moved = Vec::with_capacity(values.len());
     for block in values.chunks_exact(size * inner) {
         for &from in channels {
-            moved.extend_from_slice(&block[from * inner..(from + 1) * inner]);
+            let slice = block.get(from * inner..(from + 1) * inner);
+            moved.extend_from_slice(slice.with_context(|| format!("channel {from} of {name}"))?);
         }
     }
     weights::set_floats(tensor, moved);

@@ -19,7 +19,7 @@ pub fn floats(tensor: &TensorProto) -> Result<Vec<f32>> {
     Ok(tensor
         .raw_data
         .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap_or_default()))
         .collect())
 }
 

@@ -99,7 +99,8 @@ impl Network {
         crate::model::free_batch(&mut batch_free);
         let mut model = onnx.model_for_proto_model(&batch_free)?;
         ensure!(model.inputs.len() == 1, "expected one input, found {}", model.inputs.len());
-        let input = model.node(model.inputs[0].node).name.clone();
+        let input_outlet = *model.inputs.first().context("the model has no input")?;
+        let input = model.node(input_outlet.node).name.clone();
         let fact = match input_shape {
             Some(shape) => f32::fact(shape).into(),
             None => symbolic_batch(&model)?,
@@ -121,7 +122,7 @@ impl Network {
             dims_of(model.find_outlet_label(tensor).context("no such tensor")?)
                 .with_context(|| format!("tensor `{tensor}`"))
         };
-        let input_shape = dims_of(model.inputs[0])?;
+        let input_shape = dims_of(input_outlet)?;
         let graph = proto.graph.as_ref().context("the ONNX file holds no graph")?;
         let weights: HashMap<&str, (i32, u64)> = graph
             .initializer
@@ -259,9 +260,12 @@ fn attributes(node: &NodeProto) -> String {
         parts.push(format!("{}/{stride}", kernel.join("x")));
     }
     if let Some(pads) = ints(node, "pads").filter(|p| p.iter().any(|&v| v != 0)) {
-        let uniform = pads.iter().all(|&p| p == pads[0]);
         let pads: Vec<String> = pads.iter().map(i64::to_string).collect();
-        parts.push(format!("pad {}", if uniform { pads[0].clone() } else { pads.join(",") }));
+        let text = match pads.first() {
+            Some(first) if pads.iter().all(|p| p == first) => first.clone(),
+            _ => pads.join(","),
+        };
+        parts.push(format!("pad {text}"));
     }
     if let Some(group) = int(node, "group").filter(|&g| g > 1) {
         parts.push(format!("group {group}"));

@@ -4,6 +4,12 @@
 //! convolution; a 1x1 reduction then a 3x3 convolution; a 1x1 reduction then a 5x5
 //! convolution; a max-pool then a 1x1 projection (activations along the way are passed over).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indices into `layers` come from enumerating that same slice, and `done` has one \
+              entry per layer"
+)]
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 

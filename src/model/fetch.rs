@@ -103,7 +103,7 @@ fn install(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e).context(format!("transfer failed after {written} bytes")),
         };
-        let chunk = &buffer[..n];
+        let chunk = buffer.get(..n).context("the reader claimed more bytes than it was given")?;
         hasher.update(chunk);
         temp.write_all(chunk).context("cannot write the temporary file")?;
         written += n as u64;

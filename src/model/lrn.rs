@@ -6,6 +6,12 @@
 //! channel plane are summed plane by plane, and `t^-0.75` is `r * sqrt(r)` with
 //! `r = 1/sqrt(t)`, all in flat loops the compiler vectorises.
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the rank is checked first; every slice is a whole plane of an array whose length \
+              is the product of its shape"
+)]
+
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};

@@ -85,7 +85,7 @@ impl Model {
         let input = input_spec(&model)?;
         let fact = f32::fact([batch_size, 3, input.height as usize, input.width as usize]);
         model.set_input_fact(0, fact.into())?;
-        let scores = model.outputs[0];
+        let scores = *model.outputs.first().context("the model has no output")?;
         model.select_output_outlets(&[scores])?;
         let output_name = model
             .outlet_label(scores)
@@ -260,16 +260,18 @@ fn pin_batch_to_input(tensor: &mut TensorProto) {
     if tensor.data_type != INT64 {
         return;
     }
-    if tensor.int64_data.first() == Some(&1) {
-        tensor.int64_data[0] = 0;
-    } else if tensor.raw_data.get(..8) == Some(&1i64.to_le_bytes()[..]) {
-        tensor.raw_data[..8].copy_from_slice(&0i64.to_le_bytes());
+    if let Some(first @ 1) = tensor.int64_data.first_mut() {
+        *first = 0;
+    } else if let Some(first) = tensor.raw_data.get_mut(..8) {
+        if *first == 1i64.to_le_bytes() {
+            first.copy_from_slice(&0i64.to_le_bytes());
+        }
     }
 }
 
 /// Reads the image input's name and size, which must be `[N, 3, H, W]` with H and W known.
 fn input_spec(model: &InferenceModel) -> Result<InputSpec> {
-    let outlet = model.inputs[0];
+    let outlet = *model.inputs.first().context("the model has no input")?;
     let name = model.node(outlet.node).name.clone();
     let fact = model.input_fact(0)?;
     let dims: Option<Vec<Option<usize>>> = (!fact.shape.is_open())

@@ -23,7 +23,8 @@ pub fn completed_paths(path: &Path) -> Result<HashSet<String>> {
         file.set_len(complete as u64)
             .with_context(|| format!("cannot repair {}", path.display()))?;
     }
-    text[..complete]
+    text.get(..complete)
+        .unwrap_or_default()
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
         .enumerate()
@@ -31,8 +32,9 @@ pub fn completed_paths(path: &Path) -> Result<HashSet<String>> {
             let record: serde_json::Value = serde_json::from_slice(line).with_context(|| {
                 format!("{} line {}: not JSON Lines output of googlenet", path.display(), n + 1)
             })?;
-            record["path"]
-                .as_str()
+            record
+                .get("path")
+                .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
                 .with_context(|| format!("{} line {}: no \"path\" field", path.display(), n + 1))
         })
