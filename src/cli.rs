@@ -105,6 +105,9 @@ pub struct ExplainArgs {
     /// Step between patch positions, in input pixels.
     #[arg(long, default_value_t = 16, value_name = "PIXELS", value_parser = clap::value_parser!(u16).range(1..))]
     pub stride: u16,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
     pub classifier: ClassifierArgs,

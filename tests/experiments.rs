@@ -201,13 +201,14 @@ fn the_occlusion_map_is_hottest_where_the_object_is() {
 
     let out = dir.path().join("heat.png");
     let output = googlenet()
-        .args(["explain", "--patch", "56", "--stride", "56", "--out"])
+        .args(["explain", "--patch", "56", "--stride", "28", "--format", "json", "--out"])
         .arg(&out)
         .arg(&path)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(image::image_dimensions(&out).unwrap(), (w * 2, h * 2));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("largest drop"), "{stdout}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let [x0, y0, x1, y1] = [0, 1, 2, 3].map(|i| report["hottest_patch"][i].as_u64().unwrap());
+    assert!((x0 + x1) / 2 < u64::from(w) && (y0 + y1) / 2 < u64::from(h), "{report}");
 }

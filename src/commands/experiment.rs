@@ -223,7 +223,7 @@ pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
         hottest_patch: [x0, y0, x1, y1],
         heatmap: args.out.clone(),
     };
-    print_report(&report, false, |r| {
+    print_report(&report, args.format == ReportFormat::Json, |r| {
         format!(
             "{}: {} (p = {:.3})\nlargest drop: {:.3}, hiding x {}-{}, y {}-{} of the photo\n\
              heatmap: {} ({}x{}); colour scale along the bottom edge: black = no drop, \

@@ -71,7 +71,11 @@ impl ChannelUse {
             network.layers.iter().find(|l| l.name == name).with_context(|| {
                 format!("no layer named {name}: `googlenet inspect` lists them")
             })?;
-        ensure!(is_pointwise(layer), "{name} is a {} node, not a 1x1 convolution", layer.op);
+        let what = match layer.kernel {
+            Some((h, w)) if layer.op == "Conv" => format!("a {h}x{w} convolution"),
+            _ => format!("a {} node", layer.op),
+        };
+        ensure!(is_pointwise(layer), "{name} is {what}, not a 1x1 convolution");
         let graph = proto.graph.as_ref().context("the ONNX file holds no graph")?;
         let node = graph
             .node
