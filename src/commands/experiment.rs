@@ -173,11 +173,21 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
         )?;
     }
     let json = args.format == ReportFormat::Json;
-    match uses.as_slice() {
-        [one] => print_report(one, json, ChannelUse::to_text)?,
-        _ => print_report(&uses, json, |u| channel_use::summary(u))?,
+    let reports: Vec<ChannelUseReport> =
+        uses.iter().map(|one| ChannelUseReport { weakest: one.weakest(), one }).collect();
+    match reports.as_slice() {
+        [report] => print_report(report, json, |r| r.one.to_text())?,
+        _ => print_report(&reports, json, |_| channel_use::summary(&uses))?,
     }
     Ok(status(failed))
+}
+
+/// What `experiment channel-use` reports for one layer: every channel and the weakest ones.
+#[derive(Debug, Serialize)]
+struct ChannelUseReport<'a> {
+    #[serde(flatten)]
+    one: &'a ChannelUse,
+    weakest: channel_use::Weakest,
 }
 
 /// What `explain` reports.

@@ -196,8 +196,12 @@ impl ChannelUse {
                 .iter()
                 .filter_map(|c| Some((c, value(c)?)))
                 .min_by(|a, b| a.1.total_cmp(&b.1))?;
-            let under = values.iter().filter(|v| **v < median * 0.1).count();
-            Some((channel.index, channel.source.clone(), least / median, under))
+            Some(Outlier {
+                channel: channel.index,
+                source: channel.source.clone(),
+                of_median: least / median,
+                under_a_tenth: values.iter().filter(|v| **v < median * 0.1).count(),
+            })
         };
         Weakest {
             by_weight: relative(|c| Some(f64::from(c.weight_norm))),
@@ -249,14 +253,38 @@ impl ChannelUse {
     }
 }
 
-/// The weakest input channel of a convolution: `(channel, source, value / median, channels
-/// under a tenth of the median)`, by weight norm and by measured contribution.
+/// The weakest input channel of a convolution, by weight norm and by measured contribution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Weakest {
     /// By the L2 norm of the weights.
-    pub by_weight: Option<(usize, String, f64, usize)>,
+    pub by_weight: Option<Outlier>,
     /// By the mean absolute contribution, when images were given.
-    pub by_contribution: Option<(usize, String, f64, usize)>,
+    pub by_contribution: Option<Outlier>,
+}
+
+/// The weakest channel by one measure, and how many channels are far below the median.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outlier {
+    /// Its index.
+    pub channel: usize,
+    /// Where it comes from.
+    pub source: String,
+    /// Its value over the median channel's.
+    pub of_median: f64,
+    /// How many channels are under a tenth of the median.
+    pub under_a_tenth: usize,
+}
+
+impl Outlier {
+    fn to_text(&self) -> String {
+        format!(
+            "channel {} ({}), {:.0}% of the median; {} channels under 10% of the median",
+            self.channel,
+            self.source,
+            self.of_median * 100.0,
+            self.under_a_tenth
+        )
+    }
 }
 
 impl Weakest {
@@ -265,13 +293,8 @@ impl Weakest {
         for (what, weakest) in
             [("weight", &self.by_weight), ("contribution", &self.by_contribution)]
         {
-            if let Some((channel, source, ratio, under)) = weakest {
-                let _ = writeln!(
-                    text,
-                    "weakest {what}: channel {channel} ({source}), {:.0}% of the median; \
-                     {under} channels under 10% of the median",
-                    ratio * 100.0
-                );
+            if let Some(outlier) = weakest {
+                let _ = writeln!(text, "weakest {what}: {}", outlier.to_text());
             }
         }
         text
@@ -284,9 +307,13 @@ pub fn summary(uses: &[ChannelUse]) -> String {
         .iter()
         .map(|u| {
             let weakest = u.weakest();
-            let cell = |w: &Option<(usize, String, f64, usize)>| {
-                w.as_ref().map_or("-".into(), |(c, s, r, n)| {
-                    format!("{:.0}% (#{c} {s}), {n} under 10%", r * 100.0)
+            let cell = |outlier: &Option<Outlier>| {
+                outlier.as_ref().map_or("-".into(), |o| {
+                    let share = o.of_median * 100.0;
+                    format!(
+                        "{share:.0}% (#{} {}), {} under 10%",
+                        o.channel, o.source, o.under_a_tenth
+                    )
                 })
             };
             [
