@@ -1,5 +1,7 @@
-//! The fuzzers' seeds and every input that once crashed them (`fuzz/seeds`, `fuzz/regressions`),
-//! replayed through the same entry points: each gives a result or an error, never a panic.
+//! The fuzzers' seeds (`fuzz/seeds`) and the corpus entries kept as regressions
+//! (`fuzz/regressions`: every input that crashed a target, and the smallest input of every
+//! distinct outcome, picked by `examples/select_regressions.rs`), replayed through the same
+//! entry points: each gives a result or an error of one short line, never a panic.
 
 use std::path::{Path, PathBuf};
 
@@ -22,12 +24,15 @@ fn files(kind: &str) -> Vec<PathBuf> {
 fn decoder_inputs_give_a_tensor_or_an_error() {
     let settings = Preprocess { max_pixels: 4_000_000, ..Preset::Caffe.settings(224, 224) };
     let files = files("decode");
-    assert!(files.len() >= 17, "the seeds are there: {files:?}");
+    assert!(files.len() >= 200, "the seeds and the kept corpus are there: {}", files.len());
     for path in files {
         let bytes = std::fs::read(&path).unwrap();
         match settings.tensor(&bytes) {
             Ok(tensor) => assert_eq!(tensor.shape(), &[3, 224, 224], "{}", path.display()),
-            Err(err) => assert!(!err.to_string().is_empty(), "{}", path.display()),
+            Err(err) => {
+                let line = googlenet::output::one_line(&err.into());
+                assert!(!line.is_empty() && line.len() < 1000, "{}: {line}", path.display());
+            }
         }
     }
 }
@@ -36,15 +41,21 @@ fn decoder_inputs_give_a_tensor_or_an_error() {
 fn model_inputs_load_and_run_or_give_an_error() {
     googlenet::guard::install_hook();
     let files = files("model");
-    assert!(files.len() >= 2, "the seed and the crashes: {files:?}");
+    assert!(files.len() >= 200, "the seed, the crash and the kept corpus: {}", files.len());
     let mut loaded = 0;
     for path in files {
         let bytes = std::fs::read(&path).unwrap();
-        if let Ok(model) = Model::from_bytes(&bytes, 1) {
-            let (w, h) = (model.input.width as usize, model.input.height as usize);
-            let image = tract_onnx::prelude::tract_ndarray::Array3::zeros((3, h, w));
-            let _ = model.probabilities(&[image]);
-            loaded += 1;
+        match Model::from_bytes(&bytes, 1) {
+            Ok(model) => {
+                let (w, h) = (model.input.width as usize, model.input.height as usize);
+                let image = tract_onnx::prelude::tract_ndarray::Array3::zeros((3, h, w));
+                let _ = model.probabilities(&[image]);
+                loaded += 1;
+            }
+            Err(err) => {
+                let line = googlenet::output::one_line(&err);
+                assert!(!line.is_empty() && line.len() < 1000, "{}: {line}", path.display());
+            }
         }
     }
     assert!(loaded >= 1, "the seed model loads");

@@ -161,8 +161,13 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The longest error line written; decoders can quote whole header fields (the fuzzer found a
+/// TIFF whose error listed thousands of bits-per-sample values).
+const MAX_ERROR_CHARS: usize = 300;
+
 /// An error and its causes on one line: `outer: inner: root cause`. A cause whose text its
-/// outer error already quotes (as the image decoders' errors do) is not repeated.
+/// outer error already quotes (as the image decoders' errors do) is not repeated, and a line
+/// longer than 300 characters is cut with `...`.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
@@ -171,7 +176,11 @@ pub fn one_line(err: &anyhow::Error) -> String {
             parts.push(text);
         }
     }
-    parts.join(": ")
+    let line = parts.join(": ");
+    match line.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
+    }
 }
 
 /// Prints a one-line diagnostic on stderr, prefixed with the program name.
@@ -193,6 +202,10 @@ mod tests {
         );
         let plain = anyhow::anyhow!("No such file").context("cannot read");
         assert_eq!(one_line(&plain), "cannot read: No such file");
+        let long = anyhow::anyhow!("bits per sample {:?}", [8u8; 2000]);
+        let line = one_line(&long);
+        assert_eq!(line.chars().count(), 303);
+        assert!(line.ends_with("8, 8..."), "{line}");
     }
 
     /// What `writer` makes of the sample records, finished.
