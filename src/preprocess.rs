@@ -183,6 +183,12 @@ impl Preprocess {
         Ok(self.normalise(&resized))
     }
 
+    /// Decodes a whole image file's bytes at full size, upright, refusing more than
+    /// `max_pixels`.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
+        decode_at_least(bytes, u32::MAX, self.max_pixels)
+    }
+
     /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
     pub fn resize(&self, image: &RgbImage) -> Result<RgbImage, PreprocessError> {
         let (src_w, src_h) = image.dimensions();

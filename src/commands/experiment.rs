@@ -18,7 +18,7 @@ use crate::inspect::Network;
 use crate::model::{read_proto, Model, ModelSource, Probe};
 use crate::output::{diagnostic, one_line, path_text, write_whole};
 use crate::pipeline::{run_ordered, Input, Walk};
-use crate::preprocess::{self, Preprocess};
+use crate::preprocess::{Preprocess, PreprocessError};
 
 /// The photo the experiments use when given no images: `assets/chelsea.png` (scikit-image,
 /// CC0; see `assets/README.md`).
@@ -205,12 +205,16 @@ struct ExplainReport {
 pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
     let classifier = load_classifier(&args.classifier, 1, verbose)?;
     let name = args.image.display();
-    let tensor = classifier.preprocess.load(&args.image).with_context(|| format!("{name}"))?;
-    let photo = preprocess::decode(&args.image).with_context(|| format!("{name}"))?;
+    let settings = &classifier.preprocess;
+    let photo = std::fs::read(&args.image)
+        .map_err(PreprocessError::Io)
+        .and_then(|bytes| settings.decode(&bytes))
+        .with_context(|| format!("{name}"))?;
+    let tensor = settings.normalise(&settings.resize(&photo).with_context(|| format!("{name}"))?);
     let threads = args.classifier.run.threads.map_or_else(default_threads, usize::from);
     let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
     let occlusion = explain::occlusion(&classifier.model, &tensor, patch, stride, threads)?;
-    let region = classifier.preprocess.region(photo.width(), photo.height());
+    let region = settings.region(photo.width(), photo.height());
     let (top, left, drop) = occlusion.hottest;
     let heatmap = explain::render(&photo, &occlusion.map, region, drop);
     let mut png = Vec::new();
