@@ -107,15 +107,7 @@ impl Op for FastLrn {
     op_as_typed_op!();
 }
 
-impl EvalOp for FastLrn {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let view = input.to_plain_array_view::<f32>()?;
-        Ok(tvec!(self.apply(&view)?.into_tvalue()))
-    }
-}
+eval_with_apply!(FastLrn);
 
 impl TypedOp for FastLrn {
     as_op!();
@@ -150,16 +142,8 @@ fn reference(lrn: &FastLrn, input: &ArrayViewD<f32>) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::custom::random;
     use super::*;
-    use tract_onnx::prelude::tract_ndarray::{Array, IxDyn};
-
-    fn random(shape: &[usize], seed: u32) -> Array<f32, IxDyn> {
-        let mut state = seed;
-        Array::from_shape_fn(IxDyn(shape), |_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 * 200.0 - 100.0
-        })
-    }
 
     #[test]
     fn matches_the_onnx_formula_on_random_tensors() {

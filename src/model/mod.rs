@@ -1,8 +1,11 @@
 //! The ONNX classifier: where it comes from, loading it, reading its input and output from the
 //! graph, and running the optimised tract plan.
 
+#[macro_use]
+mod custom;
 pub mod fetch;
 mod lrn;
+mod maxpool;
 mod source;
 
 use std::collections::HashMap;
@@ -184,6 +187,7 @@ pub struct NodeTime {
 fn optimise(model: InferenceModel) -> Result<TypedModel> {
     let mut typed = model.into_typed()?;
     lrn::replace_lrn(&mut typed)?;
+    maxpool::replace_max_pool(&mut typed)?;
     typed.into_optimized().context("cannot optimise the model")
 }
 

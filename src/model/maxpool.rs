@@ -1,0 +1,281 @@
+//! A fast 2-D max-pool for tract, wired in place of its general operator.
+//!
+//! tract's `OptMaxPool` walks every output through a generic n-dimensional patch iterator; in
+//! GoogLeNet its thirteen pools cost about as much as all the 1x1 convolutions. Here each
+//! channel plane (a few kB, in L1) is pooled separably: first along each row into a scratch
+//! plane, then down the columns, each tap of the window one flat `max` over a contiguous run
+//! that the compiler vectorises. Padding is never materialised: a tap only touches the outputs
+//! whose source lies inside the input, which is what ONNX's `-inf` padding means.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the rank is checked first; every range comes from `Axis::taps`, which keeps it \
+              inside both the input and the output of that axis"
+)]
+
+use std::ops::Range;
+
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+/// Max-pooling over the last two axes of a float NCHW tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FastMaxPool {
+    spec: PoolSpec,
+}
+
+/// Replaces every tract `MaxPool` that [`FastMaxPool`] computes (f32, NCHW, two spatial axes,
+/// no dilation, no index output, non-zero strides and kernel) with it. Returns how many.
+pub fn replace_max_pool(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(pool) = node.op_as::<MaxPool>() else { continue };
+        let fact = model.outlet_fact(node.inputs[0])?;
+        if fact.datum_type != f32::datum_type() || !supported(pool) {
+            continue;
+        }
+        let fast = FastMaxPool { spec: pool.pool_spec.clone() };
+        model.node_mut(id).op = Box::new(fast);
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+fn supported(pool: &MaxPool) -> bool {
+    let spec = &pool.pool_spec;
+    pool.with_index_outputs.is_none()
+        && spec.data_format == DataFormat::NCHW
+        && spec.kernel_shape.len() == 2
+        && spec.dilations().iter().all(|&d| d == 1)
+        && spec.strides().iter().all(|&s| s >= 1)
+        && spec.kernel_shape.iter().all(|&k| k >= 1)
+        && !matches!(spec.padding, PaddingSpec::SameLower | PaddingSpec::SameUpper)
+}
+
+/// Where one tap of the pooling window reads along an axis: `outputs` read the input from
+/// `source` on, `stride` apart.
+#[derive(Debug, Clone)]
+struct Tap {
+    outputs: Range<usize>,
+    source: usize,
+}
+
+/// One spatial axis of the pooling: where each tap of the window reads.
+#[derive(Debug, Clone, Copy)]
+struct Axis {
+    input: usize,
+    output: usize,
+    kernel: usize,
+    stride: usize,
+    pad_before: usize,
+}
+
+impl Axis {
+    /// For each tap of the window, the outputs whose tap falls inside the input and the input
+    /// index the first of them reads (the next ones read `stride` further each). Taps that no
+    /// output reads are left out. Computed once per run: the divisions would cost more than the
+    /// maxes of a short line.
+    fn taps(&self) -> Vec<Tap> {
+        (0..self.kernel)
+            .filter_map(|k| {
+                let first = self.pad_before.saturating_sub(k).div_ceil(self.stride);
+                let reach = (self.input + self.pad_before).saturating_sub(k);
+                let outputs = first..reach.div_ceil(self.stride).min(self.output);
+                let source = (first * self.stride + k).checked_sub(self.pad_before)?;
+                (!outputs.is_empty()).then_some(Tap { outputs, source })
+            })
+            .collect()
+    }
+}
+
+impl FastMaxPool {
+    fn axes(&self, height: usize, width: usize) -> [Axis; 2] {
+        let padding = self.spec.computed_padding(&[height, width]);
+        let axis = |i: usize, input: usize| Axis {
+            input,
+            output: padding[i].convoluted,
+            kernel: self.spec.kernel_shape[i],
+            stride: self.spec.stride(i),
+            pad_before: padding[i].pad_before,
+        };
+        [axis(0, height), axis(1, width)]
+    }
+
+    /// Pools `input` (N, C, H, W) into a new array: down the columns of each plane first (whole
+    /// lines at a time), then along the rows of the result.
+    pub fn apply(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
+        ensure!(input.ndim() == 4, "max-pool expects an NCHW tensor");
+        let input = input.as_standard_layout();
+        let shape = input.shape();
+        let [rows, columns] = self.axes(shape[2], shape[3]);
+        let data = input.as_slice().context("a standard-layout array is contiguous")?;
+        let (row_taps, column_taps) = (rows.taps(), columns.taps());
+        let planes = shape[0] * shape[1];
+        let mut down = vec![0f32; planes * rows.output * columns.input];
+        let plane_in = data.chunks_exact(rows.input * columns.input);
+        for (plane, out) in plane_in.zip(down.chunks_exact_mut(rows.output * columns.input)) {
+            pool_lines(&row_taps, rows.stride, plane, out, columns.input);
+        }
+        let mut output = vec![0f32; planes * rows.output * columns.output];
+        let mut phases = vec![0f32; columns.input.div_ceil(columns.stride) * columns.stride];
+        let lines = down.chunks_exact(columns.input);
+        for (line, out) in lines.zip(output.chunks_exact_mut(columns.output)) {
+            pool_line(&column_taps, columns.stride, line, out, &mut phases);
+        }
+        let out_shape = [shape[0], shape[1], rows.output, columns.output];
+        Ok(ArrayD::from_shape_vec(&out_shape[..], output)?.into())
+    }
+}
+
+/// Pools one line of values through `taps`. With a stride above 1 the line is first split into
+/// `stride` phases (every `stride`-th value from each offset, in `phases`), so that every tap
+/// reads a contiguous run of one phase.
+fn pool_line(taps: &[Tap], stride: usize, line: &[f32], out: &mut [f32], phases: &mut [f32]) {
+    let per_phase = line.len().div_ceil(stride);
+    let values = if stride == 1 {
+        line
+    } else {
+        for (offset, phase) in phases.chunks_exact_mut(per_phase).enumerate() {
+            for (to, &x) in phase.iter_mut().zip(line[offset..].iter().step_by(stride)) {
+                *to = x;
+            }
+        }
+        &*phases
+    };
+    out.fill(f32::NEG_INFINITY);
+    for tap in taps {
+        let start = tap.source % stride * per_phase + tap.source / stride;
+        let out = &mut out[tap.outputs.clone()];
+        max_into(out, &values[start..][..out.len()]);
+    }
+}
+
+/// Pools whole lines of `width` values through `taps`: output line `o` is the element-wise max
+/// of the input lines in its window.
+fn pool_lines(taps: &[Tap], stride: usize, lines: &[f32], out: &mut [f32], width: usize) {
+    out.fill(f32::NEG_INFINITY);
+    for tap in taps {
+        if stride == 1 {
+            let out = &mut out[tap.outputs.start * width..tap.outputs.end * width];
+            max_into(out, &lines[tap.source * width..][..out.len()]);
+            continue;
+        }
+        for (j, o) in tap.outputs.clone().enumerate() {
+            let i = tap.source + j * stride;
+            max_into(&mut out[o * width..][..width], &lines[i * width..][..width]);
+        }
+    }
+}
+
+/// `a.max(b)` without its NaN handling, which keeps the loops from vectorising.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+fn max_into(out: &mut [f32], x: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = larger(*o, x);
+    }
+}
+
+impl Op for FastMaxPool {
+    fn name(&self) -> StaticName {
+        "FastMaxPool".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(self.spec.info())
+    }
+
+    op_as_typed_op!();
+}
+
+eval_with_apply!(FastMaxPool);
+
+impl TypedOp for FastMaxPool {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        self.spec.output_facts(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::custom::random;
+    use super::*;
+    use tract_onnx::prelude::tract_ndarray::{Array, IxDyn};
+
+    fn spec(kernel: [usize; 2], strides: [usize; 2], padding: PaddingSpec, c: usize) -> PoolSpec {
+        PoolSpec::new(
+            DataFormat::NCHW,
+            kernel[..].into(),
+            padding,
+            None,
+            Some(strides[..].into()),
+            c,
+            c,
+        )
+    }
+
+    /// Runs `op` alone in an optimised plan, as it runs inside the network.
+    fn run(op: Box<dyn TypedOp>, input: &Array<f32, IxDyn>) -> Tensor {
+        let mut model = TypedModel::default();
+        let source = model.add_source("x", f32::fact(input.shape())).unwrap();
+        let output = model.wire_node("pool", op, &[source]).unwrap();
+        model.select_output_outlets(&output).unwrap();
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let mut outputs = plan.run(tvec!(Tensor::from(input.clone()).into_tvalue())).unwrap();
+        outputs.remove(0).into_tensor()
+    }
+
+    #[test]
+    fn matches_tract_max_pool_exactly() {
+        let explicit =
+            |b: [usize; 2], a: [usize; 2]| PaddingSpec::Explicit(b[..].into(), a[..].into());
+        let onnx = |b: [usize; 2], a: [usize; 2], ceil| {
+            PaddingSpec::ExplicitOnnxPool(b[..].into(), a[..].into(), ceil)
+        };
+        let cases = [
+            // an Inception module's pool, pool1 and pool2 of the zoo's GoogLeNet
+            (spec([3, 3], [1, 1], explicit([1, 1], [1, 1]), 5), [2, 5, 28, 28]),
+            (spec([3, 3], [2, 2], explicit([0, 0], [1, 1]), 3), [1, 3, 112, 112]),
+            (spec([3, 3], [2, 2], onnx([0, 0], [0, 0], true), 4), [1, 4, 57, 56]),
+            (spec([3, 3], [2, 2], onnx([1, 1], [1, 1], false), 2), [1, 2, 7, 9]),
+            (spec([2, 3], [1, 2], PaddingSpec::Valid, 3), [1, 3, 6, 11]),
+            (spec([2, 2], [2, 2], PaddingSpec::Valid, 1), [1, 1, 5, 5]),
+            (spec([5, 5], [1, 3], explicit([2, 0], [2, 4]), 2), [1, 2, 4, 3]),
+        ];
+        for (seed, (spec, shape)) in cases.into_iter().enumerate() {
+            let input = random(&shape, seed as u32);
+            let expected = run(Box::new(MaxPool::new(spec.clone(), None)), &input);
+            let fast = run(Box::new(FastMaxPool { spec: spec.clone() }), &input);
+            assert_eq!(fast.shape(), expected.shape(), "{spec:?}");
+            let fast = fast.to_plain_array_view::<f32>().unwrap();
+            let expected = expected.to_plain_array_view::<f32>().unwrap();
+            assert_eq!(fast, expected, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_two_dimensional_pools_are_replaced() {
+        let plain = spec([3, 3], [1, 1], PaddingSpec::Valid, 1);
+        assert!(supported(&MaxPool::new(plain.clone(), None)));
+        assert!(!supported(&MaxPool::new(plain.clone(), Some(i64::datum_type()))));
+        let dilated = PoolSpec { dilations: Some(tvec![2, 2]), ..plain.clone() };
+        assert!(!supported(&MaxPool::new(dilated, None)));
+        let still = PoolSpec { strides: Some(tvec![0, 1]), ..plain.clone() };
+        assert!(!supported(&MaxPool::new(still, None)));
+        let nhwc = PoolSpec { data_format: DataFormat::NHWC, ..plain };
+        assert!(!supported(&MaxPool::new(nhwc, None)));
+    }
+}
