@@ -1,4 +1,5 @@
-//! What the project's own tract operators ([`super::lrn`], [`super::maxpool`]) share.
+//! What the project's own tract operators ([`super::lrn`], [`super::maxpool`], [`super::conv`])
+//! share.
 
 /// Implements tract's `EvalOp` for an operator of one f32 input whose
 /// `apply(&self, &ArrayViewD<f32>) -> TractResult<Tensor>` computes its one output.
@@ -16,6 +17,35 @@ macro_rules! eval_with_apply {
     };
 }
 
+/// Implements tract's `Op`, `EvalOp` and `TypedOp` for a windowed operator (a pooling or a
+/// convolution): one f32 input computed by `apply`, its geometry and output shape given by its
+/// `spec: PoolSpec`.
+macro_rules! windowed_op {
+    ($op:ident) => {
+        impl Op for $op {
+            fn name(&self) -> StaticName {
+                stringify!($op).into()
+            }
+
+            fn info(&self) -> TractResult<Vec<String>> {
+                Ok(self.spec.info())
+            }
+
+            op_as_typed_op!();
+        }
+
+        eval_with_apply!($op);
+
+        impl TypedOp for $op {
+            as_op!();
+
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                self.spec.output_facts(inputs)
+            }
+        }
+    };
+}
+
 /// A reproducible tensor of values in -100..100, for the operators' tests.
 #[cfg(test)]
 pub fn random(
@@ -28,4 +58,16 @@ pub fn random(
         state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (state >> 8) as f32 / (1u32 << 24) as f32 * 200.0 - 100.0
     })
+}
+
+/// Optimises `model` (one f32 input) and runs it on `input`; returns its first output.
+#[cfg(test)]
+pub fn run(
+    model: tract_onnx::prelude::TypedModel,
+    input: &tract_onnx::prelude::tract_ndarray::ArrayD<f32>,
+) -> tract_onnx::prelude::Tensor {
+    use tract_onnx::prelude::*;
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    let mut outputs = plan.run(tvec!(Tensor::from(input.clone()).into_tvalue())).unwrap();
+    outputs.remove(0).into_tensor()
 }

@@ -13,13 +13,13 @@
               inside both the input and the output of that axis"
 )]
 
-use std::ops::Range;
-
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+use super::window::{Axis, Tap};
 
 /// Max-pooling over the last two axes of a float NCHW tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,62 +56,14 @@ fn supported(pool: &MaxPool) -> bool {
         && !matches!(spec.padding, PaddingSpec::SameLower | PaddingSpec::SameUpper)
 }
 
-/// Where one tap of the pooling window reads along an axis: `outputs` read the input from
-/// `source` on, `stride` apart.
-#[derive(Debug, Clone)]
-struct Tap {
-    outputs: Range<usize>,
-    source: usize,
-}
-
-/// One spatial axis of the pooling: where each tap of the window reads.
-#[derive(Debug, Clone, Copy)]
-struct Axis {
-    input: usize,
-    output: usize,
-    kernel: usize,
-    stride: usize,
-    pad_before: usize,
-}
-
-impl Axis {
-    /// For each tap of the window, the outputs whose tap falls inside the input and the input
-    /// index the first of them reads (the next ones read `stride` further each). Taps that no
-    /// output reads are left out. Computed once per run: the divisions would cost more than the
-    /// maxes of a short line.
-    fn taps(&self) -> Vec<Tap> {
-        (0..self.kernel)
-            .filter_map(|k| {
-                let first = self.pad_before.saturating_sub(k).div_ceil(self.stride);
-                let reach = (self.input + self.pad_before).saturating_sub(k);
-                let outputs = first..reach.div_ceil(self.stride).min(self.output);
-                let source = (first * self.stride + k).checked_sub(self.pad_before)?;
-                (!outputs.is_empty()).then_some(Tap { outputs, source })
-            })
-            .collect()
-    }
-}
-
 impl FastMaxPool {
-    fn axes(&self, height: usize, width: usize) -> [Axis; 2] {
-        let padding = self.spec.computed_padding(&[height, width]);
-        let axis = |i: usize, input: usize| Axis {
-            input,
-            output: padding[i].convoluted,
-            kernel: self.spec.kernel_shape[i],
-            stride: self.spec.stride(i),
-            pad_before: padding[i].pad_before,
-        };
-        [axis(0, height), axis(1, width)]
-    }
-
     /// Pools `input` (N, C, H, W) into a new array: down the columns of each plane first (whole
     /// lines at a time), then along the rows of the result.
     pub fn apply(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
         ensure!(input.ndim() == 4, "max-pool expects an NCHW tensor");
         let input = input.as_standard_layout();
         let shape = input.shape();
-        let [rows, columns] = self.axes(shape[2], shape[3]);
+        let [rows, columns] = Axis::both(&self.spec, shape[2], shape[3]);
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
         let planes = shape[0] * shape[1];
@@ -121,36 +73,29 @@ impl FastMaxPool {
             pool_lines(&row_taps, rows.stride, plane, out, columns.input);
         }
         let mut output = vec![0f32; planes * rows.output * columns.output];
-        let mut phases = vec![0f32; columns.input.div_ceil(columns.stride) * columns.stride];
+        let mut phases = vec![0f32; columns.phased_len()];
         let lines = down.chunks_exact(columns.input);
         for (line, out) in lines.zip(output.chunks_exact_mut(columns.output)) {
-            pool_line(&column_taps, columns.stride, line, out, &mut phases);
+            pool_line(&columns, &column_taps, line, out, &mut phases);
         }
         let out_shape = [shape[0], shape[1], rows.output, columns.output];
         Ok(ArrayD::from_shape_vec(&out_shape[..], output)?.into())
     }
 }
 
-/// Pools one line of values through `taps`. With a stride above 1 the line is first split into
-/// `stride` phases (every `stride`-th value from each offset, in `phases`), so that every tap
-/// reads a contiguous run of one phase.
-fn pool_line(taps: &[Tap], stride: usize, line: &[f32], out: &mut [f32], phases: &mut [f32]) {
-    let per_phase = line.len().div_ceil(stride);
-    let values = if stride == 1 {
+/// Pools one line of values along `axis` through its `taps`. With a stride above 1 the line is
+/// first split into phases (in `phases`), so that every tap reads a contiguous run.
+fn pool_line(axis: &Axis, taps: &[Tap], line: &[f32], out: &mut [f32], phases: &mut [f32]) {
+    let values = if axis.stride == 1 {
         line
     } else {
-        for (offset, phase) in phases.chunks_exact_mut(per_phase).enumerate() {
-            for (to, &x) in phase.iter_mut().zip(line[offset..].iter().step_by(stride)) {
-                *to = x;
-            }
-        }
+        axis.split(line, phases);
         &*phases
     };
     out.fill(f32::NEG_INFINITY);
     for tap in taps {
-        let start = tap.source % stride * per_phase + tap.source / stride;
         let out = &mut out[tap.outputs.clone()];
-        max_into(out, &values[start..][..out.len()]);
+        max_into(out, &values[axis.phased_start(tap)..][..out.len()]);
     }
 }
 
@@ -187,31 +132,11 @@ fn max_into(out: &mut [f32], x: &[f32]) {
     }
 }
 
-impl Op for FastMaxPool {
-    fn name(&self) -> StaticName {
-        "FastMaxPool".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(self.spec.info())
-    }
-
-    op_as_typed_op!();
-}
-
-eval_with_apply!(FastMaxPool);
-
-impl TypedOp for FastMaxPool {
-    as_op!();
-
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.spec.output_facts(inputs)
-    }
-}
+windowed_op!(FastMaxPool);
 
 #[cfg(test)]
 mod tests {
-    use super::super::custom::random;
+    use super::super::custom::{self, random};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::{Array, IxDyn};
 
@@ -233,9 +158,7 @@ mod tests {
         let source = model.add_source("x", f32::fact(input.shape())).unwrap();
         let output = model.wire_node("pool", op, &[source]).unwrap();
         model.select_output_outlets(&output).unwrap();
-        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-        let mut outputs = plan.run(tvec!(Tensor::from(input.clone()).into_tvalue())).unwrap();
-        outputs.remove(0).into_tensor()
+        custom::run(model, input)
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 #[macro_use]
 mod custom;
+mod conv;
 pub mod fetch;
 mod lrn;
 mod maxpool;
 mod source;
+mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -188,6 +190,7 @@ fn optimise(model: InferenceModel) -> Result<TypedModel> {
     let mut typed = model.into_typed()?;
     lrn::replace_lrn(&mut typed)?;
     maxpool::replace_max_pool(&mut typed)?;
+    conv::replace_conv(&mut typed)?;
     typed.into_optimized().context("cannot optimise the model")
 }
 
