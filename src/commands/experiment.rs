@@ -93,7 +93,7 @@ struct ConcatOrderReport {
 pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Status> {
     let source = ModelSource::resolve(args.classifier.model.model.as_deref())?;
     let bytes = source.bytes()?;
-    let original = load_classifier_from(&source, &args.classifier, 5, verbose)?;
+    let original = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
     let network = Network::analyse(&bytes, None)?;
     let compensate = !args.no_compensate;
     let variant = concat_order::reorder(
@@ -155,7 +155,7 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
         .collect::<Result<Vec<_>>>()?;
     let mut failed = 0;
     if !args.paths.is_empty() {
-        let classifier = load_classifier_from(&source, &args.classifier, 1, verbose)?;
+        let classifier = load_classifier_from(&source, &bytes, &args.classifier, 1, verbose)?;
         let inputs: Vec<&str> = uses.iter().map(|u| u.input.as_str()).collect();
         let probe = Probe::new(&bytes, &inputs)?;
         failed = for_each_image(

@@ -251,19 +251,20 @@ fn describe_paths(args: &InputArgs) -> String {
 /// Resolves and loads the model, its labels and its preprocessing.
 fn load_classifier(args: &ClassifierArgs, top_k: u16, verbose: bool) -> Result<Classifier> {
     let source = ModelSource::resolve(args.model.model.as_deref())?;
-    load_classifier_from(&source, args, top_k, verbose)
+    load_classifier_from(&source, &source.bytes()?, args, top_k, verbose)
 }
 
-/// [`load_classifier`] for a model source already resolved.
+/// [`load_classifier`] for a model source already resolved and read (`bytes`).
 fn load_classifier_from(
     source: &ModelSource,
+    bytes: &[u8],
     args: &ClassifierArgs,
     top_k: u16,
     verbose: bool,
 ) -> Result<Classifier> {
     let (model_args, run) = (&args.model, &args.run);
     let started = Instant::now();
-    let model = Model::load(source, usize::from(run.batch_size))?;
+    let model = Model::load_read(source, bytes, usize::from(run.batch_size))?;
     let labels = load_labels(model_args.labels.as_deref(), model.classes)?;
     let top_k = usize::from(top_k);
     ensure!(

@@ -66,8 +66,12 @@ pub struct Model {
 impl Model {
     /// Loads, checks and optimises the model of `source` for batches of `batch_size` images.
     pub fn load(source: &ModelSource, batch_size: usize) -> Result<Model> {
-        let bytes = source.bytes()?;
-        Model::from_bytes(&bytes, batch_size).with_context(|| format!("cannot load model {source}"))
+        Model::load_read(source, &source.bytes()?, batch_size)
+    }
+
+    /// [`Model::load`] for the bytes of `source` already read.
+    pub fn load_read(source: &ModelSource, bytes: &[u8], batch_size: usize) -> Result<Model> {
+        Model::from_bytes(bytes, batch_size).with_context(|| format!("cannot load model {source}"))
     }
 
     /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
