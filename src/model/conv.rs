@@ -1,12 +1,12 @@
-//! A 2-D convolution for tract as one matrix product per image, through `matrixmultiply`.
+//! A 2-D convolution for tract as matrix products through `matrixmultiply`.
 //!
 //! tract lowers a convolution to its own packed matrix product over a lazily gathered im2col
 //! matrix; on this project's machine that reaches about 35-40 G multiply-adds/s per core, while
 //! `matrixmultiply` (already in the tree, under ndarray) reaches 43-67 on the same shapes. Here
 //! the weights are kept as one `out_channels x (in_channels * kh * kw)` matrix, the image's
 //! patches are gathered into an explicit im2col matrix (a 1x1 convolution without stride or
-//! padding multiplies the image itself), and the output starts as the bias, so that one
-//! `general_mat_mul` writes the whole result.
+//! padding multiplies the image itself) one band of output rows at a time, and the output starts
+//! as the bias, so that one `general_mat_mul` per band writes the result.
 
 #![allow(
     clippy::indexing_slicing,
@@ -135,8 +135,10 @@ impl FastConv {
         let pixels = rows.output * columns.output;
         let depth = self.weights.ncols();
         let pointwise = depth == shape[1]
-            && [rows.stride, columns.stride, rows.pad_before, columns.pad_before] == [1, 1, 0, 0];
-        let band_rows = (patch_bytes / (4 * depth * columns.output)).clamp(1, rows.output.max(1));
+            && [rows.stride, columns.stride, rows.pad_before, columns.pad_before] == [1, 1, 0, 0]
+            && [rows.output, columns.output] == [rows.input, columns.input];
+        let row_bytes = (4 * depth * columns.output).max(1);
+        let band_rows = (patch_bytes / row_bytes).clamp(1, rows.output.max(1));
         let mut patches =
             vec![0f32; if pointwise { 0 } else { depth * band_rows * columns.output }];
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
@@ -259,6 +261,7 @@ mod tests {
             (spec([1, 1], [1, 1], PaddingSpec::Valid, 16, 4), [2, 16, 5, 6], &[4]),
             (spec([2, 3], [3, 2], explicit([0, 2], [1, 0]), 2, 3), [1, 2, 8, 11], &[]),
             (spec([1, 1], [2, 2], PaddingSpec::Valid, 3, 2), [1, 3, 5, 5], &[2]),
+            (spec([1, 1], [1, 1], explicit([0, 0], [1, 2]), 3, 2), [1, 3, 4, 5], &[2]),
         ];
         for (seed, (spec, shape, bias)) in cases.into_iter().enumerate() {
             let input: ArrayD<f32> = random(&shape, seed as u32);
