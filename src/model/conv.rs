@@ -133,6 +133,12 @@ impl FastConv {
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let [rows, columns] = Axis::both(&self.spec, shape[2], shape[3]);
         let pixels = rows.output * columns.output;
+        ensure!(
+            !input.is_empty() && pixels > 0,
+            "convolution of an empty tensor ({shape:?} to {} x {})",
+            rows.output,
+            columns.output
+        );
         let depth = self.weights.ncols();
         let pointwise = depth == shape[1]
             && [rows.stride, columns.stride, rows.pad_before, columns.pad_before] == [1, 1, 0, 0]
@@ -287,6 +293,18 @@ mod tests {
         let whole = conv.convolve(&input.view(), usize::MAX).unwrap();
         for bytes in [1, 4 * 45 * 13 * 2, 4 * 45 * 13 * 4] {
             assert_eq!(conv.convolve(&input.view(), bytes).unwrap(), whole, "{bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn an_empty_tensor_is_an_error_not_a_panic() {
+        let padding = PaddingSpec::Valid;
+        let spec = PoolSpec::new(DataFormat::NCHW, tvec![3, 3], padding, None, None, 3, 2);
+        let model = convolution(&spec, &[1, 3, 5, 5], &[2], true);
+        let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
+        for shape in [[1, 3, 0, 5], [1, 3, 2, 5]] {
+            let input = ArrayD::<f32>::zeros(&shape[..]);
+            assert!(conv.apply(&input.view()).is_err(), "{shape:?}");
         }
     }
 

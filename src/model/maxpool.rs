@@ -1,11 +1,12 @@
 //! A fast 2-D max-pool for tract, wired in place of its general operator.
 //!
 //! tract's `OptMaxPool` walks every output through a generic n-dimensional patch iterator; in
-//! GoogLeNet its thirteen pools cost about as much as all the 1x1 convolutions. Here each
-//! channel plane (a few kB, in L1) is pooled separably: first along each row into a scratch
-//! plane, then down the columns, each tap of the window one flat `max` over a contiguous run
-//! that the compiler vectorises. Padding is never materialised: a tap only touches the outputs
-//! whose source lies inside the input, which is what ONNX's `-inf` padding means.
+//! GoogLeNet its thirteen pools cost about as much as all the 1x1 convolutions. Here the pool
+//! is separable: first down the columns of each channel plane (whole lines at a time), then
+//! along the rows of the result (a strided row split into phases first), each tap of the window
+//! one flat `max` over a contiguous run that the compiler vectorises. Padding is never
+//! materialised: a tap only touches the outputs whose source lies inside the input, which is
+//! what ONNX's `-inf` padding means.
 
 #![allow(
     clippy::indexing_slicing,
@@ -64,6 +65,12 @@ impl FastMaxPool {
         let input = input.as_standard_layout();
         let shape = input.shape();
         let [rows, columns] = Axis::both(&self.spec, shape[2], shape[3]);
+        ensure!(
+            !input.is_empty() && rows.output * columns.output > 0,
+            "max-pool of an empty tensor ({shape:?} to {} x {})",
+            rows.output,
+            columns.output
+        );
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
         let planes = shape[0] * shape[1];
@@ -186,6 +193,15 @@ mod tests {
             let fast = fast.to_plain_array_view::<f32>().unwrap();
             let expected = expected.to_plain_array_view::<f32>().unwrap();
             assert_eq!(fast, expected, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_tensor_is_an_error_not_a_panic() {
+        let pool = FastMaxPool { spec: spec([3, 3], [1, 1], PaddingSpec::Valid, 2) };
+        for shape in [[1, 2, 0, 5], [1, 2, 2, 5]] {
+            let input = ArrayD::<f32>::zeros(&shape[..]);
+            assert!(pool.apply(&input.view()).is_err(), "{shape:?}");
         }
     }
 
