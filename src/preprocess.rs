@@ -183,10 +183,10 @@ impl Preprocess {
         Ok(self.normalise(&resized))
     }
 
-    /// Decodes a whole image file's bytes at full size, upright, refusing more than
-    /// `max_pixels`.
-    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
-        decode_at_least(bytes, u32::MAX, self.max_pixels)
+    /// Decodes an image file by its content (whatever its extension says) at full size, applies
+    /// its EXIF orientation and flattens it to 8-bit RGB, refusing more than `max_pixels`.
+    pub fn decode(&self, path: &Path) -> Result<RgbImage, PreprocessError> {
+        decode_at_least(&std::fs::read(path)?, u32::MAX, self.max_pixels)
     }
 
     /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
@@ -248,13 +248,7 @@ impl Preprocess {
     }
 }
 
-/// Decodes an image by its content (whatever its extension says), applies its EXIF orientation
-/// and flattens it to 8-bit RGB.
-pub fn decode(path: &Path) -> Result<RgbImage, PreprocessError> {
-    decode_at_least(&std::fs::read(path)?, u32::MAX, DEFAULT_MAX_PIXELS)
-}
-
-/// [`decode`], letting a JPEG be decoded at a reduced DCT scale as long as both sides of the
+/// [`Preprocess::decode`], letting a JPEG be decoded at a reduced DCT scale as long as both sides of the
 /// upright image keep at least `side` pixels, and refusing images over `max_pixels` from
 /// their header, before anything is allocated for them.
 fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
@@ -427,7 +421,7 @@ mod tests {
         assert_eq!(at_least(450).dimensions(), (1000, 800), "whole");
         let settings = Preset::Caffe.settings(224, 224);
         let scaled = settings.resize(&at_least(448)).unwrap();
-        let whole = settings.resize(&decode(&path).unwrap()).unwrap();
+        let whole = settings.resize(&settings.decode(&path).unwrap()).unwrap();
         let diff = scaled.as_raw().iter().zip(whole.as_raw()).map(|(a, b)| a.abs_diff(*b) as u32);
         assert!(diff.max().unwrap() <= 3, "scaled decoding changes the input little");
     }
@@ -460,7 +454,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bomb.png");
         std::fs::write(&path, png).unwrap();
-        let err = decode(&path).unwrap_err();
+        let err = Preset::Caffe.settings(224, 224).decode(&path).unwrap_err();
         assert!(
             matches!(err, PreprocessError::TooLarge { width: 100_000, height: 100_000, .. }),
             "{err}: {:?}",

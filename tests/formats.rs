@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use googlenet::preprocess::decode;
+use common::decode;
 use image::codecs::jpeg::JpegEncoder;
 use image::{imageops, DynamicImage, ImageEncoder, ImageFormat, RgbImage};
 

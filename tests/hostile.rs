@@ -8,8 +8,8 @@ mod common;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use common::{asset, googlenet};
-use googlenet::preprocess::{self, decode, PreprocessError, Preset};
+use common::{asset, decode, googlenet};
+use googlenet::preprocess::{self, PreprocessError, Preset};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use serde_json::Value;
 

@@ -18,7 +18,7 @@ use crate::inspect::Network;
 use crate::model::{read_proto, Model, ModelSource, Probe};
 use crate::output::{diagnostic, one_line, path_text, write_whole};
 use crate::pipeline::{run_ordered, Input, Walk};
-use crate::preprocess::{Preprocess, PreprocessError};
+use crate::preprocess::Preprocess;
 
 /// The photo the experiments use when given no images: `assets/chelsea.png` (scikit-image,
 /// CC0; see `assets/README.md`).
@@ -206,10 +206,7 @@ pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
     let classifier = load_classifier(&args.classifier, 1, verbose)?;
     let name = args.image.display();
     let settings = &classifier.preprocess;
-    let photo = std::fs::read(&args.image)
-        .map_err(PreprocessError::Io)
-        .and_then(|bytes| settings.decode(&bytes))
-        .with_context(|| format!("{name}"))?;
+    let photo = settings.decode(&args.image).with_context(|| format!("{name}"))?;
     let tensor = settings.normalise(&settings.resize(&photo).with_context(|| format!("{name}"))?);
     let threads = args.classifier.run.threads.map_or_else(default_threads, usize::from);
     let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
