@@ -1,12 +1,10 @@
-//! A 2-D convolution for tract as matrix products through `matrixmultiply`.
+//! A 2-D convolution for tract as matrix products with this project's kernel ([`super::gemm`]).
 //!
 //! tract lowers a convolution to its own packed matrix product over a lazily gathered im2col
-//! matrix; on this project's machine that reaches about 35-40 G multiply-adds/s per core, while
-//! `matrixmultiply` (already in the tree, under ndarray) reaches 43-67 on the same shapes. Here
-//! the weights are kept as one `out_channels x (in_channels * kh * kw)` matrix, the image's
-//! patches are gathered into an explicit im2col matrix (a 1x1 convolution without stride or
-//! padding multiplies the image itself) one band of output rows at a time, and the output starts
-//! as the bias, so that one `general_mat_mul` per band writes the result.
+//! matrix; on this project's machine that reaches about 35-40 G multiply-adds/s per core. Here
+//! the weights are packed once, when the operator is built, as the kernel reads them; the
+//! image's patches are gathered, one band of output rows at a time, straight into the kernel's
+//! column panels, and one product per band writes the band's output, bias included. A ReLU that is the convolution's only reader is folded into the product's last store.
 
 #![allow(
     clippy::indexing_slicing,
@@ -17,44 +15,79 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use tract_onnx::prelude::tract_ndarray::linalg::general_mat_mul;
-use tract_onnx::prelude::tract_ndarray::{s, Array2, Array3, ArrayView2, ArrayViewD, Axis as Dim};
+use tract_onnx::prelude::tract_ndarray::{Array3, ArrayViewD};
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
+use super::gemm::{self, Kernel, PackedWeights, PANEL};
 use super::window::{Axis, Tap};
 
-/// How much of the im2col matrix is gathered at a time: a band of output rows whose patches stay
-/// in the L2 cache while the matrix product reads them.
+/// How much of the patches is gathered at a time: a band of output rows whose patches stay in
+/// the L2 cache while the matrix product reads them.
 const PATCH_BYTES: usize = 512 * 1024;
 
 /// A float NCHW convolution with constant weights and bias, one group, no dilation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FastConv {
     spec: PoolSpec,
-    /// `out_channels x (in_channels * kh * kw)`, the OIHW kernel flattened.
-    weights: Arc<Array2<f32>>,
-    /// One value per output channel.
-    bias: Arc<Vec<f32>>,
+    kernel: Kernel,
+    /// `out_channels x (in_channels * kh * kw)`, the OIHW kernel flattened, packed with the
+    /// bias.
+    weights: Arc<PackedWeights>,
+    /// Whether negative outputs are stored as zero (a ReLU folded in).
+    relu: bool,
 }
 
 impl Eq for FastConv {}
 
-/// Replaces every tract `Conv` that [`FastConv`] computes with it. Returns how many.
+/// Replaces every tract `Conv` that [`FastConv`] computes with it, with the ReLU after it
+/// folded in, when this CPU runs one of the product's kernels. Returns how many.
 pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
+    let Some(kernel) = Kernel::detect() else { return Ok(0) };
     let mut replaced = 0;
     for id in 0..model.nodes().len() {
         let node = model.node(id);
         let Some(conv) = node.op_as::<Conv>() else { continue };
-        let Some(fast) = FastConv::for_node(model, node, conv)? else { continue };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], fast)?;
+        let Some(mut fast) = FastConv::for_node(model, node, conv, kernel)? else { continue };
+        let relu = relu_after(model, node)?;
+        fast.relu = relu.is_some();
+        let mut patch = TypedModelPatch::default();
+        let input = patch.tap_model(model, node.inputs[0])?;
+        let output = patch.wire_node(&node.name, fast, &[input])?;
+        patch.shunt_outside(model, OutletId::new(relu.unwrap_or(id), 0), output[0])?;
+        patch.obliterate(id)?;
+        if let Some(relu) = relu {
+            patch.obliterate(relu)?;
+        }
         patch.apply(model)?;
         replaced += 1;
     }
     Ok(replaced)
+}
+
+/// The node after `conv` when it is a ReLU (tract's `max(x, 0)` with a zero constant of no
+/// larger shape) and the only reader of the convolution, which is not a model output.
+fn relu_after(model: &TypedModel, conv: &TypedNode) -> TractResult<Option<usize>> {
+    let outlet = OutletId::new(conv.id, 0);
+    let Some([reader]) = conv.outputs.first().map(|o| &o.successors[..]) else { return Ok(None) };
+    let node = model.node(reader.node);
+    let is_max = node.op_as::<TypedBinOp>().is_some_and(|bin| bin.0.is::<Max>() && bin.1.is_none());
+    let [first, second] = node.inputs[..] else { return Ok(None) };
+    let other = if first == outlet { second } else { first };
+    if !is_max || model.outputs.contains(&outlet) || other == outlet {
+        return Ok(None);
+    }
+    let Some(zero) = constant(model, other)? else { return Ok(None) };
+    let same_shape =
+        model.outlet_fact(OutletId::new(node.id, 0))?.shape == model.outlet_fact(outlet)?.shape;
+    let zero = zero.datum_type() == f32::datum_type()
+        && zero.to_plain_array_view::<f32>()?.iter().all(|&v| v == 0.0);
+    Ok((same_shape && zero).then_some(node.id))
 }
 
 /// The value of `outlet` when it is a constant, or a cast of one (the ONNX importer casts the
@@ -73,7 +106,12 @@ fn constant(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Arc<Tens
 impl FastConv {
     /// The fast form of `conv` at `node`, when its data is f32 NCHW with two spatial axes, its
     /// kernel (OIHW) and bias are constants, it has one group and no dilation.
-    fn for_node(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Self>> {
+    fn for_node(
+        model: &TypedModel,
+        node: &TypedNode,
+        conv: &Conv,
+        kernel: Kernel,
+    ) -> TractResult<Option<Self>> {
         let spec = &conv.pool_spec;
         let plain = conv.q_params.is_none()
             && conv.group == 1
@@ -87,32 +125,32 @@ impl FastConv {
         if !plain || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type() {
             return Ok(None);
         }
-        let (Some(kernel), Some(bias)) =
+        let (Some(weights), Some(bias)) =
             (constant(model, node.inputs[1])?, constant(model, node.inputs[2])?)
         else {
             return Ok(None);
         };
-        if kernel.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
+        if weights.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
             return Ok(None);
         }
-        let [out_channels, in_channels, kh, kw] = kernel.shape() else { return Ok(None) };
+        let [out_channels, in_channels, kh, kw] = weights.shape() else { return Ok(None) };
         if [*kh, *kw] != spec.kernel_shape[..]
             || *in_channels != spec.input_channels
             || *out_channels != spec.output_channels
         {
             return Ok(None);
         }
-        let weights = kernel
-            .to_plain_array_view::<f32>()?
-            .to_shape((*out_channels, in_channels * kh * kw))?
-            .to_owned();
         let bias: Vec<f32> = bias.to_plain_array_view::<f32>()?.iter().copied().collect();
         let bias = match bias[..] {
             [one] => vec![one; *out_channels],
             _ if bias.len() == *out_channels => bias,
             _ => return Ok(None),
         };
-        Ok(Some(FastConv { spec: spec.clone(), weights: Arc::new(weights), bias: Arc::new(bias) }))
+        let weights = weights.to_plain_array_view::<f32>()?;
+        let weights = weights.as_slice().context("a tensor is contiguous")?;
+        let weights = PackedWeights::new(weights, &bias, *out_channels, in_channels * kh * kw);
+        let weights = Arc::new(weights);
+        Ok(Some(FastConv { spec: spec.clone(), kernel, weights, relu: false }))
     }
 
     /// Convolves `input` (N, C, H, W) into a new array.
@@ -139,16 +177,15 @@ impl FastConv {
             rows.output,
             columns.output
         );
-        let depth = self.weights.ncols();
-        let pointwise = depth == shape[1]
-            && [rows.stride, columns.stride, rows.pad_before, columns.pad_before] == [1, 1, 0, 0]
-            && [rows.output, columns.output] == [rows.input, columns.input];
+        let depth = self.weights.depth();
         let row_bytes = (4 * depth * columns.output).max(1);
-        let band_rows = (patch_bytes / row_bytes).clamp(1, rows.output.max(1));
-        let mut patches =
-            vec![0f32; if pointwise { 0 } else { depth * band_rows * columns.output }];
-        let (row_taps, column_taps) = (rows.taps(), columns.taps());
-        let mut output = Array3::<f32>::zeros((shape[0], self.bias.len(), pixels));
+        let band_rows = (patch_bytes / row_bytes).clamp(1, rows.output);
+        let mut panels = vec![0f32; gemm::panels_len(depth, band_rows * columns.output)];
+        let taps = [rows.taps(), columns.taps()];
+        let padded = [(&rows, &taps[0]), (&columns, &taps[1])]
+            .iter()
+            .any(|(axis, taps)| taps.iter().any(|tap| tap.outputs != (0..axis.output)));
+        let mut output = Array3::<f32>::zeros((shape[0], self.weights.rows(), pixels));
         let mut phased =
             vec![
                 0f32;
@@ -156,14 +193,7 @@ impl FastConv {
             ];
         let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
         for (image, mut out) in images.zip(output.outer_iter_mut()) {
-            for (mut line, &b) in out.axis_iter_mut(Dim(0)).zip(self.bias.iter()) {
-                line.fill(b);
-            }
-            if pointwise {
-                let matrix = ArrayView2::from_shape((shape[1], pixels), image)?;
-                general_mat_mul(1.0, &self.weights, &matrix, 1.0, &mut out);
-                continue;
-            }
+            let out = out.as_slice_mut().context("a new array is contiguous")?;
             let lines = if columns.stride == 1 {
                 image
             } else {
@@ -176,51 +206,67 @@ impl FastConv {
             for start in (0..rows.output).step_by(band_rows) {
                 let band = start..(start + band_rows).min(rows.output);
                 let width = band.len() * columns.output;
-                let patches = &mut patches[..depth * width];
-                im2col(lines, [&rows, &columns], [&row_taps, &column_taps], band.clone(), patches);
-                let matrix = ArrayView2::from_shape((depth, width), &*patches)?;
-                let offset = band.start * columns.output;
-                let mut out = out.slice_mut(s![.., offset..offset + width]);
-                general_mat_mul(1.0, &self.weights, &matrix, 1.0, &mut out);
+                let panels = &mut panels[..gemm::panels_len(depth, width)];
+                if padded {
+                    panels.fill(0.0);
+                }
+                gather(lines, [&rows, &columns], [&taps[0], &taps[1]], band.clone(), depth, panels);
+                let c = &mut out[band.start * columns.output..];
+                gemm::multiply(self.kernel, &self.weights, panels, width, c, pixels, self.relu);
             }
         }
-        let out_shape = [shape[0], self.bias.len(), rows.output, columns.output];
+        let out_shape = [shape[0], self.weights.rows(), rows.output, columns.output];
         Ok(output.into_shape_with_order(&out_shape[..])?.into_dyn().into())
     }
 }
 
-/// Gathers the patches of one `C x H x W` image for the output rows `band` into the rows of
-/// `patches`: row `(c, ky, kx)` holds, for every output pixel of the band, the input value that
-/// tap reads, or 0 in the padding. `lines` is the image, its lines split into phases when the
-/// column stride is above 1.
-fn im2col(
+/// Gathers the patches of one `C x H x W` image for the output rows `band` into the column
+/// panels of the matrix product ([`gemm::panel_index`]): step `(c, ky, kx)` of column `p` (the
+/// band's `p`-th output pixel) is the input value that tap reads for that pixel. Values in the
+/// padding are not written (the caller zeroes the panels when there is padding). `lines` is the
+/// image, its lines split into phases when the column stride is above 1.
+fn gather(
     lines: &[f32],
     axes: [&Axis; 2],
     taps: [&[Tap]; 2],
     band: Range<usize>,
-    patches: &mut [f32],
+    depth: usize,
+    panels: &mut [f32],
 ) {
     let [rows, columns] = axes;
     let [row_taps, column_taps] = taps;
     let (line_len, out_width) = (columns.phased_len(), columns.output);
-    let mut patch_lines = patches.chunks_exact_mut(band.len() * out_width);
+    let mut step = 0;
     for plane in lines.chunks_exact(rows.input * line_len) {
         for row_tap in row_taps {
             let first = row_tap.outputs.start.max(band.start);
             let ys = first..row_tap.outputs.end.min(band.end);
             for column_tap in column_taps {
-                let Some(patch) = patch_lines.next() else { return };
-                patch.fill(0.0);
                 let start = columns.phased_start(column_tap);
                 for y in ys.clone() {
                     let source = row_tap.source + (y - row_tap.outputs.start) * rows.stride;
-                    let line = &plane[source * line_len..];
-                    let out =
-                        &mut patch[(y - band.start) * out_width..][column_tap.outputs.clone()];
-                    out.copy_from_slice(&line[start..][..out.len()]);
+                    let run = &plane[source * line_len + start..][..column_tap.outputs.len()];
+                    let column = (y - band.start) * out_width + column_tap.outputs.start;
+                    scatter(run, depth, step, column, panels);
                 }
+                step += 1;
             }
         }
+    }
+}
+
+/// Writes `run` into step `step` of the panels from column `column` on, split where it crosses
+/// from one panel into the next.
+fn scatter(run: &[f32], depth: usize, step: usize, column: usize, panels: &mut [f32]) {
+    let mut rest = run;
+    let mut column = column;
+    while !rest.is_empty() {
+        let count = (PANEL - column % PANEL).min(rest.len());
+        let (now, later) = rest.split_at(count);
+        let at = gemm::panel_index(depth, step, column);
+        panels[at..at + count].copy_from_slice(now);
+        rest = later;
+        column += count;
     }
 }
 
@@ -231,10 +277,17 @@ mod tests {
     use super::super::custom::{self, random};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
+    use tract_onnx::tract_core::ops::math::max;
 
-    /// A model of one convolution whose bias is cast from a constant, as the ONNX importer
-    /// wires it; with `fast`, after `replace_conv`.
-    fn convolution(spec: &PoolSpec, input: &[usize], bias: &[usize], fast: bool) -> TypedModel {
+    /// A model of one convolution whose bias is cast from a constant, and with `relu` a ReLU
+    /// after it, as the ONNX importer wires them; with `fast`, after `replace_conv`.
+    fn convolution(
+        spec: &PoolSpec,
+        input: &[usize],
+        bias: &[usize],
+        relu: bool,
+        fast: bool,
+    ) -> TypedModel {
         let mut model = TypedModel::default();
         let source = model.add_source("x", f32::fact(input)).unwrap();
         let [kh, kw] = spec.kernel_shape[..] else { panic!("2-D") };
@@ -243,10 +296,16 @@ mod tests {
         let bias = model.add_const("bias", random(bias, 8)).unwrap();
         let bias = model.wire_node("cast", Cast { to: f32::datum_type() }, &[bias]).unwrap()[0];
         let conv = Conv::new(spec.clone(), KernelFormat::OIHW, 1, None);
-        let output = model.wire_node("conv", conv, &[source, kernel, bias]).unwrap();
+        let mut output = model.wire_node("conv", conv, &[source, kernel, bias]).unwrap();
+        if relu {
+            let zero = model.add_const("zero", tensor4(&[[[[0f32]]]])).unwrap();
+            output = model.wire_node("relu", max(), &[output[0], zero]).unwrap();
+        }
         model.select_output_outlets(&output).unwrap();
         if fast {
             assert_eq!(replace_conv(&mut model).unwrap(), 1);
+            let maxes = model.nodes().iter().filter(|n| n.op_as::<TypedBinOp>().is_some());
+            assert_eq!(maxes.count(), 0, "the ReLU is folded in");
         }
         model
     }
@@ -269,10 +328,12 @@ mod tests {
             (spec([1, 1], [2, 2], PaddingSpec::Valid, 3, 2), [1, 3, 5, 5], &[2]),
             (spec([1, 1], [1, 1], explicit([0, 0], [1, 2]), 3, 2), [1, 3, 4, 5], &[2]),
         ];
-        for (seed, (spec, shape, bias)) in cases.into_iter().enumerate() {
+        for ((seed, (spec, shape, bias)), relu) in
+            cases.into_iter().enumerate().flat_map(|case| [(case.clone(), false), (case, true)])
+        {
             let input: ArrayD<f32> = random(&shape, seed as u32);
-            let expected = custom::run(convolution(&spec, &shape, bias, false), &input);
-            let fast = custom::run(convolution(&spec, &shape, bias, true), &input);
+            let expected = custom::run(convolution(&spec, &shape, bias, relu, false), &input);
+            let fast = custom::run(convolution(&spec, &shape, bias, relu, true), &input);
             assert_eq!(fast.shape(), expected.shape(), "{spec:?}");
             let fast = fast.to_plain_array_view::<f32>().unwrap();
             let expected = expected.to_plain_array_view::<f32>().unwrap();
@@ -283,11 +344,25 @@ mod tests {
     }
 
     #[test]
+    fn a_relu_is_folded_in_only_when_it_is_the_convolution_s_only_reader() {
+        let spec =
+            PoolSpec::new(DataFormat::NCHW, tvec![3, 3], PaddingSpec::Valid, None, None, 2, 3);
+        let mut model = convolution(&spec, &[1, 2, 6, 6], &[3], true, false);
+        let relu = model.output_outlets().unwrap()[0];
+        let conv = model.node(relu.node).inputs[0];
+        model.select_output_outlets(&[conv, relu]).unwrap();
+        assert_eq!(replace_conv(&mut model).unwrap(), 1);
+        let fast = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
+        assert!(!fast.relu);
+        assert!(model.nodes().iter().any(|n| n.op_as::<TypedBinOp>().is_some()));
+    }
+
+    #[test]
     fn gathering_the_patches_in_bands_of_rows_changes_nothing() {
         let padding = PaddingSpec::Explicit(tvec![3, 2], tvec![1, 3]);
         let spec =
             PoolSpec::new(DataFormat::NCHW, tvec![5, 3], padding, None, Some(tvec![2, 1]), 3, 4);
-        let model = convolution(&spec, &[2, 3, 17, 13], &[4], true);
+        let model = convolution(&spec, &[2, 3, 17, 13], &[4], false, true);
         let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
         let input: ArrayD<f32> = random(&[2, 3, 17, 13], 3);
         let whole = conv.convolve(&input.view(), usize::MAX).unwrap();
@@ -300,7 +375,7 @@ mod tests {
     fn an_empty_tensor_is_an_error_not_a_panic() {
         let padding = PaddingSpec::Valid;
         let spec = PoolSpec::new(DataFormat::NCHW, tvec![3, 3], padding, None, None, 3, 2);
-        let model = convolution(&spec, &[1, 3, 5, 5], &[2], true);
+        let model = convolution(&spec, &[1, 3, 5, 5], &[2], false, true);
         let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
         for shape in [[1, 3, 0, 5], [1, 3, 2, 5]] {
             let input = ArrayD::<f32>::zeros(&shape[..]);

@@ -5,6 +5,7 @@
 mod custom;
 mod conv;
 pub mod fetch;
+mod gemm;
 mod lrn;
 mod maxpool;
 mod source;

@@ -1,0 +1,477 @@
+//! The convolution's matrix product, `C = bias + A B`, with the weights `A` and the bias packed
+//! once at load time and the patches `B` gathered straight into the layout the kernel reads.
+//!
+//! `A` (out channels x depth) is stored in panels of [`ROWS`] rows, depth-major, so the kernel
+//! reads the [`ROWS`] weights of one depth step as one run. `B` (depth x columns) is stored in
+//! panels of [`PANEL`] columns, each `depth x PANEL` row-major, so one depth step of a panel is
+//! two 512-bit vectors (four 256-bit ones) and a panel's block of [`DEPTH`] steps stays in the
+//! L1 cache while every row panel of `A` runs over it. The kernel keeps a `ROWS x PANEL` tile
+//! of `C` in registers and stores it once per depth block: the first block adds the bias, the
+//! next ones add what is in `C`, so `C` is never filled beforehand.
+//!
+//! Measured on this project's machine against `matrixmultiply` (which packs both operands on
+//! every call, then runs its own 16x16 kernel) on GoogLeNet's shapes: roughly 10-30% more
+//! multiply-adds per second for the product alone, and the gathering writes the packed form
+//! directly, so the separate packing copy of the patches is gone.
+//!
+//! Kernels: AVX-512F, and AVX2 with FMA. On a CPU with neither, [`Kernel::detect`] says so and
+//! the convolutions are left to tract.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every slice is cut from lengths `multiply` checks against the panels' shapes first"
+)]
+
+use std::fmt;
+
+/// Rows of `A` per packed panel, and of the tile the kernel keeps in registers.
+pub const ROWS: usize = 8;
+/// Columns of `B` per panel, and of the register tile.
+pub const PANEL: usize = 32;
+/// Depth steps per block: a panel's block of `B` is `DEPTH x PANEL` floats (32 kB).
+const DEPTH: usize = 256;
+
+/// The weights, `out x depth`, packed in panels of [`ROWS`] rows (the last one zero-padded):
+/// panel `p` holds, for each depth step `k`, the weights of rows `p * ROWS ..` at `k`. With them,
+/// the bias of each row, zero-padded the same way.
+#[derive(Clone, PartialEq)]
+pub struct PackedWeights {
+    rows: usize,
+    depth: usize,
+    data: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackedWeights({} x {})", self.rows, self.depth)
+    }
+}
+
+impl PackedWeights {
+    /// Packs the row-major `rows x depth` matrix `weights` and the `rows` values of `bias`.
+    pub fn new(weights: &[f32], bias: &[f32], rows: usize, depth: usize) -> PackedWeights {
+        let panels = rows.div_ceil(ROWS);
+        let mut padded = vec![0f32; panels * ROWS];
+        for (to, &from) in padded.iter_mut().zip(bias) {
+            *to = from;
+        }
+        let mut data = vec![0f32; panels * ROWS * depth];
+        for (row, line) in weights.chunks_exact(depth.max(1)).take(rows).enumerate() {
+            let (panel, lane) = (row / ROWS, row % ROWS);
+            let packed = &mut data[panel * ROWS * depth..][..ROWS * depth];
+            for (step, &value) in packed.chunks_exact_mut(ROWS).zip(line) {
+                step[lane] = value;
+            }
+        }
+        PackedWeights { rows, depth, data, bias: padded }
+    }
+
+    /// Rows of the matrix: output channels.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns of the matrix: input channels x kernel height x kernel width.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+}
+
+/// How many floats the panels of `columns` columns of a `depth`-deep `B` take.
+pub fn panels_len(depth: usize, columns: usize) -> usize {
+    columns.div_ceil(PANEL) * PANEL * depth
+}
+
+/// Where value `(step, column)` of `B` lives in its panels.
+pub fn panel_index(depth: usize, step: usize, column: usize) -> usize {
+    (column / PANEL) * PANEL * depth + step * PANEL + column % PANEL
+}
+
+/// A matrix-product kernel this CPU can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// 512-bit vectors: the tile is 8 rows of two vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// 256-bit vectors with FMA: the tile is run as four 4-row, 2-vector quarters.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// Every kernel this CPU can run, fastest first.
+    pub fn available() -> Vec<Kernel> {
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kernels.push(Kernel::Avx2);
+            }
+        }
+        kernels
+    }
+
+    /// The fastest kernel this CPU can run, if any.
+    pub fn detect() -> Option<Kernel> {
+        Kernel::available().into_iter().next()
+    }
+}
+
+/// `C = bias + A B` for the first `columns` columns of `B`, stored in `panels` (see
+/// [`panel_index`]). `C` holds `a.rows()` rows, `ldc` floats apart, of at least `columns`
+/// values; what they held before is not read. With `relu`, every sum below zero is stored as
+/// zero.
+pub fn multiply(
+    kernel: Kernel,
+    a: &PackedWeights,
+    panels: &[f32],
+    columns: usize,
+    c: &mut [f32],
+    ldc: usize,
+    relu: bool,
+) {
+    let depth = a.depth;
+    if a.rows == 0 || columns == 0 || depth == 0 {
+        return;
+    }
+    assert!(
+        panels.len() >= panels_len(depth, columns)
+            && ldc >= columns
+            && c.len() >= (a.rows - 1) * ldc + columns,
+        "matrix product of mismatched shapes"
+    );
+    for start in (0..depth).step_by(DEPTH) {
+        let steps = DEPTH.min(depth - start);
+        let (first, last) = (start == 0, start + steps == depth);
+        let blocks = panels.chunks_exact(PANEL * depth).take(columns.div_ceil(PANEL));
+        for (index, panel) in blocks.enumerate() {
+            let b = &panel[start * PANEL..][..steps * PANEL];
+            let column = index * PANEL;
+            let width = PANEL.min(columns - column);
+            let row_panels = a.data.chunks_exact(ROWS * depth).zip(a.bias.chunks_exact(ROWS));
+            for (p, (weights, bias)) in row_panels.enumerate() {
+                let rows = ROWS.min(a.rows - p * ROWS);
+                let tile = &mut c[p * ROWS * ldc + column..][..(rows - 1) * ldc + width];
+                let a = &weights[start * ROWS..][..steps * ROWS];
+                let start = if first { Start::Bias(bias) } else { Start::Sums };
+                run_tile(kernel, a, b, tile, [ldc, rows, width], start, relu && last);
+            }
+        }
+    }
+}
+
+/// What a tile's sums are added to when stored.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// The first depth block: each row's bias (`ROWS` values).
+    Bias(&'a [f32]),
+    /// A later block: the sums already in the tile.
+    Sums,
+}
+
+/// One tile: `tile`'s `rows` lines (`ldc` apart, `width` used) `= start + a b`, where `a` is
+/// `steps x ROWS` and `b` is `steps x PANEL`.
+fn run_tile(
+    kernel: Kernel,
+    a: &[f32],
+    b: &[f32],
+    tile: &mut [f32],
+    [ldc, rows, width]: [usize; 3],
+    start: Start,
+    relu: bool,
+) {
+    debug_assert!(a.len() / ROWS == b.len() / PANEL && rows <= ROWS && width <= PANEL);
+    debug_assert!(tile.len() == (rows - 1) * ldc + width);
+    debug_assert!(
+        matches!(start, Start::Sums) || matches!(start, Start::Bias(b) if b.len() == ROWS)
+    );
+    let shape = [ldc, rows, width];
+    match kernel {
+        // SAFETY: `Kernel::available` saw the CPU feature; `multiply` cut the operands to the
+        // lengths the kernels read and write (checked above in debug builds).
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { x86::tile_avx512(a, b, tile, shape, start, relu) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { x86::tile_avx2(a, b, tile, shape, start, relu) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`) whole, and writes
+    //! (after reading, unless it starts from the bias) `width` values of each of `rows` lines of
+    //! `tile`, `ldc` apart. One body, [`part`], serves both vector widths: inlined into each
+    //! kernel, it is compiled with that kernel's CPU features.
+
+    use std::arch::x86_64::*;
+
+    use super::{Start, PANEL, ROWS};
+
+    /// # Safety
+    /// The CPU has AVX-512F; the operands have the lengths of the module doc.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile_avx512(
+        a: &[f32],
+        b: &[f32],
+        tile: &mut [f32],
+        shape: [usize; 3],
+        start: Start,
+        relu: bool,
+    ) {
+        part::<__m512, ROWS>(a, b, tile, shape, start, relu, [0, 0]);
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the operands have the lengths of the module doc.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_avx2(
+        a: &[f32],
+        b: &[f32],
+        tile: &mut [f32],
+        shape: [usize; 3],
+        start: Start,
+        relu: bool,
+    ) {
+        // 16 registers: a tile of 8 rows x 4 vectors would not fit, so it runs as four parts.
+        let [_, rows, width] = shape;
+        for first_row in (0..rows).step_by(ROWS / 2) {
+            for first_column in (0..width).step_by(PANEL / 2) {
+                let corner = [first_row, first_column];
+                part::<__m256, { ROWS / 2 }>(a, b, tile, shape, start, relu, corner);
+            }
+        }
+    }
+
+    /// The part of the tile from row and column `corner` on: `R` rows of two vectors.
+    #[inline(always)]
+    unsafe fn part<V: Vector, const R: usize>(
+        a: &[f32],
+        b: &[f32],
+        tile: &mut [f32],
+        [ldc, rows, width]: [usize; 3],
+        start: Start,
+        relu: bool,
+        [first_row, first_column]: [usize; 2],
+    ) {
+        let mut sums = [[V::zero(); 2]; R];
+        for (a, b) in a.chunks_exact(ROWS).zip(b.chunks_exact(PANEL)) {
+            let low = V::load(b.as_ptr().add(first_column));
+            let high = V::load(b.as_ptr().add(first_column + V::LANES));
+            for (sum, &weight) in sums.iter_mut().zip(&a[first_row..]) {
+                let weight = V::splat(weight);
+                sum[0] = V::fmadd(weight, low, sum[0]);
+                sum[1] = V::fmadd(weight, high, sum[1]);
+            }
+        }
+        let columns = (2 * V::LANES).min(width - first_column);
+        for (row, sum) in sums.iter().enumerate().take(rows - first_row) {
+            let line = &mut tile[(first_row + row) * ldc + first_column..][..columns];
+            let bias = match start {
+                Start::Bias(bias) => Some(bias[first_row + row]),
+                Start::Sums => None,
+            };
+            for (half, &sum) in sum.iter().enumerate() {
+                let count = columns.saturating_sub(half * V::LANES).min(V::LANES);
+                if count == 0 {
+                    break;
+                }
+                let at = line.as_mut_ptr().add(half * V::LANES);
+                let before = match bias {
+                    Some(bias) => V::splat(bias),
+                    None => V::load_first(at, count),
+                };
+                let value = V::add(before, sum);
+                V::store_first(if relu { V::max(value, V::zero()) } else { value }, at, count);
+            }
+        }
+    }
+
+    /// The few vector operations the kernel body needs, for one register width. Every method
+    /// needs the CPU feature of its width, `load` a valid run of `LANES` floats, `load_first`
+    /// and `store_first` one of `count` (at most `LANES`).
+    trait Vector: Copy {
+        const LANES: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(value: f32) -> Self;
+        unsafe fn load(at: *const f32) -> Self;
+        /// The first `count` lanes from `at`, zeros after them.
+        unsafe fn load_first(at: *const f32, count: usize) -> Self;
+        /// Stores the first `count` lanes at `at`.
+        unsafe fn store_first(self, at: *mut f32, count: usize);
+        unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self;
+        unsafe fn add(a: Self, b: Self) -> Self;
+        unsafe fn max(a: Self, b: Self) -> Self;
+    }
+
+    /// Implements [`Vector`] for one register type with its intrinsics, but for `load_first`
+    /// and `store_first`.
+    macro_rules! vector {
+        ($type:ty, $lanes:expr, $zero:ident, $splat:ident, $load:ident, $fmadd:ident, $add:ident, $max:ident, $($partial:item)*) => {
+            impl Vector for $type {
+                $($partial)*
+                const LANES: usize = $lanes;
+                #[inline(always)]
+                unsafe fn zero() -> Self {
+                    $zero()
+                }
+                #[inline(always)]
+                unsafe fn splat(value: f32) -> Self {
+                    $splat(value)
+                }
+                #[inline(always)]
+                unsafe fn load(at: *const f32) -> Self {
+                    $load(at)
+                }
+                #[inline(always)]
+                unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+                    $fmadd(a, b, c)
+                }
+                #[inline(always)]
+                unsafe fn add(a: Self, b: Self) -> Self {
+                    $add(a, b)
+                }
+                #[inline(always)]
+                unsafe fn max(a: Self, b: Self) -> Self {
+                    $max(a, b)
+                }
+            }
+        };
+    }
+
+    vector! {
+        __m512,
+        16,
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_max_ps,
+        // Masked: lanes past `count` are neither read nor written.
+        #[inline(always)]
+        unsafe fn load_first(at: *const f32, count: usize) -> Self {
+            _mm512_maskz_loadu_ps(lanes(count), at)
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, at: *mut f32, count: usize) {
+            _mm512_mask_storeu_ps(at, lanes(count), self)
+        }
+    }
+    vector! {
+        __m256,
+        8,
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_max_ps,
+        // Whole vectors directly, parts through a copy on the stack.
+        #[inline(always)]
+        unsafe fn load_first(at: *const f32, count: usize) -> Self {
+            if count == 8 {
+                return _mm256_loadu_ps(at);
+            }
+            let mut values = [0f32; 8];
+            std::ptr::copy_nonoverlapping(at, values.as_mut_ptr(), count);
+            _mm256_loadu_ps(values.as_ptr())
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, at: *mut f32, count: usize) {
+            if count == 8 {
+                return _mm256_storeu_ps(at, self);
+            }
+            let mut values = [0f32; 8];
+            _mm256_storeu_ps(values.as_mut_ptr(), self);
+            std::ptr::copy_nonoverlapping(values.as_ptr(), at, count);
+        }
+    }
+
+    /// The mask of the first `count` of 16 lanes.
+    #[inline(always)]
+    fn lanes(count: usize) -> __mmask16 {
+        if count >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << count) - 1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bias + A B` the plain way, for `a` (rows x depth) and `b` (depth x columns), row-major.
+    fn naive(a: &[f32], b: &[f32], bias: &[f32], [rows, depth, columns]: [usize; 3]) -> Vec<f32> {
+        let mut out: Vec<f32> = bias.iter().flat_map(|&v| vec![v; columns]).collect();
+        for r in 0..rows {
+            for j in 0..columns {
+                let dot: f32 = (0..depth).map(|k| a[r * depth + k] * b[k * columns + j]).sum();
+                out[r * columns + j] += dot;
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 7919 + seed * 104_729) % 211) as f32 / 105.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn every_kernel_matches_the_plain_product_on_ragged_shapes() {
+        let kernels = Kernel::available();
+        assert!(!kernels.is_empty() || cfg!(not(target_arch = "x86_64")));
+        // Rows and columns off the tile size, a depth across two blocks, tiny ones.
+        let shapes =
+            [[8, 32, 32], [13, 300, 45], [3, 5, 7], [16, 513, 70], [1, 1, 1], [20, 64, 17]];
+        for kernel in kernels {
+            for (seed, [rows, depth, columns]) in shapes.into_iter().enumerate() {
+                let (a, b, bias) = (
+                    values(rows * depth, seed),
+                    values(depth * columns, seed + 1),
+                    values(rows, 3),
+                );
+                let mut panels = vec![f32::NAN; panels_len(depth, columns)];
+                for (k, line) in b.chunks_exact(columns).enumerate() {
+                    for (j, &v) in line.iter().enumerate() {
+                        panels[panel_index(depth, k, j)] = v;
+                    }
+                }
+                let expected = naive(&a, &b, &bias, [rows, depth, columns]);
+                for relu in [false, true] {
+                    let mut out = vec![f32::NAN; rows * columns];
+                    let packed = PackedWeights::new(&a, &bias, rows, depth);
+                    multiply(kernel, &packed, &panels, columns, &mut out, columns, relu);
+                    for (got, want) in out.iter().zip(&expected) {
+                        let want = if relu { want.max(0.0) } else { *want };
+                        assert!(
+                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "{kernel:?} {rows}x{depth}x{columns}, relu {relu}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packing_puts_each_depth_step_of_a_row_panel_together() {
+        let weights: Vec<f32> = (0..10 * 3).map(|v| v as f32).collect();
+        let bias: Vec<f32> = (0..10).map(|v| -v as f32).collect();
+        let packed = PackedWeights::new(&weights, &bias, 10, 3);
+        assert_eq!(packed.data.len(), 2 * ROWS * 3);
+        assert_eq!(packed.bias[8..], [-8.0, -9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        // Step 1 of the first panel: column 1 of rows 0..8.
+        let step: Vec<f32> = (0..8).map(|r| (r * 3 + 1) as f32).collect();
+        assert_eq!(&packed.data[ROWS..2 * ROWS], &step[..]);
+        // The second panel holds rows 8 and 9, then zeros.
+        assert_eq!(&packed.data[3 * ROWS..3 * ROWS + 3], &[24.0, 27.0, 0.0]);
+    }
+}
