@@ -173,21 +173,12 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
         )?;
     }
     let json = args.format == ReportFormat::Json;
-    let reports: Vec<ChannelUseReport> =
-        uses.iter().map(|one| ChannelUseReport { weakest: one.weakest(), one }).collect();
+    let reports: Vec<channel_use::Report> = uses.iter().map(channel_use::Report::new).collect();
     match reports.as_slice() {
-        [report] => print_report(report, json, |r| r.one.to_text())?,
-        _ => print_report(&reports, json, |_| channel_use::summary(&uses))?,
+        [report] => print_report(report, json, channel_use::Report::to_text)?,
+        _ => print_report(&reports, json, |reports| channel_use::summary(reports))?,
     }
     Ok(status(failed))
-}
-
-/// What `experiment channel-use` reports for one layer: every channel and the weakest ones.
-#[derive(Debug, Serialize)]
-struct ChannelUseReport<'a> {
-    #[serde(flatten)]
-    one: &'a ChannelUse,
-    weakest: channel_use::Weakest,
 }
 
 /// What `explain` reports.

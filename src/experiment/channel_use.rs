@@ -186,7 +186,7 @@ impl ChannelUse {
     }
 
     /// The weakest channel by weight norm and by contribution, relative to the median.
-    pub fn weakest(&self) -> Weakest {
+    fn weakest(&self) -> Weakest {
         let relative = |value: fn(&Channel) -> Option<f64>| {
             let mut values: Vec<f64> = self.channels.iter().filter_map(value).collect();
             values.sort_by(f64::total_cmp);
@@ -208,18 +208,36 @@ impl ChannelUse {
             by_contribution: relative(|c| c.contribution),
         }
     }
+}
+
+/// What `experiment channel-use` reports for one layer: every channel and the weakest ones.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    /// The layer's channels.
+    #[serde(flatten)]
+    pub one: &'a ChannelUse,
+    /// Its weakest channels.
+    pub weakest: Weakest,
+}
+
+impl<'a> Report<'a> {
+    /// The report on `one`.
+    pub fn new(one: &'a ChannelUse) -> Report<'a> {
+        Report { weakest: one.weakest(), one }
+    }
 
     /// The per-channel table, the totals by source, a histogram and the weakest channel.
     pub fn to_text(&self) -> String {
+        let Report { one: this, weakest } = self;
         let mut text = format!(
             "{}: {} input channels, {} outputs, {} images\n\n",
-            self.layer,
-            self.channels.len(),
-            self.outputs,
-            self.images
+            this.layer,
+            this.channels.len(),
+            this.outputs,
+            this.images
         );
-        let top = self.channels.iter().filter_map(|c| c.contribution).fold(0.0, f64::max);
-        let rows: Vec<[String; 5]> = self
+        let top = this.channels.iter().filter_map(|c| c.contribution).fold(0.0, f64::max);
+        let rows: Vec<[String; 5]> = this
             .channels
             .iter()
             .map(|c| {
@@ -236,7 +254,7 @@ impl ChannelUse {
         let right = [true, false, true, true, false];
         text += &aligned(&header, &rows, &Default::default(), &right);
         text += "\n";
-        let rows: Vec<[String; 4]> = self
+        let rows: Vec<[String; 4]> = this
             .by_source()
             .into_iter()
             .map(|(source, n, norm, share)| {
@@ -247,8 +265,8 @@ impl ChannelUse {
         let header = ["source", "channels", "mean weight L2", "share"].map(String::from);
         text += &aligned(&header, &rows, &Default::default(), &[false, true, true, true]);
         text += "\nweight L2 relative to the median, channels per bin:\n";
-        text += &histogram(&self.channels.iter().map(|c| c.weight_norm).collect::<Vec<_>>());
-        text += &self.weakest().to_text();
+        text += &histogram(&this.channels.iter().map(|c| c.weight_norm).collect::<Vec<_>>());
+        text += &weakest.to_text();
         text
     }
 }
@@ -302,11 +320,10 @@ impl Weakest {
 }
 
 /// One summary line per layer, for `--layer all`.
-pub fn summary(uses: &[ChannelUse]) -> String {
-    let rows: Vec<[String; 5]> = uses
+pub fn summary(reports: &[Report]) -> String {
+    let rows: Vec<[String; 5]> = reports
         .iter()
-        .map(|u| {
-            let weakest = u.weakest();
+        .map(|Report { one: u, weakest }| {
             let cell = |outlier: &Option<Outlier>| {
                 outlier.as_ref().map_or("-".into(), |o| {
                     let share = o.of_median * 100.0;
