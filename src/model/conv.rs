@@ -243,9 +243,21 @@ fn gather(
             let ys = first..row_tap.outputs.end.min(band.end);
             for column_tap in column_taps {
                 let start = columns.phased_start(column_tap);
-                for y in ys.clone() {
+                // A tap that reads whole lines, one after the other, for whole output lines
+                // (a 1x1 convolution, the middle column of a padded one) is one run.
+                let whole_lines = start == 0
+                    && column_tap.outputs == (0..out_width)
+                    && line_len == out_width
+                    && rows.stride == 1;
+                let (lines_per_run, runs) = if whole_lines {
+                    (ys.len(), ys.clone().step_by(ys.len().max(1)))
+                } else {
+                    (1, ys.clone().step_by(1))
+                };
+                for y in runs {
                     let source = row_tap.source + (y - row_tap.outputs.start) * rows.stride;
-                    let run = &plane[source * line_len + start..][..column_tap.outputs.len()];
+                    let len = column_tap.outputs.len() + (lines_per_run - 1) * line_len;
+                    let run = &plane[source * line_len + start..][..len];
                     let column = (y - band.start) * out_width + column_tap.outputs.start;
                     scatter(run, depth, step, column, panels);
                 }
@@ -256,7 +268,8 @@ fn gather(
 }
 
 /// Writes `run` into step `step` of the panels from column `column` on, split where it crosses
-/// from one panel into the next.
+/// from one panel into the next. A whole panel's width is copied as a fixed-size block (vector
+/// moves) rather than through `memcpy`, whose set-up costs more than such a short copy.
 fn scatter(run: &[f32], depth: usize, step: usize, column: usize, panels: &mut [f32]) {
     let mut rest = run;
     let mut column = column;
@@ -264,7 +277,11 @@ fn scatter(run: &[f32], depth: usize, step: usize, column: usize, panels: &mut [
         let count = (PANEL - column % PANEL).min(rest.len());
         let (now, later) = rest.split_at(count);
         let at = gemm::panel_index(depth, step, column);
-        panels[at..at + count].copy_from_slice(now);
+        if count == PANEL {
+            panels[at..at + PANEL].copy_from_slice(&now[..PANEL]);
+        } else {
+            panels[at..at + count].copy_from_slice(now);
+        }
         rest = later;
         column += count;
     }
