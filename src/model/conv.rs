@@ -3,8 +3,10 @@
 //! tract lowers a convolution to its own packed matrix product over a lazily gathered im2col
 //! matrix; on this project's machine that reaches about 35-40 G multiply-adds/s per core. Here
 //! the weights are packed once, when the operator is built, as the kernel reads them; the
-//! image's patches are gathered, one band of output rows at a time, straight into the kernel's
-//! column panels, and one product per band writes the band's output, bias included. A ReLU that is the convolution's only reader is folded into the product's last store.
+//! image's patches are gathered, one band of output pixels (a whole number of the kernel's
+//! 32-pixel column panels, across row ends) at a time, straight into those panels, and one
+//! product per band writes the band's output, bias included. A ReLU that is the convolution's
+//! only reader is folded into the product's last store.
 
 #![allow(
     clippy::indexing_slicing,
@@ -27,7 +29,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
 use super::window::{Axis, Tap};
 
-/// How much of the patches is gathered at a time: a band of output rows whose patches stay in
+/// How much of the patches is gathered at a time: a band of output pixels whose patches stay in
 /// the L2 cache while the matrix product reads them.
 const PATCH_BYTES: usize = 512 * 1024;
 
@@ -159,7 +161,7 @@ impl FastConv {
     }
 
     /// Convolves `input`, gathering at most `patch_bytes` of patches at a time (at least one
-    /// output row).
+    /// panel's worth).
     fn convolve(&self, input: &ArrayViewD<f32>, patch_bytes: usize) -> TractResult<Tensor> {
         let shape = input.shape();
         ensure!(
@@ -178,9 +180,10 @@ impl FastConv {
             columns.output
         );
         let depth = self.weights.depth();
-        let row_bytes = (4 * depth * columns.output).max(1);
-        let band_rows = (patch_bytes / row_bytes).clamp(1, rows.output);
-        let mut panels = vec![0f32; gemm::panels_len(depth, band_rows * columns.output)];
+        // Whole panels per band, so that only the image's last panel can be part-empty.
+        let panel_bytes = (4 * depth * PANEL).max(1);
+        let band_pixels = (patch_bytes / panel_bytes).max(1) * PANEL;
+        let mut panels = vec![0f32; gemm::panels_len(depth, band_pixels.min(pixels))];
         let taps = [rows.taps(), columns.taps()];
         let padded = [(&rows, &taps[0]), (&columns, &taps[1])]
             .iter()
@@ -203,15 +206,15 @@ impl FastConv {
                 }
                 &phased
             };
-            for start in (0..rows.output).step_by(band_rows) {
-                let band = start..(start + band_rows).min(rows.output);
-                let width = band.len() * columns.output;
+            for start in (0..pixels).step_by(band_pixels) {
+                let band = start..(start + band_pixels).min(pixels);
+                let width = band.len();
                 let panels = &mut panels[..gemm::panels_len(depth, width)];
                 if padded {
                     panels.fill(0.0);
                 }
                 gather(lines, [&rows, &columns], [&taps[0], &taps[1]], band.clone(), depth, panels);
-                let c = &mut out[band.start * columns.output..];
+                let c = &mut out[band.start..];
                 gemm::multiply(self.kernel, &self.weights, panels, width, c, pixels, self.relu);
             }
         }
@@ -220,11 +223,12 @@ impl FastConv {
     }
 }
 
-/// Gathers the patches of one `C x H x W` image for the output rows `band` into the column
-/// panels of the matrix product ([`gemm::panel_index`]): step `(c, ky, kx)` of column `p` (the
-/// band's `p`-th output pixel) is the input value that tap reads for that pixel. Values in the
-/// padding are not written (the caller zeroes the panels when there is padding). `lines` is the
-/// image, its lines split into phases when the column stride is above 1.
+/// Gathers the patches of one `C x H x W` image for the output pixels `band` (row-major) into
+/// the column panels of the matrix product ([`gemm::panel_index`]): step `(c, ky, kx)` of
+/// column `p` (the band's `p`-th output pixel) is the input value that tap reads for that
+/// pixel. Values in the padding are not written (the caller zeroes the panels when there is
+/// padding). `lines` is the image, its lines split into phases when the column stride is
+/// above 1.
 fn gather(
     lines: &[f32],
     axes: [&Axis; 2],
@@ -236,11 +240,13 @@ fn gather(
     let [rows, columns] = axes;
     let [row_taps, column_taps] = taps;
     let (line_len, out_width) = (columns.phased_len(), columns.output);
+    // The output rows the band touches, the first and last perhaps in part.
+    let band_rows = band.start / out_width..band.end.div_ceil(out_width);
     let mut step = 0;
     for plane in lines.chunks_exact(rows.input * line_len) {
         for row_tap in row_taps {
-            let first = row_tap.outputs.start.max(band.start);
-            let ys = first..row_tap.outputs.end.min(band.end);
+            let ys =
+                row_tap.outputs.start.max(band_rows.start)..row_tap.outputs.end.min(band_rows.end);
             for column_tap in column_taps {
                 let start = columns.phased_start(column_tap);
                 // A tap that reads whole lines, one after the other, for whole output lines
@@ -249,17 +255,29 @@ fn gather(
                     && column_tap.outputs == (0..out_width)
                     && line_len == out_width
                     && rows.stride == 1;
-                let (lines_per_run, runs) = if whole_lines {
-                    (ys.len(), ys.clone().step_by(ys.len().max(1)))
+                if whole_lines {
+                    let pixels =
+                        (ys.start * out_width).max(band.start)..(ys.end * out_width).min(band.end);
+                    let from = row_tap.source * line_len + pixels.start
+                        - row_tap.outputs.start * out_width;
+                    if !pixels.is_empty() {
+                        let run = &plane[from..][..pixels.len()];
+                        scatter(run, depth, step, pixels.start - band.start, panels);
+                    }
                 } else {
-                    (1, ys.clone().step_by(1))
-                };
-                for y in runs {
-                    let source = row_tap.source + (y - row_tap.outputs.start) * rows.stride;
-                    let len = column_tap.outputs.len() + (lines_per_run - 1) * line_len;
-                    let run = &plane[source * line_len + start..][..len];
-                    let column = (y - band.start) * out_width + column_tap.outputs.start;
-                    scatter(run, depth, step, column, panels);
+                    for y in ys.clone() {
+                        // The tap's outputs on line `y`, cut to the band.
+                        let line_start = y * out_width;
+                        let xs = column_tap.outputs.start.max(band.start.saturating_sub(line_start))
+                            ..column_tap.outputs.end.min(band.end - line_start);
+                        if xs.is_empty() {
+                            continue;
+                        }
+                        let source = row_tap.source + (y - row_tap.outputs.start) * rows.stride;
+                        let skip = xs.start - column_tap.outputs.start;
+                        let run = &plane[source * line_len + start + skip..][..xs.len()];
+                        scatter(run, depth, step, line_start + xs.start - band.start, panels);
+                    }
                 }
                 step += 1;
             }
@@ -375,16 +393,36 @@ mod tests {
     }
 
     #[test]
-    fn gathering_the_patches_in_bands_of_rows_changes_nothing() {
-        let padding = PaddingSpec::Explicit(tvec![3, 2], tvec![1, 3]);
-        let spec =
-            PoolSpec::new(DataFormat::NCHW, tvec![5, 3], padding, None, Some(tvec![2, 1]), 3, 4);
-        let model = convolution(&spec, &[2, 3, 17, 13], &[4], false, true);
-        let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
-        let input: ArrayD<f32> = random(&[2, 3, 17, 13], 3);
-        let whole = conv.convolve(&input.view(), usize::MAX).unwrap();
-        for bytes in [1, 4 * 45 * 13 * 2, 4 * 45 * 13 * 4] {
-            assert_eq!(conv.convolve(&input.view(), bytes).unwrap(), whole, "{bytes} bytes");
+    fn gathering_the_patches_in_bands_changes_nothing() {
+        // Lines of 15 and 12 outputs, so that bands of whole panels end inside a line; the
+        // second geometry reads whole lines (1x1 and the middle column of 3x3) as one run.
+        let explicit = PaddingSpec::Explicit(tvec![3, 2], tvec![1, 3]);
+        let same = PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]);
+        let geometries = [
+            (
+                PoolSpec::new(
+                    DataFormat::NCHW,
+                    tvec![5, 3],
+                    explicit,
+                    None,
+                    Some(tvec![2, 1]),
+                    3,
+                    4,
+                ),
+                45,
+            ),
+            (PoolSpec::new(DataFormat::NCHW, tvec![3, 3], same, None, None, 3, 4), 27),
+            (PoolSpec::new(DataFormat::NCHW, tvec![1, 1], PaddingSpec::Valid, None, None, 3, 4), 3),
+        ];
+        for (spec, depth) in geometries {
+            let model = convolution(&spec, &[2, 3, 17, 12], &[4], false, true);
+            let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
+            let input: ArrayD<f32> = random(&[2, 3, 17, 12], 3);
+            let whole = conv.convolve(&input.view(), usize::MAX).unwrap();
+            for bytes in [1, 4 * depth * PANEL * 2, 4 * depth * PANEL * 3] {
+                let banded = conv.convolve(&input.view(), bytes).unwrap();
+                assert_eq!(banded, whole, "{spec:?}, {bytes} bytes");
+            }
         }
     }
 
