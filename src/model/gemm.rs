@@ -248,9 +248,28 @@ mod x86 {
         }
     }
 
-    /// The part of the tile from row and column `corner` on: `R` rows of two vectors.
+    /// The part of the tile from row and column `corner` on: `R` rows of two vectors, or of
+    /// one when the columns left fit in one (the last panel of an image is often part-empty).
     #[inline(always)]
     unsafe fn part<V: Vector, const R: usize>(
+        a: &[f32],
+        b: &[f32],
+        tile: &mut [f32],
+        shape: [usize; 3],
+        start: Start,
+        relu: bool,
+        corner: [usize; 2],
+    ) {
+        if shape[2] - corner[1] > V::LANES {
+            vectors::<V, R, 2>(a, b, tile, shape, start, relu, corner);
+        } else {
+            vectors::<V, R, 1>(a, b, tile, shape, start, relu, corner);
+        }
+    }
+
+    /// [`part`] with `H` vectors per row.
+    #[inline(always)]
+    unsafe fn vectors<V: Vector, const R: usize, const H: usize>(
         a: &[f32],
         b: &[f32],
         tile: &mut [f32],
@@ -259,17 +278,20 @@ mod x86 {
         relu: bool,
         [first_row, first_column]: [usize; 2],
     ) {
-        let mut sums = [[V::zero(); 2]; R];
+        let mut sums = [[V::zero(); H]; R];
         for (a, b) in a.chunks_exact(ROWS).zip(b.chunks_exact(PANEL)) {
-            let low = V::load(b.as_ptr().add(first_column));
-            let high = V::load(b.as_ptr().add(first_column + V::LANES));
+            let mut columns = [V::zero(); H];
+            for (half, column) in columns.iter_mut().enumerate() {
+                *column = V::load(b.as_ptr().add(first_column + half * V::LANES));
+            }
             for (sum, &weight) in sums.iter_mut().zip(&a[first_row..]) {
                 let weight = V::splat(weight);
-                sum[0] = V::fmadd(weight, low, sum[0]);
-                sum[1] = V::fmadd(weight, high, sum[1]);
+                for (sum, &column) in sum.iter_mut().zip(&columns) {
+                    *sum = V::fmadd(weight, column, *sum);
+                }
             }
         }
-        let columns = (2 * V::LANES).min(width - first_column);
+        let columns = (H * V::LANES).min(width - first_column);
         for (row, sum) in sums.iter().enumerate().take(rows - first_row) {
             let line = &mut tile[(first_row + row) * ldc + first_column..][..columns];
             let bias = match start {
