@@ -257,9 +257,9 @@ impl Preprocess {
     }
 }
 
-/// [`Preprocess::decode`], letting a JPEG be decoded at a reduced DCT scale as long as both sides of the
-/// upright image keep at least `side` pixels, and refusing images over `max_pixels` from
-/// their header, before anything is allocated for them.
+/// [`Preprocess::decode`], letting a JPEG be decoded at a reduced DCT scale as long as both
+/// sides of the upright image keep at least `side` pixels, and refusing images over
+/// `max_pixels` from their header, before anything is allocated for them.
 fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);

@@ -258,9 +258,9 @@ fn gather(
                 if whole_lines {
                     let pixels =
                         (ys.start * out_width).max(band.start)..(ys.end * out_width).min(band.end);
-                    let from = row_tap.source * line_len + pixels.start
-                        - row_tap.outputs.start * out_width;
                     if !pixels.is_empty() {
+                        let from = row_tap.source * line_len + pixels.start
+                            - row_tap.outputs.start * out_width;
                         let run = &plane[from..][..pixels.len()];
                         scatter(run, depth, step, pixels.start - band.start, panels);
                     }

@@ -158,9 +158,9 @@ pub fn multiply(
             for (p, (weights, bias)) in row_panels.enumerate() {
                 let rows = ROWS.min(a.rows - p * ROWS);
                 let tile = &mut c[p * ROWS * ldc + column..][..(rows - 1) * ldc + width];
-                let a = &weights[start * ROWS..][..steps * ROWS];
-                let start = if first { Start::Bias(bias) } else { Start::Sums };
-                run_tile(kernel, a, b, tile, [ldc, rows, width], start, relu && last);
+                let block = &weights[start * ROWS..][..steps * ROWS];
+                let before = if first { Start::Bias(bias) } else { Start::Sums };
+                run_tile(kernel, block, b, tile, [ldc, rows, width], before, relu && last);
             }
         }
     }
@@ -299,10 +299,7 @@ mod x86 {
                 Start::Sums => None,
             };
             for (half, &sum) in sum.iter().enumerate() {
-                let count = columns.saturating_sub(half * V::LANES).min(V::LANES);
-                if count == 0 {
-                    break;
-                }
+                let count = (columns - half * V::LANES).min(V::LANES);
                 let at = line.as_mut_ptr().add(half * V::LANES);
                 let before = match bias {
                     Some(bias) => V::splat(bias),

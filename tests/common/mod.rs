@@ -33,12 +33,12 @@ pub fn samples() -> Vec<PathBuf> {
     files
 }
 
-/// A committed sample photo.
 /// Decodes the image at `path` whole and upright, under the default pixel limit.
 pub fn decode(path: &Path) -> Result<image::RgbImage, googlenet::preprocess::PreprocessError> {
     googlenet::preprocess::Preset::Caffe.settings(224, 224).decode(path)
 }
 
+/// A committed sample photo.
 pub fn asset(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name)
 }
