@@ -157,19 +157,25 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     std::fs::write(&garbage, "definitely not protobuf").unwrap();
     let vector = dir.path().join("vector.onnx");
     std::fs::write(&vector, common::non_image_model()).unwrap();
+    let huge = dir.path().join("huge.onnx");
+    std::fs::write(&huge, common::random_classifier(100_000, 1000)).unwrap();
     let empty = dir.path().join("empty.onnx");
     std::fs::write(&empty, "").unwrap();
     let truncated = dir.path().join("truncated.onnx");
     let whole = std::fs::read(common::shared_model()).unwrap();
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
     let malformed = "fuzz/regressions/model/crash-003d3cfd17d89c31ae216f873ebbb85fdcfae684";
-    let cases: [(Vec<&str>, &str); 9] = [
+    let cases: [(Vec<&str>, &str); 10] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
         (vec!["--model", garbage.to_str().unwrap()], "not an ONNX model"),
         (vec!["--model", empty.to_str().unwrap()], "empty.onnx (--model): empty file"),
         (vec!["--model", truncated.to_str().unwrap()], "not an ONNX model, or a truncated one"),
         (vec!["--model", vector.to_str().unwrap()], "expected an image input [N,3,H,W]"),
+        (
+            vec!["--model", huge.to_str().unwrap()],
+            "GiB of tensors at once (at `conv`), over the limit of 4 GiB",
+        ),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
         (vec!["--top-k", "5000"], "--top-k 5000 exceeds the 1000 classes"),
         (vec!["--top-k", "0"], "0 is not in 1..=65535"),

@@ -17,6 +17,14 @@ fn shared_model() -> Model {
 }
 
 #[test]
+fn the_largest_batch_fits_under_the_tensor_limit() {
+    let source = ModelSource { origin: Origin::Flag, path: common::shared_model() };
+    let model =
+        Model::load(&source, 256).expect("a batch of 256 (the most --batch-size takes) loads");
+    assert_eq!(model.batch_size, 256);
+}
+
+#[test]
 fn outputs_match_onnxruntime_within_1e5() {
     let model = shared_model();
     for stem in common::reference_stems() {

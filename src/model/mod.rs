@@ -196,7 +196,65 @@ fn optimise(model: InferenceModel) -> Result<TypedModel> {
     lrn::replace_lrn(&mut typed)?;
     maxpool::replace_max_pool(&mut typed)?;
     conv::replace_conv(&mut typed)?;
-    typed.into_optimized().context("cannot optimise the model")
+    let optimised = typed.into_optimized().context("cannot optimise the model")?;
+    check_tensor_bytes(&optimised)?;
+    Ok(optimised)
+}
+
+/// The most memory the tensors of one run of a plan may hold at once.
+const MAX_TENSOR_BYTES: u64 = 4 << 30;
+
+/// Refuses a plan whose tensors would hold more than [`MAX_TENSOR_BYTES`] at once: a model file
+/// can ask for any size (an input of 100000 x 100000 pixels, a Resize by 1000), and allocating
+/// it would exhaust memory rather than fail. Tensors whose shape depends on the data are not
+/// counted.
+fn check_tensor_bytes(model: &TypedModel) -> Result<()> {
+    let (peak, at) = peak_tensor_bytes(model)?;
+    ensure!(
+        peak <= MAX_TENSOR_BYTES,
+        "one run would hold {:.1} GiB of tensors at once (at `{at}`), over the limit of {} GiB",
+        peak as f64 / f64::from(1 << 30),
+        MAX_TENSOR_BYTES >> 30
+    );
+    Ok(())
+}
+
+/// The most bytes the node outputs of `model` hold at once when it runs in evaluation order,
+/// each output freed after its last reader as tract's plan does, and the node at that point.
+fn peak_tensor_bytes(model: &TypedModel) -> Result<(u64, &str)> {
+    let order = model.eval_order()?;
+    let mut last_read: HashMap<usize, usize> = HashMap::new();
+    for (step, &id) in order.iter().enumerate() {
+        last_read.insert(id, step);
+        for input in &model.node(id).inputs {
+            last_read.insert(input.node, step);
+        }
+    }
+    for output in &model.outputs {
+        last_read.insert(output.node, order.len());
+    }
+    let mut freed: HashMap<usize, u64> = HashMap::new();
+    let (mut live, mut peak, mut at) = (0u64, 0u64, "");
+    for (step, &id) in order.iter().enumerate() {
+        let node = model.node(id);
+        let bytes = node.outputs.iter().map(|o| fact_bytes(&o.fact)).fold(0, u64::saturating_add);
+        live = live.saturating_add(bytes);
+        if live > peak {
+            (peak, at) = (live, &node.name);
+        }
+        let last = last_read.get(&id).copied().unwrap_or(step);
+        let later = freed.entry(last).or_default();
+        *later = later.saturating_add(bytes);
+        live = live.saturating_sub(freed.remove(&step).unwrap_or(0));
+    }
+    Ok((peak, at))
+}
+
+/// The bytes of a tensor of `fact`'s type and shape; 0 when the shape is not known.
+fn fact_bytes(fact: &TypedFact) -> u64 {
+    let Some(shape) = fact.shape.as_concrete() else { return 0 };
+    let size = fact.datum_type.size_of() as u64;
+    shape.iter().try_fold(size, |acc, &d| acc.checked_mul(d as u64)).unwrap_or(u64::MAX)
 }
 
 /// A plan that returns the values of chosen tensors inside the network for one image: what a
@@ -328,11 +386,35 @@ fn class_count(model: &TypedModel, batch_size: usize) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::tract_core::ops::math;
 
     #[test]
     fn garbage_is_not_an_onnx_model() {
         let err = Model::from_bytes(b"this is not a protobuf", 1).unwrap_err();
         assert!(format!("{err:#}").contains("not an ONNX model"), "{err:#}");
+    }
+
+    /// `x` (1000 floats) through `steps` of additions of two earlier outputs, by name.
+    fn additions(steps: &[(&str, &str, &str)]) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1000])).unwrap();
+        let mut outlets = HashMap::from([("x", x)]);
+        for &(name, a, b) in steps {
+            let inputs = [outlets[a], outlets[b]];
+            let wire = model.wire_node(name, math::add(), &inputs).unwrap()[0];
+            outlets.insert(name, wire);
+        }
+        let last = steps.last().map_or("x", |step| step.0);
+        model.select_output_outlets(&[outlets[last]]).unwrap();
+        model
+    }
+
+    #[test]
+    fn a_tensor_is_counted_until_its_last_reader_has_run() {
+        let chain = additions(&[("a", "x", "x"), ("b", "a", "a"), ("c", "b", "b")]);
+        assert_eq!(peak_tensor_bytes(&chain).unwrap(), (8000, "a"));
+        let branches = additions(&[("a", "x", "x"), ("b", "x", "x"), ("c", "a", "b")]);
+        assert_eq!(peak_tensor_bytes(&branches).unwrap(), (12000, "b"));
     }
 
     #[test]
