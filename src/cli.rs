@@ -301,7 +301,8 @@ pub struct PreprocessArgs {
     /// Feed channels as red, green, blue.
     #[arg(long)]
     pub rgb: bool,
-    /// Refuse images of more pixels than this, from their header [default: 178956970].
+    /// Refuse images of more pixels than this, from their header, and files of more than 8
+    /// bytes a pixel plus 64 MiB [default: 178956970].
     #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: Option<u64>,
 }

@@ -4,7 +4,8 @@
 //! orientation, flattened to 8-bit RGB (alpha composited over white), resized to the model's
 //! input size and normalised into a `3 x H x W` float array in the model's channel order.
 
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{Cursor, Read};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -19,6 +20,12 @@ pub enum PreprocessError {
     /// The file could not be opened or read.
     #[error("cannot read")]
     Io(#[from] std::io::Error),
+    /// The file holds more bytes than any image within the pixel limit can take.
+    #[error("file over {} MiB, more than an image within --max-pixels can take", .limit >> 20)]
+    FileTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The file is empty.
     #[error("empty file")]
     Empty,
@@ -85,6 +92,14 @@ pub enum Preset {
 /// The default limit on decoded pixels: Pillow's decompression-bomb error threshold, about
 /// 179 megapixels, far above any camera's photo.
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+/// Bytes a pixel takes in the largest layout the decoders hold (16-bit RGBA): what sizes both
+/// the decoders' allocation limit and the largest file read, from the pixel limit.
+const MAX_BYTES_PER_PIXEL: u64 = 8;
+
+/// Room for what a file holds besides its pixels (metadata, thumbnails, more GIF frames) and
+/// the least the decoders may allocate.
+const HEADROOM_BYTES: u64 = 64 << 20;
 
 /// The ImageNet mean in RGB order, in 0..255 pixel units.
 const IMAGENET_MEAN: [f32; 3] = [123.68, 116.779, 103.939];
@@ -177,7 +192,7 @@ impl Preprocess {
     /// decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT) that still leaves at least
     /// twice the pixels the resize keeps in each direction.
     pub fn load(&self, path: &Path) -> Result<Array3<f32>, PreprocessError> {
-        self.tensor(&std::fs::read(path)?)
+        self.tensor(&self.read(path)?)
     }
 
     /// [`Preprocess::load`] for an image file's bytes.
@@ -195,7 +210,26 @@ impl Preprocess {
     /// Decodes an image file by its content (whatever its extension says) at full size, applies
     /// its EXIF orientation and flattens it to 8-bit RGB, refusing more than `max_pixels`.
     pub fn decode(&self, path: &Path) -> Result<RgbImage, PreprocessError> {
-        decode_at_least(&std::fs::read(path)?, u32::MAX, self.max_pixels)
+        decode_at_least(&self.read(path)?, u32::MAX, self.max_pixels)
+    }
+
+    /// Reads an image file whole, refusing one larger than any image within `max_pixels` can
+    /// be without reading past that: a huge file, or a device such as `/dev/zero`, would
+    /// otherwise fill the memory.
+    fn read(&self, path: &Path) -> Result<Vec<u8>, PreprocessError> {
+        let limit =
+            self.max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL).saturating_add(HEADROOM_BYTES);
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        if size > limit {
+            return Err(PreprocessError::FileTooLarge { limit });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(PreprocessError::FileTooLarge { limit });
+        }
+        Ok(bytes)
     }
 
     /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
@@ -276,7 +310,7 @@ fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage,
         return Err(PreprocessError::TooLarge { width, height, limit: max_pixels });
     }
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 26));
+    limits.max_alloc = Some(max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL).max(HEADROOM_BYTES));
     image::ImageDecoder::set_limits(&mut decoder, limits)?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)?;
     let scaled = match format {
@@ -473,6 +507,23 @@ mod tests {
         let whole = settings.resize(&settings.decode(&path).unwrap()).unwrap();
         let diff = scaled.as_raw().iter().zip(whole.as_raw()).map(|(a, b)| a.abs_diff(*b) as u32);
         assert!(diff.max().unwrap() <= 3, "scaled decoding changes the input little");
+    }
+
+    #[test]
+    fn files_larger_than_the_pixel_limit_allows_are_not_read() {
+        let settings = Preprocess { max_pixels: 1000, ..Preset::Caffe.settings(224, 224) };
+        let limit = 8000 + HEADROOM_BYTES;
+        let dir = tempfile::tempdir().unwrap();
+        let sparse = dir.path().join("sparse.jpg");
+        File::create(&sparse).unwrap().set_len(limit + 1).unwrap();
+        let too_large = |path: &Path| match settings.load(path) {
+            Err(PreprocessError::FileTooLarge { limit: l }) => l == limit,
+            _ => false,
+        };
+        assert!(too_large(&sparse), "refused by its size");
+        assert!(too_large(Path::new("/dev/zero")), "refused after reading the limit");
+        File::create(&sparse).unwrap().set_len(limit).unwrap();
+        assert!(matches!(settings.load(&sparse), Err(PreprocessError::UnknownFormat)));
     }
 
     /// A PNG chunk with its length and CRC.

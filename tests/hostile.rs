@@ -207,6 +207,13 @@ fn a_directory_or_a_bomb_is_an_error_not_a_crash() {
     assert_eq!(err.to_string(), "4000x4000 pixels is over the limit of 1000000 (--max-pixels)");
 }
 
+/// A file of `size` zero bytes that takes no room on disk.
+fn sparse(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+    path
+}
+
 fn jsonl(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
@@ -247,6 +254,7 @@ fn a_batch_of_hostile_files_reports_each_and_classifies_the_rest() {
         (write(root, "cut.png", &cat_png[..cat_png.len() / 2]), "cannot decode"),
         (write(root, "crc.png", &bad_crc(&cat_png)), "CRC"),
         (write(root, "text.jpg", b"a shopping list"), "not an image"),
+        (sparse(root, "huge.jpg", 2 << 30), "file over 1429 MiB"),
     ];
     let output = googlenet().args(["classify", "--format", "jsonl"]).arg(root).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
