@@ -8,8 +8,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::files::read_at_most;
+
 /// The 1000 ImageNet-1k classes in model output order (origin: `assets/README.md`).
 const IMAGENET_1K: &str = include_str!("../assets/imagenet-1k.txt");
+
+/// The largest label file read: a million classes of 64 characters.
+const MAX_LABELS_BYTES: u64 = 64 << 20;
 
 /// One class: a WordNet synset id where the list gives one, and a short name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +37,14 @@ impl Labels {
 
     /// Reads a label file: one class per line, blank lines at the end ignored.
     pub fn from_file(path: &Path) -> Result<Labels> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read labels file {}", path.display()))?;
+        let name = path.display();
+        let bytes = read_at_most(path, MAX_LABELS_BYTES)
+            .with_context(|| format!("cannot read labels file {name}"))?
+            .with_context(|| format!("labels file {name} is over 64 MiB"))?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("labels file {name} is not UTF-8 text"))?;
         let labels = Labels::parse(&text);
-        anyhow::ensure!(!labels.0.is_empty(), "labels file {} has no labels", path.display());
+        anyhow::ensure!(!labels.0.is_empty(), "labels file {name} has no labels");
         Ok(labels)
     }
 

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod eval;
 pub mod experiment;
 pub mod explain;
+pub mod files;
 pub mod guard;
 pub mod inspect;
 pub mod labels;

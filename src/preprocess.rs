@@ -4,8 +4,7 @@
 //! orientation, flattened to 8-bit RGB (alpha composited over white), resized to the model's
 //! input size and normalised into a `3 x H x W` float array in the model's channel order.
 
-use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -13,6 +12,8 @@ use fast_image_resize::images::{Image as ResizeImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use tract_onnx::prelude::tract_ndarray::Array3;
+
+use crate::files::read_at_most;
 
 /// Why an image could not be turned into a tensor.
 #[derive(Debug, thiserror::Error)]
@@ -214,22 +215,11 @@ impl Preprocess {
     }
 
     /// Reads an image file whole, refusing one larger than any image within `max_pixels` can
-    /// be without reading past that: a huge file, or a device such as `/dev/zero`, would
-    /// otherwise fill the memory.
+    /// be without reading past that.
     fn read(&self, path: &Path) -> Result<Vec<u8>, PreprocessError> {
         let limit =
             self.max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL).saturating_add(HEADROOM_BYTES);
-        let file = File::open(path)?;
-        let size = file.metadata()?.len();
-        if size > limit {
-            return Err(PreprocessError::FileTooLarge { limit });
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > limit {
-            return Err(PreprocessError::FileTooLarge { limit });
-        }
-        Ok(bytes)
+        read_at_most(path, limit)?.ok_or(PreprocessError::FileTooLarge { limit })
     }
 
     /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
@@ -515,14 +505,15 @@ mod tests {
         let limit = 8000 + HEADROOM_BYTES;
         let dir = tempfile::tempdir().unwrap();
         let sparse = dir.path().join("sparse.jpg");
-        File::create(&sparse).unwrap().set_len(limit + 1).unwrap();
-        let too_large = |path: &Path| match settings.load(path) {
-            Err(PreprocessError::FileTooLarge { limit: l }) => l == limit,
-            _ => false,
-        };
-        assert!(too_large(&sparse), "refused by its size");
-        assert!(too_large(Path::new("/dev/zero")), "refused after reading the limit");
-        File::create(&sparse).unwrap().set_len(limit).unwrap();
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(limit + 1).unwrap();
+        let refused = settings.load(&sparse).unwrap_err();
+        assert!(matches!(refused, PreprocessError::FileTooLarge { limit: l } if l == limit));
+        assert_eq!(
+            refused.to_string(),
+            "file over 64 MiB, more than an image within --max-pixels can take"
+        );
+        file.set_len(limit).unwrap();
         assert!(matches!(settings.load(&sparse), Err(PreprocessError::UnknownFormat)));
     }
 

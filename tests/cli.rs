@@ -159,13 +159,15 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     std::fs::write(&vector, common::non_image_model()).unwrap();
     let huge = dir.path().join("huge.onnx");
     std::fs::write(&huge, common::random_classifier(100_000, 1000)).unwrap();
+    let oversized = dir.path().join("oversized.onnx");
+    std::fs::File::create(&oversized).unwrap().set_len(3 << 30).unwrap();
     let empty = dir.path().join("empty.onnx");
     std::fs::write(&empty, "").unwrap();
     let truncated = dir.path().join("truncated.onnx");
     let whole = std::fs::read(common::shared_model()).unwrap();
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
     let malformed = "fuzz/regressions/model/crash-003d3cfd17d89c31ae216f873ebbb85fdcfae684";
-    let cases: [(Vec<&str>, &str); 10] = [
+    let cases: [(Vec<&str>, &str); 12] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
         (vec!["--model", garbage.to_str().unwrap()], "not an ONNX model"),
@@ -176,7 +178,9 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
             vec!["--model", huge.to_str().unwrap()],
             "GiB of tensors at once (at `conv`), over the limit of 4 GiB",
         ),
+        (vec!["--model", oversized.to_str().unwrap()], "larger than an ONNX file can be (2 GiB)"),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
+        (vec!["--labels", "/dev/zero"], "labels file /dev/zero is over 64 MiB"),
         (vec!["--top-k", "5000"], "--top-k 5000 exceeds the 1000 classes"),
         (vec!["--top-k", "0"], "0 is not in 1..=65535"),
     ];

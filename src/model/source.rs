@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::fetch;
+use crate::files::read_at_most;
 
 /// The environment variable that names a model file.
 pub const MODEL_ENV: &str = "GOOGLENET_MODEL";
@@ -18,6 +19,9 @@ const EMBEDDED: Option<(&str, &[u8])> =
     Some((env!("GOOGLENET_EMBEDDED_MODEL"), include_bytes!(env!("GOOGLENET_EMBEDDED_MODEL"))));
 #[cfg(not(embedded_model))]
 const EMBEDDED: Option<(&str, &[u8])> = None;
+
+/// The largest file a protocol buffer, and so an ONNX model, can be: 2 GiB less one byte.
+const MAX_MODEL_BYTES: u64 = i32::MAX as u64;
 
 /// How the model was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,15 @@ impl ModelSource {
     pub fn bytes(&self) -> Result<Cow<'static, [u8]>> {
         match (self.origin, EMBEDDED) {
             (Origin::Embedded, Some((_, bytes))) => Ok(Cow::Borrowed(bytes)),
-            _ => std::fs::read(&self.path)
+            _ => read_at_most(&self.path, MAX_MODEL_BYTES)
+                .with_context(|| format!("cannot read model {}", self.path.display()))?
                 .map(Cow::Owned)
-                .with_context(|| format!("cannot read model {}", self.path.display())),
+                .with_context(|| {
+                    format!(
+                        "model {} is larger than an ONNX file can be (2 GiB)",
+                        self.path.display()
+                    )
+                }),
         }
     }
 }
