@@ -15,8 +15,14 @@ pub fn read_at_most(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     if size > limit {
         return Ok(None);
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    read_up_to(file, limit, size)
+}
+
+/// All that `reader` gives, or `None` once it gives more than `limit` bytes; `expected` bytes
+/// are reserved up front.
+pub fn read_up_to(reader: impl Read, limit: u64, expected: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(expected.min(limit)).unwrap_or(0));
+    reader.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 

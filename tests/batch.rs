@@ -291,4 +291,13 @@ fn a_non_utf8_name_is_classified_and_reported() {
     assert_eq!(records.len(), 1);
     assert!(records[0]["path"].as_str().unwrap().ends_with("caf\u{FFFD}.png"));
     assert_eq!(records[0]["predictions"][0]["synset"], "n02124075");
+    // The same name in a path list, byte for byte, on a CRLF line among blank ones.
+    let list = [b"\n", dir.path().join(name).as_os_str().as_bytes(), b"\r\n  \n"].concat();
+    let output = googlenet()
+        .args(["classify", "--format", "jsonl", "--files-from", "-"])
+        .write_stdin(list)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(jsonl(&output.stdout), records);
 }

@@ -2,7 +2,7 @@
 
 mod experiment;
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use crate::cli::{
     InspectArgs, PreprocessArgs, ReportFormat, RunArgs,
 };
 use crate::eval::{true_synset, Report, Tally};
+use crate::files::{read_at_most, read_up_to};
 use crate::inspect::profile::Profile;
 use crate::inspect::{modules, Network};
 use crate::labels::Labels;
@@ -221,23 +222,40 @@ fn discover_inputs(args: &InputArgs) -> Result<Vec<Input>> {
     })
 }
 
-/// Paths, one per line, from a file or `-` (stdin). Blank lines are skipped.
+/// The largest path list read: ten million paths of a hundred bytes.
+const MAX_PATH_LIST_BYTES: u64 = 1 << 30;
+
+/// Paths, one per line, from a file or `-` (stdin). Blank lines are skipped; a line is taken
+/// byte for byte, so a name that is not UTF-8 (as `find` prints it) is found.
 fn read_path_list(list: &Path) -> Result<Vec<PathBuf>> {
-    let reader: Box<dyn BufRead> = if list == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let name = list.display();
+    let bytes = if list == Path::new("-") {
+        read_up_to(std::io::stdin().lock(), MAX_PATH_LIST_BYTES, 0)
     } else {
-        let file = std::fs::File::open(list)
-            .with_context(|| format!("cannot read --files-from {}", list.display()))?;
-        Box::new(BufReader::new(file))
+        read_at_most(list, MAX_PATH_LIST_BYTES)
     };
-    let mut paths = Vec::new();
-    for line in reader.lines() {
-        let line = line.with_context(|| format!("cannot read --files-from {}", list.display()))?;
-        if !line.trim().is_empty() {
-            paths.push(PathBuf::from(line.trim_end_matches('\r')));
-        }
-    }
-    Ok(paths)
+    let bytes = bytes
+        .with_context(|| format!("cannot read --files-from {name}"))?
+        .with_context(|| format!("--files-from {name} is over 1 GiB"))?;
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|line| path_from_bytes(line).with_context(|| format!("--files-from {name}")))
+        .collect()
+}
+
+/// A path from the bytes of a line: any bytes on Unix, UTF-8 elsewhere.
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+/// A path from the bytes of a line: any bytes on Unix, UTF-8 elsewhere.
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf> {
+    Ok(PathBuf::from(std::str::from_utf8(bytes).context("a path that is not UTF-8")?))
 }
 
 fn describe_paths(args: &InputArgs) -> String {
