@@ -167,8 +167,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let whole = std::fs::read(common::shared_model()).unwrap();
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
     let malformed = "fuzz/regressions/model/crash-003d3cfd17d89c31ae216f873ebbb85fdcfae684";
-    let cases: [(Vec<&str>, &str); 12] = [
+    let runaway = "fuzz/regressions/model/oom-e9e056c572172c63ff6f72acab8a2d7287005067";
+    let cases: [(Vec<&str>, &str); 13] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
+        (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
         (vec!["--model", garbage.to_str().unwrap()], "not an ONNX model"),
         (vec!["--model", empty.to_str().unwrap()], "empty.onnx (--model): empty file"),
