@@ -1,9 +1,26 @@
 //! Reading whole files no larger than the caller can use: a huge file named by mistake, or a
 //! device such as `/dev/zero`, would otherwise fill the memory before anything could refuse it.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+
+/// A size in bytes, displayed for a message: to the nearest MiB, or in GiB when that is a whole
+/// number of them (`64 MiB`, `1429 MiB`, `2 GiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = self.0.saturating_add(1 << 19) >> 20;
+        if mib >= 1024 && mib.is_multiple_of(1024) {
+            write!(f, "{} GiB", mib / 1024)
+        } else {
+            write!(f, "{mib} MiB")
+        }
+    }
+}
 
 /// The bytes of the file at `path`, or `None` when it holds more than `limit` bytes: refused
 /// by its size when it is a regular file, and never read past `limit` otherwise (a pipe, a
@@ -29,6 +46,15 @@ pub fn read_up_to(reader: impl Read, limit: u64, expected: u64) -> io::Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_whole_mib_or_gib() {
+        assert_eq!(Size(64 << 20).to_string(), "64 MiB");
+        assert_eq!(Size((1 << 30) + (300 << 20)).to_string(), "1324 MiB");
+        assert_eq!(Size(i32::MAX as u64).to_string(), "2 GiB");
+        assert_eq!(Size(4 << 30).to_string(), "4 GiB");
+        assert_eq!(Size(1000).to_string(), "0 MiB");
+    }
 
     #[test]
     fn files_over_the_limit_are_refused_by_size_or_after_the_limit() {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::files::read_at_most;
+use crate::files::{read_at_most, Size};
 
 /// The 1000 ImageNet-1k classes in model output order (origin: `assets/README.md`).
 const IMAGENET_1K: &str = include_str!("../assets/imagenet-1k.txt");
@@ -40,7 +40,7 @@ impl Labels {
         let name = path.display();
         let bytes = read_at_most(path, MAX_LABELS_BYTES)
             .with_context(|| format!("cannot read labels file {name}"))?
-            .with_context(|| format!("labels file {name} is over 64 MiB"))?;
+            .with_context(|| format!("labels file {name} is over {}", Size(MAX_LABELS_BYTES)))?;
         let text = String::from_utf8(bytes)
             .with_context(|| format!("labels file {name} is not UTF-8 text"))?;
         let labels = Labels::parse(&text);

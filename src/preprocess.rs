@@ -13,7 +13,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use tract_onnx::prelude::tract_ndarray::Array3;
 
-use crate::files::read_at_most;
+use crate::files::{read_at_most, Size};
 
 /// Why an image could not be turned into a tensor.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum PreprocessError {
     #[error("cannot read")]
     Io(#[from] std::io::Error),
     /// The file holds more bytes than any image within the pixel limit can take.
-    #[error("file over {} MiB, more than an image within --max-pixels can take", .limit >> 20)]
+    #[error("file over {}, more than an image within --max-pixels can take", Size(*.limit))]
     FileTooLarge {
         /// The limit in bytes.
         limit: u64,

@@ -13,7 +13,7 @@ use crate::cli::{
     InspectArgs, PreprocessArgs, ReportFormat, RunArgs,
 };
 use crate::eval::{true_synset, Report, Tally};
-use crate::files::{read_at_most, read_up_to};
+use crate::files::{read_at_most, read_up_to, Size};
 use crate::inspect::profile::Profile;
 use crate::inspect::{modules, Network};
 use crate::labels::Labels;
@@ -236,7 +236,7 @@ fn read_path_list(list: &Path) -> Result<Vec<PathBuf>> {
     };
     let bytes = bytes
         .with_context(|| format!("cannot read --files-from {name}"))?
-        .with_context(|| format!("--files-from {name} is over 1 GiB"))?;
+        .with_context(|| format!("--files-from {name} is over {}", Size(MAX_PATH_LIST_BYTES)))?;
     bytes
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))

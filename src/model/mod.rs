@@ -25,6 +25,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 pub use source::{ModelSource, Origin};
 
+use crate::files::Size;
 use crate::guard;
 
 /// What the model's output holds.
@@ -212,9 +213,9 @@ fn check_tensor_bytes(model: &TypedModel) -> Result<()> {
     let (peak, at) = peak_tensor_bytes(model)?;
     ensure!(
         peak <= MAX_TENSOR_BYTES,
-        "one run would hold {:.1} GiB of tensors at once (at `{at}`), over the limit of {} GiB",
+        "one run would hold {:.1} GiB of tensors at once (at `{at}`), over the limit of {}",
         peak as f64 / f64::from(1 << 30),
-        MAX_TENSOR_BYTES >> 30
+        Size(MAX_TENSOR_BYTES)
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::fetch;
-use crate::files::read_at_most;
+use crate::files::{read_at_most, Size};
 
 /// The environment variable that names a model file.
 pub const MODEL_ENV: &str = "GOOGLENET_MODEL";
@@ -68,8 +68,9 @@ impl ModelSource {
                 .map(Cow::Owned)
                 .with_context(|| {
                     format!(
-                        "model {} is larger than an ONNX file can be (2 GiB)",
-                        self.path.display()
+                        "model {} is larger than an ONNX file can be ({})",
+                        self.path.display(),
+                        Size(MAX_MODEL_BYTES)
                     )
                 }),
         }
