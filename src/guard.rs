@@ -1,15 +1,77 @@
-//! A boundary for panics in dependencies. tract looks up tensors and attributes by the names a
-//! model file gives and panics when a malformed file names something that is not there (found
-//! by fuzzing the loader, see `fuzz/`). [`catch`] turns such a panic into an error, without the
-//! panic message on stderr; any other panic is reported as usual.
+//! A boundary for panics and runaway allocations in dependencies. tract looks up tensors and
+//! attributes by the names a model file gives and panics when a malformed file names something
+//! that is not there (found by fuzzing the loader, see `fuzz/`); and while loading it evaluates
+//! whatever a model computes from constants, however large (a `ConstantOfShape` of 40000 x 40000
+//! took a minute and 6 GB before it was thrown away). [`catch`] turns such a panic into an
+//! error, without the panic message on stderr, and refuses any single allocation over
+//! [`MAX_ALLOCATION_BYTES`] made inside it; any other panic is reported as usual.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 
 use anyhow::{anyhow, Result};
 
+use crate::files::Size;
+
+/// The largest single allocation the work of [`catch`] may make. tract allocates tensors
+/// fallibly, so a refused one is an error; GoogLeNet's largest tensor is 25 MB at a batch of
+/// 256, and a model's run is bounded by the same size in all (see `model`).
+pub const MAX_ALLOCATION_BYTES: u64 = 4 << 30;
+
 thread_local! {
     static CATCHING: Cell<bool> = const { Cell::new(false) };
+    static REFUSED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The system allocator, except that on a thread inside [`catch`] it refuses (returns null
+/// for) an allocation over [`MAX_ALLOCATION_BYTES`] and remembers its size.
+pub struct Bounded;
+
+#[global_allocator]
+static ALLOCATOR: Bounded = Bounded;
+
+/// Whether an allocation of `size` bytes is refused here; a refusal is remembered.
+fn refuses(size: usize) -> bool {
+    let size = size as u64;
+    let refused = size > MAX_ALLOCATION_BYTES && CATCHING.try_with(Cell::get).unwrap_or(false);
+    if refused {
+        let _ = REFUSED.try_with(|largest| largest.set(largest.get().max(size)));
+    }
+    refused
+}
+
+// SAFETY: every call is passed on to `System` unchanged, or answered with null, which the
+// `GlobalAlloc` contract allows for any allocation.
+unsafe impl GlobalAlloc for Bounded {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if refuses(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller upholds `alloc`'s contract, which is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if refuses(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if refuses(new_size) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: `ptr` and `layout` come from this allocator, which is `System`'s.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for `realloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
 }
 
 /// Installs a panic hook that stays silent inside [`catch`] and otherwise calls the hook that
@@ -24,19 +86,32 @@ pub fn install_hook() {
 }
 
 /// Runs `work`, turning a panic inside it into the error "the model is malformed (tract:
-/// message)".
+/// message)", and a failure after a refused allocation into "the model needs a tensor of ...,
+/// over the limit of 4 GiB".
 pub fn catch<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     let outer = CATCHING.with(|catching| catching.replace(true));
+    let outer_refused = REFUSED.with(|refused| refused.replace(0));
     let result = std::panic::catch_unwind(AssertUnwindSafe(work));
     CATCHING.with(|catching| catching.set(outer));
-    result.unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
-        Err(anyhow!("the model is malformed (tract: {message})"))
-    })
+    let refused = REFUSED.with(|refused| refused.replace(outer_refused));
+    match result {
+        Err(_) | Ok(Err(_)) if refused > 0 => Err(anyhow!(
+            "the model needs a tensor of {}, over the limit of {}",
+            Size(refused),
+            Size(MAX_ALLOCATION_BYTES)
+        )),
+        result => result.unwrap_or_else(malformed),
+    }
+}
+
+/// The error for a panic whose payload is `payload`.
+fn malformed<T>(payload: Box<dyn std::any::Any + Send>) -> Result<T> {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    Err(anyhow!("the model is malformed (tract: {message})"))
 }
 
 #[cfg(test)]
@@ -53,5 +128,22 @@ mod tests {
         );
         assert_eq!(catch(|| Ok(7)).unwrap(), 7);
         assert!(!CATCHING.with(Cell::get), "the flag is reset");
+    }
+
+    #[test]
+    fn allocations_over_the_limit_fail_inside_catch_only() {
+        let huge = usize::try_from(MAX_ALLOCATION_BYTES + (1 << 20)).unwrap();
+        let err = catch(|| -> Result<()> {
+            let mut bytes: Vec<u8> = Vec::new();
+            bytes.try_reserve_exact(huge)?;
+            Ok(())
+        });
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "the model needs a tensor of 4097 MiB, over the limit of 4 GiB"
+        );
+        assert!(catch(|| Ok(Vec::<u8>::with_capacity(1 << 20))).is_ok());
+        assert!(!refuses(huge), "outside catch nothing is refused");
+        assert_eq!(REFUSED.with(Cell::get), 0, "the refusal is forgotten");
     }
 }

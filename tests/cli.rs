@@ -159,6 +159,8 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     std::fs::write(&vector, common::non_image_model()).unwrap();
     let huge = dir.path().join("huge.onnx");
     std::fs::write(&huge, common::random_classifier(100_000, 1000)).unwrap();
+    let blowup = dir.path().join("blowup.onnx");
+    std::fs::write(&blowup, common::constant_blowup(40_000)).unwrap();
     let oversized = dir.path().join("oversized.onnx");
     std::fs::File::create(&oversized).unwrap().set_len(3 << 30).unwrap();
     let empty = dir.path().join("empty.onnx");
@@ -168,7 +170,7 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
     let malformed = "fuzz/regressions/model/crash-003d3cfd17d89c31ae216f873ebbb85fdcfae684";
     let runaway = "fuzz/regressions/model/oom-e9e056c572172c63ff6f72acab8a2d7287005067";
-    let cases: [(Vec<&str>, &str); 13] = [
+    let cases: [(Vec<&str>, &str); 14] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -179,6 +181,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (
             vec!["--model", huge.to_str().unwrap()],
             "GiB of tensors at once (at `conv`), over the limit of 4 GiB",
+        ),
+        (
+            vec!["--model", blowup.to_str().unwrap()],
+            "the model needs a tensor of 6104 MiB, over the limit of 4 GiB",
         ),
         (vec!["--model", oversized.to_str().unwrap()], "larger than an ONNX file can be (2 GiB)"),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),

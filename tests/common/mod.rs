@@ -114,7 +114,44 @@ fn ints(name: &str, values: &[i64]) -> AttributeProto {
 /// A torchvision-style classifier with random weights: input `x` `[batch, 3, size, size]`,
 /// Conv 3x3/2 -> ReLU -> GlobalAveragePool -> Flatten -> Gemm, output `logits` `[batch, classes]`.
 pub fn random_classifier(size: i64, classes: i64) -> Vec<u8> {
-    let graph = GraphProto {
+    encode(classifier_graph(size, classes))
+}
+
+/// [`random_classifier`] with 1000 classes whose scores get the sum of a `side x side`
+/// `ConstantOfShape` added: a few bytes of model that tract evaluates while loading.
+pub fn constant_blowup(side: i64) -> Vec<u8> {
+    let mut graph = classifier_graph(16, 1000);
+    let gemm = graph.node.last_mut().unwrap();
+    gemm.output = vec!["gemm".into()];
+    graph.initializer.push(TensorProto {
+        name: "side".into(),
+        dims: vec![2],
+        data_type: 7,
+        int64_data: vec![side, side],
+        ..Default::default()
+    });
+    let one = AttributeProto {
+        name: "value".into(),
+        r#type: 4,
+        t: Some(TensorProto {
+            dims: vec![1],
+            data_type: 1,
+            float_data: vec![1.0],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sum = AttributeProto { name: "keepdims".into(), r#type: 2, i: 0, ..Default::default() };
+    graph.node.extend([
+        node("ConstantOfShape", &["side"], "plane", vec![one]),
+        node("ReduceSum", &["plane"], "sum", vec![sum]),
+        node("Add", &["gemm", "sum"], "logits", vec![]),
+    ]);
+    encode(graph)
+}
+
+fn classifier_graph(size: i64, classes: i64) -> GraphProto {
+    GraphProto {
         name: "random".into(),
         node: vec![
             node(
@@ -151,8 +188,7 @@ pub fn random_classifier(size: i64, classes: i64) -> Vec<u8> {
         input: vec![value_info("x", &[None, Some(3), Some(size), Some(size)])],
         output: vec![value_info("logits", &[None, Some(classes)])],
         ..Default::default()
-    };
-    encode(graph)
+    }
 }
 
 /// A model whose input is not an image: `[batch, 10]` -> Relu.
