@@ -15,8 +15,9 @@ use anyhow::{anyhow, Result};
 use crate::files::Size;
 
 /// The largest single allocation the work of [`catch`] may make. tract allocates tensors
-/// fallibly, so a refused one is an error; GoogLeNet's largest tensor is 25 MB at a batch of
-/// 256, and a model's run is bounded by the same size in all (see `model`).
+/// fallibly, so a refused one is an error, and the project's own operators check their buffers
+/// against it first (`model::custom::zeros`). GoogLeNet's largest tensor, conv1's output at the
+/// largest batch (256), is 822 MB; a whole run is held to the same 4 GiB at load (see `model`).
 pub const MAX_ALLOCATION_BYTES: u64 = 4 << 30;
 
 thread_local! {

@@ -26,6 +26,7 @@ use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
+use super::custom::zeros;
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
 use super::window::{Axis, Tap};
 
@@ -183,17 +184,20 @@ impl FastConv {
         // Whole panels per band, so that only the image's last panel can be part-empty.
         let panel_bytes = (4 * depth * PANEL).max(1);
         let band_pixels = (patch_bytes / panel_bytes).max(1) * PANEL;
-        let mut panels = vec![0f32; gemm::panels_len(depth, band_pixels.min(pixels))];
+        let mut panels = zeros(gemm::panels_len(depth, band_pixels.min(pixels)))?;
         let taps = [rows.taps(), columns.taps()];
         let padded = [(&rows, &taps[0]), (&columns, &taps[1])]
             .iter()
             .any(|(axis, taps)| taps.iter().any(|tap| tap.outputs != (0..axis.output)));
-        let mut output = Array3::<f32>::zeros((shape[0], self.weights.rows(), pixels));
-        let mut phased =
-            vec![
-                0f32;
-                if columns.stride > 1 { shape[1] * rows.input * columns.phased_len() } else { 0 }
-            ];
+        let mut output = Array3::from_shape_vec(
+            (shape[0], self.weights.rows(), pixels),
+            zeros(shape[0] * self.weights.rows() * pixels)?,
+        )?;
+        let mut phased = zeros(if columns.stride > 1 {
+            shape[1] * rows.input * columns.phased_len()
+        } else {
+            0
+        })?;
         let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
         for (image, mut out) in images.zip(output.outer_iter_mut()) {
             let out = out.as_slice_mut().context("a new array is contiguous")?;

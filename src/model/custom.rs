@@ -1,6 +1,25 @@
 //! What the project's own tract operators ([`super::lrn`], [`super::maxpool`], [`super::conv`])
 //! share.
 
+use tract_onnx::prelude::{TractError, TractResult};
+
+use crate::files::Size;
+use crate::guard::MAX_ALLOCATION_BYTES;
+
+/// A buffer of `len` zeros, or an error where [`crate::guard::catch`] would refuse it: a refused
+/// `vec!` aborts the process, where a refused tensor of tract's is an error.
+pub fn zeros(len: usize) -> TractResult<Vec<f32>> {
+    let bytes = (len as u64).saturating_mul(4);
+    if bytes > MAX_ALLOCATION_BYTES {
+        return Err(TractError::msg(format!(
+            "the model needs a buffer of {}, over the limit of {}",
+            Size(bytes),
+            Size(MAX_ALLOCATION_BYTES)
+        )));
+    }
+    Ok(vec![0.0; len])
+}
+
 /// Implements tract's `EvalOp` for an operator of one f32 input whose
 /// `apply(&self, &ArrayViewD<f32>) -> TractResult<Tensor>` computes its one output.
 macro_rules! eval_with_apply {
@@ -70,4 +89,19 @@ pub fn run(
     let plan = model.into_optimized().unwrap().into_runnable().unwrap();
     let mut outputs = plan.run(tvec!(Tensor::from(input.clone()).into_tvalue())).unwrap();
     outputs.remove(0).into_tensor()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_over_the_allocation_limit_are_errors() {
+        assert_eq!(zeros(3).unwrap(), [0.0; 3]);
+        let over = usize::try_from(MAX_ALLOCATION_BYTES / 4 + (1 << 18)).unwrap();
+        assert_eq!(
+            zeros(over).unwrap_err().to_string(),
+            "the model needs a buffer of 4097 MiB, over the limit of 4 GiB"
+        );
+    }
 }

@@ -17,6 +17,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx_opl::lrn::Lrn;
 
+use super::custom::zeros;
+
 /// LRN over the channels (axis 1) of a float NCHW tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FastLrn {
@@ -59,9 +61,9 @@ impl FastLrn {
         let (batch, channels) = (shape[0], shape[1]);
         let plane: usize = shape[2..].iter().product();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
-        let mut output = vec![0f32; data.len()];
-        let mut squares = vec![0f32; channels * plane];
-        let mut sum = vec![0f32; plane];
+        let mut output = zeros(data.len())?;
+        let mut squares = zeros(channels * plane)?;
+        let mut sum = zeros(plane)?;
         let below = (self.size - 1) / 2;
         let above = self.size / 2;
         let scale = self.alpha / self.size as f32;

@@ -20,6 +20,7 @@ use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
+use super::custom::zeros;
 use super::window::{Axis, Tap};
 
 /// Max-pooling over the last two axes of a float NCHW tensor.
@@ -74,13 +75,13 @@ impl FastMaxPool {
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
         let planes = shape[0] * shape[1];
-        let mut down = vec![0f32; planes * rows.output * columns.input];
+        let mut down = zeros(planes * rows.output * columns.input)?;
         let plane_in = data.chunks_exact(rows.input * columns.input);
         for (plane, out) in plane_in.zip(down.chunks_exact_mut(rows.output * columns.input)) {
             pool_lines(&row_taps, rows.stride, plane, out, columns.input);
         }
-        let mut output = vec![0f32; planes * rows.output * columns.output];
-        let mut phases = vec![0f32; columns.phased_len()];
+        let mut output = zeros(planes * rows.output * columns.output)?;
+        let mut phases = zeros(columns.phased_len())?;
         let lines = down.chunks_exact(columns.input);
         for (line, out) in lines.zip(output.chunks_exact_mut(columns.output)) {
             pool_line(&columns, &column_taps, line, out, &mut phases);
