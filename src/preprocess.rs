@@ -45,6 +45,12 @@ pub enum PreprocessError {
         /// The limit.
         limit: usize,
     },
+    /// A TIFF that stores as text a tag the decoder reads as a number: no encoder writes one.
+    #[error("malformed TIFF (tag {tag}, a number, is stored as text)")]
+    TiffTextTag {
+        /// The tag's number.
+        tag: u16,
+    },
     /// The bytes are not an image this build can decode.
     #[error("cannot decode")]
     Decode(#[from] image::ImageError),
@@ -290,8 +296,10 @@ fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage,
     }
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     let format = reader.format().ok_or(PreprocessError::UnknownFormat)?;
-    if format == ImageFormat::Jpeg {
-        check_jpeg(bytes)?;
+    match format {
+        ImageFormat::Jpeg => check_jpeg(bytes)?,
+        ImageFormat::Tiff => check_tiff(bytes)?,
+        _ => (),
     }
     reader.no_limits();
     let mut decoder = reader.into_decoder()?;
@@ -386,6 +394,56 @@ fn check_jpeg(bytes: &[u8]) -> Result<(), PreprocessError> {
     Ok(())
 }
 
+/// The TIFF tags that the decoders (tiff 0.11, image 0.25) read as numbers: subfile types,
+/// geometry, samples, strips, tiles, colour map, sub-directories, JPEG tables, subsampling,
+/// EXIF, ICC profile and GPS.
+const TIFF_NUMBER_TAGS: [u16; 27] = [
+    254, 255, 256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
+    330, 338, 339, 347, 530, 34665, 34675, 34853,
+];
+
+/// Refuses a TIFF (classic or BigTIFF) whose first directory stores one of
+/// [`TIFF_NUMBER_TAGS`] as text (type ASCII). tiff 0.11.3 answers such a tag longer than its
+/// buffer limit with a stray `dbg!` line on stderr before its error (found by fuzzing: a
+/// 136-byte file). Headers too broken to walk are left to the decoder.
+fn check_tiff(bytes: &[u8]) -> Result<(), PreprocessError> {
+    const ASCII: u64 = 2;
+    let big_endian = match bytes.get(..2) {
+        Some(b"MM") => true,
+        Some(b"II") => false,
+        _ => return Ok(()),
+    };
+    let read = |pos: usize, len: usize| -> Option<u64> {
+        let field = bytes.get(pos..pos.checked_add(len)?)?;
+        let fold = |n: u64, &b: &u8| n << 8 | u64::from(b);
+        Some(if big_endian { field.iter().fold(0, fold) } else { field.iter().rev().fold(0, fold) })
+    };
+    let (directory, count_len, entry_len) = match read(2, 2) {
+        Some(42) => (read(4, 4), 2, 12),
+        Some(43) => (read(8, 8), 8, 20),
+        _ => return Ok(()),
+    };
+    let Some(directory) = directory.and_then(|at| usize::try_from(at).ok()) else {
+        return Ok(());
+    };
+    let Some(count) = read(directory, count_len) else {
+        return Ok(());
+    };
+    let first = directory + count_len;
+    for entry in (0..count)
+        .map_while(|i| first.checked_add(usize::try_from(i).ok()?.checked_mul(entry_len)?))
+    {
+        let (Some(tag), Some(kind)) = (read(entry, 2), read(entry + 2, 2)) else {
+            break;
+        };
+        let tag = u16::try_from(tag).unwrap_or_default();
+        if kind == ASCII && TIFF_NUMBER_TAGS.contains(&tag) {
+            return Err(PreprocessError::TiffTextTag { tag });
+        }
+    }
+    Ok(())
+}
+
 /// 8-bit RGB, with any alpha channel composited over white.
 fn flatten(image: DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {
@@ -404,6 +462,30 @@ fn flatten(image: DynamicImage) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiffs_storing_a_number_tag_as_text_are_refused() {
+        let mut tiff = Vec::new();
+        let image = DynamicImage::ImageRgb8(RgbImage::new(3, 2));
+        image.write_to(&mut Cursor::new(&mut tiff), ImageFormat::Tiff).unwrap();
+        assert!(check_tiff(&tiff).is_ok());
+        let directory = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+        let height = (directory + 2..tiff.len())
+            .step_by(12)
+            .find(|&e| tiff[e..e + 2] == 257u16.to_le_bytes())
+            .unwrap();
+        tiff[height + 2] = 2;
+        assert!(matches!(check_tiff(&tiff), Err(PreprocessError::TiffTextTag { tag: 257 })));
+        let big_endian_bigtiff =
+            [b"MM\0\x2b\0\x08\0\0".as_slice(), &16u64.to_be_bytes(), &1u64.to_be_bytes()].concat();
+        let with = |tag: u16| [big_endian_bigtiff.as_slice(), &tag.to_be_bytes(), &[0, 2]].concat();
+        assert!(matches!(
+            check_tiff(&with(34675)),
+            Err(PreprocessError::TiffTextTag { tag: 34675 })
+        ));
+        assert!(check_tiff(&with(270)).is_ok(), "ImageDescription is text");
+        assert!(check_tiff(&tiff[..10]).is_ok(), "headers too short to walk go to the decoder");
+    }
 
     #[test]
     fn triples_parse_and_reject() {

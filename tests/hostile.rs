@@ -208,6 +208,20 @@ fn a_directory_or_a_bomb_is_an_error_not_a_crash() {
 }
 
 /// A file of `size` zero bytes that takes no room on disk.
+/// A small TIFF whose width tag claims to be 4 GB of text: tiff 0.11.3 printed a `dbg!` line
+/// for it.
+fn text_width_tiff() -> Vec<u8> {
+    let mut tiff = encode(&DynamicImage::ImageRgb8(RgbImage::new(4, 4)), ImageFormat::Tiff);
+    let directory = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+    let count = u16::from_le_bytes([tiff[directory], tiff[directory + 1]]) as usize;
+    let width = (0..count)
+        .map(|i| directory + 2 + 12 * i)
+        .find(|&e| tiff[e..e + 2] == 256u16.to_le_bytes())
+        .unwrap();
+    tiff[width + 2..width + 8].copy_from_slice(&[2, 0, 0, 0, 0, 0xF0]);
+    tiff
+}
+
 fn sparse(dir: &Path, name: &str, size: u64) -> PathBuf {
     let path = dir.join(name);
     std::fs::File::create(&path).unwrap().set_len(size).unwrap();
@@ -255,6 +269,7 @@ fn a_batch_of_hostile_files_reports_each_and_classifies_the_rest() {
         (write(root, "crc.png", &bad_crc(&cat_png)), "CRC"),
         (write(root, "text.jpg", b"a shopping list"), "not an image"),
         (sparse(root, "huge.jpg", 2 << 30), "file over 1429 MiB"),
+        (write(root, "text-width.tif", &text_width_tiff()), "malformed TIFF (tag 256,"),
     ];
     let output = googlenet().args(["classify", "--format", "jsonl"]).arg(root).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -287,4 +302,5 @@ fn a_batch_of_hostile_files_reports_each_and_classifies_the_rest() {
         let line = stderr.lines().filter(|l| l.contains(path.to_str().unwrap())).count();
         assert_eq!(line, 1, "one line on stderr for {}: {stderr}", path.display());
     }
+    assert!(stderr.lines().all(|l| l.starts_with("googlenet: ")), "{stderr}");
 }
