@@ -202,8 +202,9 @@ fn optimise(model: InferenceModel) -> Result<TypedModel> {
     Ok(optimised)
 }
 
-/// The most memory the tensors of one run of a plan may hold at once.
-const MAX_TENSOR_BYTES: u64 = 4 << 30;
+/// The most memory the tensors of one run of a plan may hold at once: the guard's limit for a
+/// single allocation, so that no tensor of a run that passes this check can be refused.
+const MAX_TENSOR_BYTES: u64 = guard::MAX_ALLOCATION_BYTES;
 
 /// Refuses a plan whose tensors would hold more than [`MAX_TENSOR_BYTES`] at once: a model file
 /// can ask for any size (an input of 100000 x 100000 pixels, a Resize by 1000), and allocating
