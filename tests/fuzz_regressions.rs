@@ -1,7 +1,8 @@
 //! The fuzzers' seeds (`fuzz/seeds`) and the corpus entries kept as regressions
-//! (`fuzz/regressions`: every input that crashed a target, and the smallest input of every
-//! distinct outcome, picked by `examples/select_regressions.rs`), replayed through the same
-//! entry points: each gives a result or an error of one short line, never a panic.
+//! (`fuzz/regressions`: every input that crashed a target, a smallest set reaching every edge
+//! the fuzzer reached, and the smallest input of every distinct outcome, kept by
+//! `fuzz/keep-corpus.sh`), replayed through the same entry points: each gives a result or an
+//! error of one short line, never a panic.
 
 use std::path::{Path, PathBuf};
 
