@@ -14,6 +14,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use tract_onnx::prelude::tract_ndarray::Array3;
 
 use crate::files::{read_at_most, Size};
+use crate::guard::{self, Breach};
 
 /// Why an image could not be turned into a tensor.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,25 @@ pub enum PreprocessError {
         /// The tag's number.
         tag: u16,
     },
+    /// A PNG palette whose length is not a whole number of RGB entries: no encoder writes one,
+    /// and png 0.18.1 panics on it.
+    #[error("malformed PNG (a palette of {len} bytes, not whole RGB entries)")]
+    PngPalette {
+        /// The palette's length in bytes.
+        len: u32,
+    },
     /// The bytes are not an image this build can decode.
     #[error("cannot decode")]
     Decode(#[from] image::ImageError),
+    /// A decoder panicked on the file: a bug in the decoder, contained to this file.
+    #[error("cannot decode (the decoder panicked: {0})")]
+    DecoderPanicked(String),
+    /// Decoding asked for one buffer over the allocation limit.
+    #[error("decoding needs a buffer of {}, over the limit of {}", Size(*.bytes), Size(guard::MAX_ALLOCATION_BYTES))]
+    BufferTooLarge {
+        /// The size asked for.
+        bytes: u64,
+    },
     /// The image is larger than the decoding limit (a decompression bomb, or a huge scan).
     #[error("{width}x{height} pixels is over the limit of {limit} (--max-pixels)")]
     TooLarge {
@@ -289,8 +306,22 @@ impl Preprocess {
 
 /// [`Preprocess::decode`], letting a JPEG be decoded at a reduced DCT scale as long as both
 /// sides of the upright image keep at least `side` pixels, and refusing images over
-/// `max_pixels` from their header, before anything is allocated for them.
+/// `max_pixels` from their header, before anything is allocated for them. A decoder's panic,
+/// or one allocation over the guard's limit, is this file's error (see [`guard::contain`]).
 fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+    match guard::contain(|| decode_uncontained(bytes, side, max_pixels)) {
+        Ok(result) => result,
+        Err(Breach::Panicked(message)) => Err(PreprocessError::DecoderPanicked(message)),
+        Err(Breach::TooLarge(bytes)) => Err(PreprocessError::BufferTooLarge { bytes }),
+    }
+}
+
+/// [`decode_at_least`] without the guard against the decoders' panics and huge allocations.
+fn decode_uncontained(
+    bytes: &[u8],
+    side: u32,
+    max_pixels: u64,
+) -> Result<RgbImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
@@ -299,6 +330,7 @@ fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage,
     match format {
         ImageFormat::Jpeg => check_jpeg(bytes)?,
         ImageFormat::Tiff => check_tiff(bytes)?,
+        ImageFormat::Png => check_png(bytes)?,
         _ => (),
     }
     reader.no_limits();
@@ -440,6 +472,27 @@ fn check_tiff(bytes: &[u8]) -> Result<(), PreprocessError> {
         if kind == ASCII && TIFF_NUMBER_TAGS.contains(&tag) {
             return Err(PreprocessError::TiffTextTag { tag });
         }
+    }
+    Ok(())
+}
+
+/// Refuses a PNG with a palette (`PLTE` chunk) whose length is not a multiple of 3: png 0.18.1
+/// accepts any length from 3 to 768 and then panics expanding the last, partial entry (found by
+/// fuzzing; image-rs/image-png#694). Chunks are walked by their lengths up to the end marker;
+/// a walk that runs out of bytes is left to the decoder.
+fn check_png(bytes: &[u8]) -> Result<(), PreprocessError> {
+    let mut pos: usize = 8;
+    while let (Some(length), Some(kind)) = (bytes.get(pos..pos + 4), bytes.get(pos + 4..pos + 8)) {
+        let len = length.iter().fold(0, |n, &b| n << 8 | u32::from(b));
+        match kind {
+            b"PLTE" if len % 3 != 0 => return Err(PreprocessError::PngPalette { len }),
+            b"IEND" => break,
+            _ => (),
+        }
+        let Some(next) = usize::try_from(len).ok().and_then(|len| pos.checked_add(12 + len)) else {
+            break;
+        };
+        pos = next;
     }
     Ok(())
 }
@@ -645,6 +698,31 @@ mod tests {
             Err(PreprocessError::TooLarge { width: 40, height: 30, limit: 1000 })
         ));
         assert!(decode_at_least(&small, u32::MAX, 1200).is_ok());
+    }
+
+    #[test]
+    fn palettes_of_partial_entries_are_refused_before_the_decoder_panics_on_them() {
+        let with_palette = |palette: &[u8]| {
+            let header = [&1u32.to_be_bytes()[..], &1u32.to_be_bytes(), &[8, 3, 0, 0, 0]].concat();
+            // One scanline: filter type 0, palette index 0.
+            let data = [0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01];
+            [
+                &b"\x89PNG\r\n\x1a\n"[..],
+                &chunk(b"IHDR", &header),
+                &chunk(b"PLTE", palette),
+                &chunk(b"IDAT", &data),
+                &chunk(b"IEND", &[]),
+            ]
+            .concat()
+        };
+        let whole = decode_at_least(&with_palette(&[10, 20, 30, 40, 50, 60]), 224, 1000).unwrap();
+        assert_eq!(whole.get_pixel(0, 0).0, [10, 20, 30]);
+        let partial = with_palette(&[10, 20, 30, 40]);
+        let refused = decode_at_least(&partial, 224, 1000).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "malformed PNG (a palette of 4 bytes, not whole RGB entries)"
+        );
     }
 
     #[test]

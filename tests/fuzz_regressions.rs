@@ -2,12 +2,12 @@
 //! (`fuzz/regressions`: every input that crashed a target, a smallest set reaching every edge
 //! the fuzzer reached, and the smallest input of every distinct outcome, kept by
 //! `fuzz/keep-corpus.sh`), replayed through the same entry points: each gives a result or an
-//! error of one short line, never a panic.
+//! error of one short line, never a panic (nor a panic contained as an error).
 
 use std::path::{Path, PathBuf};
 
 use googlenet::model::Model;
-use googlenet::preprocess::{Preprocess, Preset};
+use googlenet::preprocess::{Preprocess, PreprocessError, Preset};
 
 fn files(kind: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -30,6 +30,9 @@ fn decoder_inputs_give_a_tensor_or_an_error() {
         let bytes = std::fs::read(&path).unwrap();
         match settings.tensor(&bytes) {
             Ok(tensor) => assert_eq!(tensor.shape(), &[3, 224, 224], "{}", path.display()),
+            Err(PreprocessError::DecoderPanicked(message)) => {
+                panic!("{}: the decoder panicked: {message}", path.display())
+            }
             Err(err) => {
                 let line = googlenet::output::one_line(&err.into());
                 assert!(!line.is_empty() && line.len() < 1000, "{}: {line}", path.display());

@@ -207,7 +207,6 @@ fn a_directory_or_a_bomb_is_an_error_not_a_crash() {
     assert_eq!(err.to_string(), "4000x4000 pixels is over the limit of 1000000 (--max-pixels)");
 }
 
-/// A file of `size` zero bytes that takes no room on disk.
 /// A small TIFF whose width tag claims to be 4 GB of text: tiff 0.11.3 printed a `dbg!` line
 /// for it.
 fn text_width_tiff() -> Vec<u8> {
@@ -222,6 +221,12 @@ fn text_width_tiff() -> Vec<u8> {
     tiff
 }
 
+/// A one-pixel palette PNG whose palette is one entry and a byte: png 0.18.1 panicked on it.
+fn partial_palette_png() -> Vec<u8> {
+    png(1, 1, png::ColorType::Indexed, png::BitDepth::Eight, &[0], Some(&[10, 20, 30, 40]))
+}
+
+/// A file of `size` zero bytes that takes no room on disk.
 fn sparse(dir: &Path, name: &str, size: u64) -> PathBuf {
     let path = dir.join(name);
     std::fs::File::create(&path).unwrap().set_len(size).unwrap();
@@ -270,6 +275,7 @@ fn a_batch_of_hostile_files_reports_each_and_classifies_the_rest() {
         (write(root, "text.jpg", b"a shopping list"), "not an image"),
         (sparse(root, "huge.jpg", 2 << 30), "file over 1429 MiB"),
         (write(root, "text-width.tif", &text_width_tiff()), "malformed TIFF (tag 256,"),
+        (write(root, "partial-palette.png", &partial_palette_png()), "a palette of 4 bytes"),
     ];
     let output = googlenet().args(["classify", "--format", "jsonl"]).arg(root).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
