@@ -482,9 +482,9 @@ fn check_tiff(bytes: &[u8]) -> Result<(), PreprocessError> {
 /// a walk that runs out of bytes is left to the decoder.
 fn check_png(bytes: &[u8]) -> Result<(), PreprocessError> {
     let mut pos: usize = 8;
-    while let (Some(length), Some(kind)) = (bytes.get(pos..pos + 4), bytes.get(pos + 4..pos + 8)) {
-        let len = length.iter().fold(0, |n, &b| n << 8 | u32::from(b));
-        match kind {
+    while let Some(&[l0, l1, l2, l3, k0, k1, k2, k3]) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([l0, l1, l2, l3]);
+        match &[k0, k1, k2, k3] {
             b"PLTE" if len % 3 != 0 => return Err(PreprocessError::PngPalette { len }),
             b"IEND" => break,
             _ => (),
