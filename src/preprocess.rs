@@ -665,18 +665,18 @@ mod tests {
         [&length[..], kind, data, &(!crc).to_be_bytes()].concat()
     }
 
+    /// A PNG of `width` x `height` pixels of colour type `color` (8-bit samples): the
+    /// signature, the header, `chunks` and the end marker.
+    fn png_file(width: u32, height: u32, color: u8, chunks: &[Vec<u8>]) -> Vec<u8> {
+        let header = [&width.to_be_bytes()[..], &height.to_be_bytes(), &[8, color, 0, 0, 0]];
+        let head = [b"\x89PNG\r\n\x1a\n".to_vec(), chunk(b"IHDR", &header.concat())];
+        [&head[..], chunks, &[chunk(b"IEND", &[])]].concat().concat()
+    }
+
     #[test]
     fn huge_headers_are_refused_before_decoding() {
         // A valid PNG header announcing 100000 x 100000 RGB pixels, and a scrap of data.
-        let mut header = 100_000u32.to_be_bytes().repeat(2);
-        header.extend_from_slice(&[8, 2, 0, 0, 0]);
-        let png = [
-            &b"\x89PNG\r\n\x1a\n"[..],
-            &chunk(b"IHDR", &header),
-            &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]),
-            &chunk(b"IEND", &[]),
-        ]
-        .concat();
+        let png = png_file(100_000, 100_000, 2, &[chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00])]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bomb.png");
         std::fs::write(&path, png).unwrap();
@@ -702,19 +702,10 @@ mod tests {
 
     #[test]
     fn palettes_of_partial_entries_are_refused_before_the_decoder_panics_on_them() {
-        let with_palette = |palette: &[u8]| {
-            let header = [&1u32.to_be_bytes()[..], &1u32.to_be_bytes(), &[8, 3, 0, 0, 0]].concat();
-            // One scanline: filter type 0, palette index 0.
-            let data = [0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01];
-            [
-                &b"\x89PNG\r\n\x1a\n"[..],
-                &chunk(b"IHDR", &header),
-                &chunk(b"PLTE", palette),
-                &chunk(b"IDAT", &data),
-                &chunk(b"IEND", &[]),
-            ]
-            .concat()
-        };
+        // One scanline, compressed: filter type 0, palette index 0.
+        let data = [0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01];
+        let with_palette =
+            |palette: &[u8]| png_file(1, 1, 3, &[chunk(b"PLTE", palette), chunk(b"IDAT", &data)]);
         let whole = decode_at_least(&with_palette(&[10, 20, 30, 40, 50, 60]), 224, 1000).unwrap();
         assert_eq!(whole.get_pixel(0, 0).0, [10, 20, 30]);
         let partial = with_palette(&[10, 20, 30, 40]);
