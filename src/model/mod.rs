@@ -350,11 +350,14 @@ fn input_spec(model: &InferenceModel) -> Result<InputSpec> {
         .then(|| fact.shape.dims().map(|d| d.concretize().and_then(|d| d.as_usize())).collect());
     let shape = || format!("{:?}", fact.shape);
     match dims.as_deref() {
-        Some([_, Some(3), Some(h), Some(w)]) => Ok(InputSpec {
+        Some([_, Some(3), Some(h @ 1..), Some(w @ 1..)]) => Ok(InputSpec {
             name,
             height: u32::try_from(*h).context("input height out of range")?,
             width: u32::try_from(*w).context("input width out of range")?,
         }),
+        Some([_, Some(3), Some(_), Some(_)]) => {
+            bail!("input `{name}` has shape {}: an image is at least 1x1", shape())
+        }
         Some([_, _, _, _]) => {
             bail!("input `{name}` has shape {}: expected [N,3,H,W] with H and W fixed", shape())
         }
