@@ -4,7 +4,8 @@
 # - a smallest set of inputs that together reach every edge the run reached (libFuzzer's
 #   greedy set cover over edges, not hit counts), so the next run starts at the frontier;
 # - the smallest input of every distinct outcome (examples/select_regressions.rs);
-# - every input that once crashed, hung or ran out of memory (crash-*, slow-unit-*, oom-*).
+# - every input that once crashed, hung or ran out of memory (crash-*, slow-unit-*, timeout-*,
+#   oom-*).
 # Needs the fuzz build: cargo +nightly fuzz build -O -s none
 set -euo pipefail
 target=${1:?usage: fuzz/keep-corpus.sh decode|model}
@@ -24,7 +25,8 @@ cp fuzz/seeds/"$target"/* "$work/cover/"
     { tail -n 20 "$work/merge.log" >&2; exit 1; }
 for seed in fuzz/seeds/"$target"/*; do rm "$work/cover/$(basename "$seed")"; done
 cargo run --quiet --release --example select_regressions -- "$target" "$work/all" "$work/outcomes" > /dev/null
-find "$kept" -type f ! -name 'crash-*' ! -name 'slow-unit-*' ! -name 'oom-*' -delete
+find "$kept" -type f ! -name 'crash-*' ! -name 'slow-unit-*' ! -name 'timeout-*' ! -name 'oom-*' \
+    -delete
 cp -n "$work/cover"/* "$work/outcomes"/* "$kept/"
 echo "$kept: $(find "$work/cover" -type f | wc -l) covering every edge," \
     "$(find "$work/outcomes" -type f | wc -l) distinct outcomes, $(find "$kept" -type f | wc -l) files in all"

@@ -93,7 +93,7 @@ impl Network {
     }
 
     fn read(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Network> {
-        let onnx = tract_onnx::onnx();
+        let onnx = crate::model::onnx();
         let proto = crate::model::read_proto(bytes)?;
         let mut batch_free = proto.clone();
         crate::model::free_batch(&mut batch_free);

@@ -6,6 +6,7 @@ mod custom;
 mod conv;
 pub mod fetch;
 mod gemm;
+mod layer_norm;
 mod lrn;
 mod maxpool;
 mod source;
@@ -23,6 +24,7 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::plan::SimpleState;
 use tract_onnx::tract_hir::infer::Factoid;
 
+pub(crate) use layer_norm::onnx;
 pub use source::{ModelSource, Origin};
 
 use crate::files::Size;
@@ -84,7 +86,7 @@ impl Model {
 
     fn prepare(bytes: &[u8], batch_size: usize) -> Result<Model> {
         ensure!(batch_size >= 1, "the batch size must be at least 1");
-        let onnx = tract_onnx::onnx();
+        let onnx = onnx();
         let mut proto = read_proto(bytes)?;
         let output_kind = output_kind(&proto)?;
         if batch_size > 1 {
@@ -274,7 +276,7 @@ impl Probe {
     }
 
     fn prepare(bytes: &[u8], tensors: &[&str]) -> Result<Probe> {
-        let mut model = tract_onnx::onnx().model_for_proto_model(&read_proto(bytes)?)?;
+        let mut model = onnx().model_for_proto_model(&read_proto(bytes)?)?;
         let input = input_spec(&model)?;
         let fact = f32::fact([1, 3, input.height as usize, input.width as usize]);
         model.set_input_fact(0, fact.into())?;
@@ -301,9 +303,7 @@ impl Probe {
 /// empty, not ONNX or cut short.
 pub fn read_proto(bytes: &[u8]) -> Result<ModelProto> {
     ensure!(!bytes.is_empty(), "empty file");
-    tract_onnx::onnx()
-        .proto_model_for_read(&mut &*bytes)
-        .context("not an ONNX model, or a truncated one")
+    onnx().proto_model_for_read(&mut &*bytes).context("not an ONNX model, or a truncated one")
 }
 
 /// Rewrites constant Reshape shapes that start with 1 (the batch pinned to one, as in the
