@@ -172,7 +172,8 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let runaway = "fuzz/regressions/model/oom-e9e056c572172c63ff6f72acab8a2d7287005067";
     let zero_height = "fuzz/regressions/model/oom-7edcec6e1dd9b00a656fdf387ce45e907d512372";
     let wrapping_axis = "fuzz/regressions/model/timeout-ffd1ae8e5bf012a57891671395fe7bda93cd2e8d";
-    let cases: [(Vec<&str>, &str); 16] = [
+    let mel_bins = "fuzz/regressions/model/crash-d10372f22df7efad5767421b60a719be0e953610";
+    let cases: [(Vec<&str>, &str); 17] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -181,6 +182,7 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", truncated.to_str().unwrap()], "not an ONNX model, or a truncated one"),
         (vec!["--model", vector.to_str().unwrap()], "expected an image input [N,3,H,W]"),
         (vec!["--model", wrapping_axis], "LayerNormalization: axis -34359738369 is out of range"),
+        (vec!["--model", mel_bins], "MelWeightMatrix: num_mel_bins 24189255811076 is out of range"),
         (
             vec!["--model", zero_height],
             "input `data_0` has shape 1,3,0,8: an image is at least 1x1",

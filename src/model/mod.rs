@@ -3,10 +3,10 @@
 
 #[macro_use]
 mod custom;
+mod checked_ops;
 mod conv;
 pub mod fetch;
 mod gemm;
-mod layer_norm;
 mod lrn;
 mod maxpool;
 mod source;
@@ -24,7 +24,7 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::plan::SimpleState;
 use tract_onnx::tract_hir::infer::Factoid;
 
-pub(crate) use layer_norm::onnx;
+pub(crate) use checked_ops::onnx;
 pub use source::{ModelSource, Origin};
 
 use crate::files::Size;
