@@ -60,6 +60,24 @@ struct Checked {
     inner: Box<dyn Expansion>,
 }
 
+impl Checked {
+    /// The check on wiring `inputs` into `model`. tract reaches the inner operator's wiring by
+    /// two paths (constant folding calls `wire`, typing `wire_with_inference_model_and_node`,
+    /// whose default calls the inner `wire` directly), so both make it.
+    fn check_wiring(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<()> {
+        if let Check::MelBins = self.check {
+            let bins = inputs.first().and_then(|i| model.outlet_fact(*i).ok()?.konst.clone());
+            let bins = bins.context("MelWeightMatrix: num_mel_bins is not a constant")?;
+            let bins = bins.cast_to_scalar::<i64>()?;
+            ensure!(
+                u64::try_from(bins).is_ok_and(|b| b <= MAX_ALLOCATION_BYTES / 8),
+                "MelWeightMatrix: num_mel_bins {bins} is out of range"
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Expansion for Checked {
     fn name(&self) -> StaticName {
         self.inner.as_ref().name()
@@ -83,15 +101,7 @@ impl Expansion for Checked {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        if let Check::MelBins = self.check {
-            let bins = inputs.first().and_then(|i| model.outlet_fact(*i).ok()?.konst.clone());
-            let bins = bins.context("MelWeightMatrix: num_mel_bins is not a constant")?;
-            let bins = bins.cast_to_scalar::<i64>()?;
-            ensure!(
-                u64::try_from(bins).is_ok_and(|b| b <= MAX_ALLOCATION_BYTES / 8),
-                "MelWeightMatrix: num_mel_bins {bins} is out of range"
-            );
-        }
+        self.check_wiring(model, inputs)?;
         self.inner.as_ref().wire(prefix, model, inputs)
     }
 
@@ -103,6 +113,7 @@ impl Expansion for Checked {
         typed_model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
+        self.check_wiring(typed_model, inputs)?;
         self.inner.as_ref().wire_with_inference_model_and_node(
             prefix,
             model,
