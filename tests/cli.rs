@@ -173,7 +173,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let zero_height = "fuzz/regressions/model/oom-7edcec6e1dd9b00a656fdf387ce45e907d512372";
     let wrapping_axis = "fuzz/regressions/model/timeout-ffd1ae8e5bf012a57891671395fe7bda93cd2e8d";
     let mel_bins = "fuzz/regressions/model/crash-d10372f22df7efad5767421b60a719be0e953610";
-    let cases: [(Vec<&str>, &str); 17] = [
+    let one_hot = "fuzz/regressions/model/timeout-1f038fdb25dd039353d960b4006ec85766428c2e";
+    let rms_norm = "fuzz/regressions/model/timeout-96b7396617d61a6b342df189d33e563086c26c9c";
+    let dft_length = "fuzz/regressions/model/crash-4e4b6bd9b997205948d2b612b8e24eb75b53ea8f";
+    let cases: [(Vec<&str>, &str); 20] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -183,6 +186,9 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", vector.to_str().unwrap()], "expected an image input [N,3,H,W]"),
         (vec!["--model", wrapping_axis], "LayerNormalization: axis -34359738369 is out of range"),
         (vec!["--model", mel_bins], "MelWeightMatrix: num_mel_bins 24189255811076 is out of range"),
+        (vec!["--model", one_hot], "OneHot: axis 1099511627776 is out of range"),
+        (vec!["--model", rms_norm], "RMSNormalization: axis -5 is out of range"),
+        (vec!["--model", dft_length], "DFT: dft_length 1099511627776 is out of range"),
         (
             vec!["--model", zero_height],
             "input `data_0` has shape 1,3,0,8: an image is at least 1x1",

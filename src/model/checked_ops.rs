@@ -1,11 +1,15 @@
 //! Checks in front of tract-onnx operators that a malformed model can send into a loop or an
-//! abort (tract 0.23.9; both found by the loader fuzzer):
-//! - `LayerNormalization`: its shape rule turns `axis + rank` into a `usize` and counts up to
-//!   it, so an axis below minus the input's rank (or any axis on a scalar) loops for ever;
-//! - `MelWeightMatrix`: it collects `num_mel_bins + 2` values into a `Vec`, an allocation that
-//!   cannot fail softly, so a huge or negative count aborts the process.
+//! abort (tract 0.23.9; found by the loader fuzzer, then the same patterns in tract's source):
+//! - `LayerNormalization`, `RMSNormalization` (and `SimplifiedLayerNormalization`, parsed as
+//!   it) and `OneHot`: their shape rules turn `axis + rank` into a `usize` and count up to it,
+//!   so an axis below minus the rank, or a huge one, loops for ever;
+//! - `MelWeightMatrix` and `DFT`: they collect `num_mel_bins + 2` values, and an inverse
+//!   one-sided DFT `dft_length` values twice, into `Vec`s, an allocation that cannot fail
+//!   softly, so a huge or negative count aborts the process.
 
-use tract_onnx::model::{Onnx, ParsingContext};
+use std::sync::OnceLock;
+
+use tract_onnx::model::{Onnx, OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
@@ -13,49 +17,75 @@ use tract_onnx::tract_hir::ops::expandable::{expand, Expansion};
 
 use crate::guard::MAX_ALLOCATION_BYTES;
 
+/// What an operator's builder returns: the operator, and the names of its extra outputs.
+type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+
 /// tract-onnx's parser, with the operators above built through [`Checked`].
 pub(crate) fn onnx() -> Onnx {
     let mut onnx = tract_onnx::onnx();
-    onnx.op_register.insert("LayerNormalization", |ctx, node| {
-        let axis = node.attribute.iter().find(|a| a.name == "axis").map_or(-1, |a| a.i);
-        checked(ctx, node, Check::Axis(axis))
+    let register = &mut onnx.op_register;
+    for op in ["LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"] {
+        register.insert(op, |ctx, node| checked(ctx, node, axis(node, 0)));
+    }
+    register.insert("OneHot", |ctx, node| checked(ctx, node, axis(node, 1)));
+    register.insert("MelWeightMatrix", |ctx, node| {
+        checked(ctx, node, Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 })
     });
-    onnx.op_register.insert("MelWeightMatrix", |ctx, node| checked(ctx, node, Check::MelBins));
+    register.insert("DFT", |ctx, node| {
+        if node.input.get(1).is_some_and(|name| !name.is_empty()) {
+            checked(ctx, node, Check::Count { input: 1, what: "dft_length", item_bytes: 16 })
+        } else {
+            tract_op(ctx, node)
+        }
+    });
     onnx
+}
+
+/// The check of `node`'s `axis` attribute (ONNX's default -1), for an operator whose output has
+/// `extra` more axes than its first input.
+fn axis(node: &NodeProto, extra: i64) -> Check {
+    let axis = node.attribute.iter().find(|a| a.name == "axis").map_or(-1, |a| a.i);
+    Check::Axis { axis, extra }
 }
 
 /// What [`Checked`] checks before passing on to tract's operator.
 #[derive(Debug, Clone, Copy)]
 enum Check {
-    /// The input's rank admits this axis.
-    Axis(i64),
-    /// The first input, a constant bin count, is not negative and fits in memory.
-    MelBins,
+    /// `axis` is an axis of the first input, or of an output with `extra` more axes.
+    Axis { axis: i64, extra: i64 },
+    /// Input `input`, where it is a constant, counts `what`: not negative, and few enough that
+    /// a `Vec` of `item_bytes` for each fits in one allocation.
+    Count { input: usize, what: &'static str, item_bytes: u64 },
 }
 
-/// Builds tract's own operator for `node` and wraps it in [`Checked`].
-fn checked(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-    check: Check,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+/// tract-onnx's own operator for `node`, from its registry (built once).
+fn tract_op(ctx: &ParsingContext, node: &NodeProto) -> Built {
+    static TRACT: OnceLock<OnnxOpRegister> = OnceLock::new();
     let op_type = node.op_type.as_str();
-    let builder = *tract_onnx::onnx()
-        .op_register
+    let builder = TRACT
+        .get_or_init(|| tract_onnx::onnx().op_register)
         .0
         .get(op_type)
         .with_context(|| format!("tract-onnx has no {op_type}"))?;
-    let (op, extra) = builder(ctx, node)?;
+    builder(ctx, node)
+}
+
+/// Builds tract's own operator for `node` and wraps it in [`Checked`].
+fn checked(ctx: &ParsingContext, node: &NodeProto, check: Check) -> Built {
+    let (op, extra) = tract_op(ctx, node)?;
+    let op_type = node.op_type.clone();
     let inner = op
         .into_any()
         .downcast::<Box<dyn Expansion>>()
         .map_err(|_| format_err!("tract-onnx's {op_type} is not an expansion"))?;
-    Ok((expand(Checked { check, inner: *inner }), extra))
+    Ok((expand(Checked { op_type, check, inner: *inner }), extra))
 }
 
 /// An expansion that makes its [`Check`] before its inner operator's rules or wiring run.
 #[derive(Debug, Clone)]
 struct Checked {
+    /// The ONNX operator, to name in errors.
+    op_type: String,
     check: Check,
     inner: Box<dyn Expansion>,
 }
@@ -65,14 +95,36 @@ impl Checked {
     /// two paths (constant folding calls `wire`, typing `wire_with_inference_model_and_node`,
     /// whose default calls the inner `wire` directly), so both make it.
     fn check_wiring(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<()> {
-        if let Check::MelBins = self.check {
-            let bins = inputs.first().and_then(|i| model.outlet_fact(*i).ok()?.konst.clone());
-            let bins = bins.context("MelWeightMatrix: num_mel_bins is not a constant")?;
-            let bins = bins.cast_to_scalar::<i64>()?;
-            ensure!(
-                u64::try_from(bins).is_ok_and(|b| b <= MAX_ALLOCATION_BYTES / 8),
-                "MelWeightMatrix: num_mel_bins {bins} is out of range"
-            );
+        if let Check::Count { input, what, item_bytes } = self.check {
+            let count = inputs.get(input).and_then(|i| model.outlet_fact(*i).ok()?.konst.clone());
+            if let Some(count) = count {
+                let count = count.cast_to_scalar::<i64>()?;
+                ensure!(
+                    u64::try_from(count).is_ok_and(|n| n <= MAX_ALLOCATION_BYTES / item_bytes),
+                    "{}: {what} {count} is out of range",
+                    self.op_type
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The check on the rank of the first input, before the inner operator's rules use it.
+    fn check_rules<'r, 'p: 'r>(
+        &self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        if let Check::Axis { axis, extra } = self.check {
+            let op_type = self.op_type.clone();
+            let input = inputs.first().with_context(|| format!("{op_type} has no input"))?;
+            s.given(&input.rank, move |_, rank| {
+                ensure!(
+                    (-rank - extra..rank + extra).contains(&axis),
+                    "{op_type}: axis {axis} is out of range for an input of rank {rank}"
+                );
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -129,16 +181,7 @@ impl Expansion for Checked {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        if let Check::Axis(axis) = self.check {
-            let input = inputs.first().context("LayerNormalization has no input")?;
-            s.given(&input.rank, move |_, rank| {
-                ensure!(
-                    (-rank..rank).contains(&axis),
-                    "LayerNormalization: axis {axis} is out of range for an input of rank {rank}"
-                );
-                Ok(())
-            })?;
-        }
+        self.check_rules(s, inputs)?;
         self.inner.as_ref().rules(s, inputs, outputs)
     }
 
