@@ -6,11 +6,14 @@
 //! malformed files too (png 0.18.1 on a palette that is not whole RGB entries). [`contain`]
 //! turns such a panic into a [`Breach`], without the panic message on stderr, and refuses any
 //! single allocation over [`MAX_ALLOCATION_BYTES`] made inside it; any other panic is reported
-//! as usual. [`catch`] is [`contain`] for the model, with its errors worded.
+//! as usual. [`catch`] is [`contain`] for the model, with its errors worded, and [`catch_load`]
+//! also holds loading to [`MAX_LOAD_BYTES`] in all: a model computing several large constants
+//! could otherwise hold them all at once.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{anyhow, Result};
 
@@ -22,56 +25,101 @@ use crate::files::Size;
 /// largest batch (256), is 822 MB; a whole run is held to the same 4 GiB at load (see `model`).
 pub const MAX_ALLOCATION_BYTES: u64 = 4 << 30;
 
+/// How much more heap loading a model ([`catch_load`]) may hold, all allocations together, than
+/// when it started. Classifying a photo with GoogLeNet peaks at 113 MB in all; a model of 1 GB,
+/// parsed and packed, fits.
+pub const MAX_LOAD_BYTES: u64 = 4 << 30;
+
+/// The bytes the process holds on the heap, all threads together.
+static HELD: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     static CATCHING: Cell<bool> = const { Cell::new(false) };
-    static REFUSED: Cell<u64> = const { Cell::new(0) };
+    /// What [`HELD`] may not exceed inside [`catch_load`].
+    static CEILING: Cell<u64> = const { Cell::new(u64::MAX) };
+    static REFUSED: Cell<Option<Refusal>> = const { Cell::new(None) };
 }
 
-/// The system allocator, except that on a thread inside [`contain`] it refuses (returns null
-/// for) an allocation over [`MAX_ALLOCATION_BYTES`] and remembers its size.
+/// An allocation refused inside [`contain`].
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Of this many bytes, over [`MAX_ALLOCATION_BYTES`].
+    TooLarge(u64),
+    /// Of this many bytes, that would have taken the heap over the ceiling.
+    OverBudget(u64),
+}
+
+/// The system allocator, counting what it holds. On a thread inside [`contain`] it refuses
+/// (returns null for) an allocation over [`MAX_ALLOCATION_BYTES`] or one that would take the
+/// heap over the thread's ceiling, and remembers the refusal.
 pub struct Bounded;
 
 #[global_allocator]
 static ALLOCATOR: Bounded = Bounded;
 
-/// Whether an allocation of `size` bytes is refused here; a refusal is remembered.
-fn refuses(size: usize) -> bool {
-    let size = size as u64;
-    let refused = size > MAX_ALLOCATION_BYTES && CATCHING.try_with(Cell::get).unwrap_or(false);
-    if refused {
-        let _ = REFUSED.try_with(|largest| largest.set(largest.get().max(size)));
+/// Whether growing the heap by `added` bytes for an allocation of `size` is refused here; a
+/// refusal is remembered, the first that the ceiling made or else the largest allocation.
+fn refuses(size: usize, added: usize) -> bool {
+    if !CATCHING.try_with(Cell::get).unwrap_or(false) {
+        return false;
     }
-    refused
+    let held = HELD.load(Ordering::Relaxed).saturating_add(added as u64);
+    let refusal = if size as u64 > MAX_ALLOCATION_BYTES {
+        Refusal::TooLarge(size as u64)
+    } else if held > CEILING.try_with(Cell::get).unwrap_or(u64::MAX) {
+        Refusal::OverBudget(size as u64)
+    } else {
+        return false;
+    };
+    let _ = REFUSED.try_with(|refused| {
+        let kept = match (refused.get(), refusal) {
+            (Some(Refusal::TooLarge(a)), Refusal::TooLarge(b)) => Refusal::TooLarge(a.max(b)),
+            (Some(first @ Refusal::OverBudget(_)), _) => first,
+            (_, refusal) => refusal,
+        };
+        refused.set(Some(kept));
+    });
+    true
+}
+
+/// `pointer`, counting `added` bytes held and `freed` no longer held unless it is null.
+fn counted(pointer: *mut u8, added: usize, freed: usize) -> *mut u8 {
+    if !pointer.is_null() {
+        HELD.fetch_add(added as u64, Ordering::Relaxed);
+        HELD.fetch_sub(freed as u64, Ordering::Relaxed);
+    }
+    pointer
 }
 
 // SAFETY: every call is passed on to `System` unchanged, or answered with null, which the
 // `GlobalAlloc` contract allows for any allocation.
 unsafe impl GlobalAlloc for Bounded {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if refuses(layout.size()) {
+        if refuses(layout.size(), layout.size()) {
             return std::ptr::null_mut();
         }
         // SAFETY: the caller upholds `alloc`'s contract, which is `System`'s.
-        unsafe { System.alloc(layout) }
+        counted(unsafe { System.alloc(layout) }, layout.size(), 0)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if refuses(layout.size()) {
+        if refuses(layout.size(), layout.size()) {
             return std::ptr::null_mut();
         }
         // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
+        counted(unsafe { System.alloc_zeroed(layout) }, layout.size(), 0)
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if refuses(new_size) {
+        if refuses(new_size, new_size.saturating_sub(layout.size())) {
             return std::ptr::null_mut();
         }
         // SAFETY: `ptr` and `layout` come from this allocator, which is `System`'s.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        counted(unsafe { System.realloc(ptr, layout, new_size) }, new_size, layout.size())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: as for `realloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -95,6 +143,9 @@ pub enum Breach {
     Panicked(String),
     /// The work failed after an allocation of this many bytes was refused.
     TooLarge(u64),
+    /// The work failed after an allocation of this many bytes was refused because it would
+    /// have taken the heap over the ceiling of [`catch_load`] (outside it there is none).
+    OverBudget(u64),
 }
 
 /// Runs `work` with panics silenced and allocations over [`MAX_ALLOCATION_BYTES`] refused. Its
@@ -102,20 +153,22 @@ pub enum Breach {
 /// after a refused allocation ([`Breach::TooLarge`], the largest refused).
 pub fn contain<T, E>(work: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, Breach> {
     let outer = CATCHING.with(|catching| catching.replace(true));
-    let outer_refused = REFUSED.with(|refused| refused.replace(0));
+    let outer_refused = REFUSED.with(|refused| refused.replace(None));
     let result = std::panic::catch_unwind(AssertUnwindSafe(work));
     CATCHING.with(|catching| catching.set(outer));
     let refused = REFUSED.with(|refused| refused.replace(outer_refused));
-    match result {
-        Err(_) | Ok(Err(_)) if refused > 0 => Err(Breach::TooLarge(refused)),
-        Ok(result) => Ok(result),
-        Err(payload) => Err(Breach::Panicked(message(payload.as_ref()))),
+    match (result, refused) {
+        (Err(_) | Ok(Err(_)), Some(Refusal::TooLarge(bytes))) => Err(Breach::TooLarge(bytes)),
+        (Err(_) | Ok(Err(_)), Some(Refusal::OverBudget(bytes))) => Err(Breach::OverBudget(bytes)),
+        (Ok(result), _) => Ok(result),
+        (Err(payload), None) => Err(Breach::Panicked(message(payload.as_ref()))),
     }
 }
 
 /// Runs `work` in [`contain`], turning a panic inside it into the error "the model is malformed
 /// (tract: message)", and a failure after a refused allocation into "the model needs a tensor
-/// of ..., over the limit of 4 GiB".
+/// of ..., over the limit of 4 GiB" (or, in [`catch_load`], "loading the model needs more than
+/// 4 GiB of memory").
 pub fn catch<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     match contain(work) {
         Ok(result) => result,
@@ -125,7 +178,21 @@ pub fn catch<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
             Size(bytes),
             Size(MAX_ALLOCATION_BYTES)
         )),
+        Err(Breach::OverBudget(_)) => {
+            Err(anyhow!("loading the model needs more than {} of memory", Size(MAX_LOAD_BYTES)))
+        }
     }
+}
+
+/// [`catch`] for loading a model: its allocations together may add at most [`MAX_LOAD_BYTES`]
+/// to the heap. tract evaluates whatever a model computes from constants while loading it, so
+/// without this a small file could hold many tensors of just under 4 GiB at once.
+pub fn catch_load<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let ceiling = HELD.load(Ordering::Relaxed).saturating_add(MAX_LOAD_BYTES);
+    let outer = CEILING.with(|outer| outer.replace(ceiling.min(outer.get())));
+    let result = catch(work);
+    CEILING.with(|restored| restored.set(outer));
+    result
 }
 
 /// The message of a panic whose payload is `payload`.
@@ -173,7 +240,38 @@ mod tests {
             "the model needs a tensor of 4097 MiB, over the limit of 4 GiB"
         );
         assert!(catch(|| Ok(Vec::<u8>::with_capacity(1 << 20))).is_ok());
-        assert!(!refuses(huge), "outside catch nothing is refused");
-        assert_eq!(REFUSED.with(Cell::get), 0, "the refusal is forgotten");
+        assert!(!refuses(huge, huge), "outside catch nothing is refused");
+        assert!(REFUSED.with(Cell::get).is_none(), "the refusal is forgotten");
+    }
+
+    #[test]
+    fn loading_holds_at_most_its_budget_in_all() {
+        // Reserved, not written: the pages are never touched.
+        let three_gib = 3 << 30;
+        let reserve = |bytes: &mut Vec<u8>| bytes.try_reserve_exact(three_gib);
+        let err = catch_load(|| -> Result<()> {
+            let (mut first, mut second) = (Vec::new(), Vec::new());
+            reserve(&mut first)?;
+            reserve(&mut second)?;
+            Ok(())
+        });
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "loading the model needs more than 4 GiB of memory"
+        );
+        let freed = catch_load(|| -> Result<()> {
+            for _ in 0..3 {
+                reserve(&mut Vec::new())?;
+            }
+            Ok(())
+        });
+        assert!(freed.is_ok(), "what is freed again does not count");
+        let outside = catch(|| -> Result<()> {
+            let (mut first, mut second) = (Vec::new(), Vec::new());
+            reserve(&mut first)?;
+            Ok(reserve(&mut second)?)
+        });
+        assert!(outside.is_ok(), "runs have no ceiling");
+        assert_eq!(CEILING.with(Cell::get), u64::MAX, "the ceiling is lifted");
     }
 }

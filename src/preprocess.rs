@@ -312,7 +312,10 @@ fn decode_at_least(bytes: &[u8], side: u32, max_pixels: u64) -> Result<RgbImage,
     match guard::contain(|| decode_uncontained(bytes, side, max_pixels)) {
         Ok(result) => result,
         Err(Breach::Panicked(message)) => Err(PreprocessError::DecoderPanicked(message)),
-        Err(Breach::TooLarge(bytes)) => Err(PreprocessError::BufferTooLarge { bytes }),
+        // Decoding runs under no ceiling, so only `TooLarge` refuses it.
+        Err(Breach::TooLarge(bytes) | Breach::OverBudget(bytes)) => {
+            Err(PreprocessError::BufferTooLarge { bytes })
+        }
     }
 }
 

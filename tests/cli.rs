@@ -160,7 +160,9 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let huge = dir.path().join("huge.onnx");
     std::fs::write(&huge, common::random_classifier(100_000, 1000)).unwrap();
     let blowup = dir.path().join("blowup.onnx");
-    std::fs::write(&blowup, common::constant_blowup(40_000)).unwrap();
+    std::fs::write(&blowup, common::constant_blowup(40_000, 1)).unwrap();
+    let blowups = dir.path().join("blowups.onnx");
+    std::fs::write(&blowups, common::constant_blowup(20_000, 2)).unwrap();
     let oversized = dir.path().join("oversized.onnx");
     std::fs::File::create(&oversized).unwrap().set_len(3 << 30).unwrap();
     let empty = dir.path().join("empty.onnx");
@@ -176,7 +178,7 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let one_hot = "fuzz/regressions/model/timeout-1f038fdb25dd039353d960b4006ec85766428c2e";
     let rms_norm = "fuzz/regressions/model/timeout-96b7396617d61a6b342df189d33e563086c26c9c";
     let dft_length = "fuzz/regressions/model/crash-4e4b6bd9b997205948d2b612b8e24eb75b53ea8f";
-    let cases: [(Vec<&str>, &str); 20] = [
+    let cases: [(Vec<&str>, &str); 21] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -200,6 +202,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (
             vec!["--model", blowup.to_str().unwrap()],
             "the model needs a tensor of 6104 MiB, over the limit of 4 GiB",
+        ),
+        (
+            vec!["--model", blowups.to_str().unwrap()],
+            "loading the model needs more than 4 GiB of memory",
         ),
         (vec!["--model", oversized.to_str().unwrap()], "larger than an ONNX file can be (2 GiB)"),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),

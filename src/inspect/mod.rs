@@ -89,7 +89,7 @@ impl Network {
     /// Reads the ONNX model and infers every node's output shape, with the input shape
     /// `input_shape` or, by default, the model's own with a symbolic batch `N`.
     pub fn analyse(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Network> {
-        crate::guard::catch(|| Network::read(bytes, input_shape))
+        crate::guard::catch_load(|| Network::read(bytes, input_shape))
     }
 
     fn read(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Network> {

@@ -81,7 +81,7 @@ impl Model {
     /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
     /// Reshape nodes that pin the batch to 1 are rewritten to copy it from their input.
     pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {
-        guard::catch(|| Model::prepare(bytes, batch_size))
+        guard::catch_load(|| Model::prepare(bytes, batch_size))
     }
 
     fn prepare(bytes: &[u8], batch_size: usize) -> Result<Model> {
@@ -272,7 +272,7 @@ pub struct Probe {
 impl Probe {
     /// Prepares the model in `bytes` to return the tensors named `tensors`, in that order.
     pub fn new(bytes: &[u8], tensors: &[&str]) -> Result<Probe> {
-        guard::catch(|| Probe::prepare(bytes, tensors))
+        guard::catch_load(|| Probe::prepare(bytes, tensors))
     }
 
     fn prepare(bytes: &[u8], tensors: &[&str]) -> Result<Probe> {

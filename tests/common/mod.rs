@@ -117,11 +117,13 @@ pub fn random_classifier(size: i64, classes: i64) -> Vec<u8> {
     encode(classifier_graph(size, classes))
 }
 
-/// [`random_classifier`] with 1000 classes whose scores get the sum of a `side x side`
-/// `ConstantOfShape` added: a few bytes of model that tract evaluates while loading.
-pub fn constant_blowup(side: i64) -> Vec<u8> {
+/// [`random_classifier`] with 1000 classes whose scores get the sum of `planes` added
+/// `side x side` `ConstantOfShape`s (of 1, 2, ...): a few bytes of model that tract evaluates
+/// while loading.
+pub fn constant_blowup(side: i64, planes: u8) -> Vec<u8> {
     let mut graph = classifier_graph(16, 1000);
     let gemm = graph.node.last_mut().unwrap();
+    gemm.name = "gemm".into();
     gemm.output = vec!["gemm".into()];
     graph.initializer.push(TensorProto {
         name: "side".into(),
@@ -130,21 +132,30 @@ pub fn constant_blowup(side: i64) -> Vec<u8> {
         int64_data: vec![side, side],
         ..Default::default()
     });
-    let one = AttributeProto {
+    let filled = |value: u8| AttributeProto {
         name: "value".into(),
         r#type: 4,
         t: Some(TensorProto {
             dims: vec![1],
             data_type: 1,
-            float_data: vec![1.0],
+            float_data: vec![f32::from(value)],
             ..Default::default()
         }),
         ..Default::default()
     };
+    graph.node.push(node("ConstantOfShape", &["side"], "plane1", vec![filled(1)]));
+    let mut last = "plane1".to_owned();
+    for value in 2..=planes {
+        let (plane, total) = (format!("plane{value}"), format!("total{value}"));
+        graph.node.extend([
+            node("ConstantOfShape", &["side"], &plane, vec![filled(value)]),
+            node("Add", &[&last, &plane], &total, vec![]),
+        ]);
+        last = total;
+    }
     let sum = AttributeProto { name: "keepdims".into(), r#type: 2, i: 0, ..Default::default() };
     graph.node.extend([
-        node("ConstantOfShape", &["side"], "plane", vec![one]),
-        node("ReduceSum", &["plane"], "sum", vec![sum]),
+        node("ReduceSum", &[&last], "sum", vec![sum]),
         node("Add", &["gemm", "sum"], "logits", vec![]),
     ]);
     encode(graph)
