@@ -30,6 +30,12 @@ pub const MAX_ALLOCATION_BYTES: u64 = 4 << 30;
 /// parsed and packed, fits.
 pub const MAX_LOAD_BYTES: u64 = 4 << 30;
 
+/// The least alignment of an allocation that the ceiling of [`catch_load`] refuses. tract
+/// allocates tensors aligned to 16 bytes or more and turns a refusal into a panic, which
+/// [`contain`] catches; a `Vec` of numbers (aligned to 8 at most) aborts the process on one, so
+/// it is left to the limit of [`MAX_ALLOCATION_BYTES`] and to `model`'s checks.
+const CEILING_ALIGN: usize = 16;
+
 /// The bytes the process holds on the heap, all threads together.
 static HELD: AtomicU64 = AtomicU64::new(0);
 
@@ -50,24 +56,27 @@ enum Refusal {
 }
 
 /// The system allocator, counting what it holds. On a thread inside [`contain`] it refuses
-/// (returns null for) an allocation over [`MAX_ALLOCATION_BYTES`] or one that would take the
-/// heap over the thread's ceiling, and remembers the refusal.
+/// (returns null for) an allocation over [`MAX_ALLOCATION_BYTES`], or a tensor's that would
+/// take the heap over the thread's ceiling, and remembers the refusal.
 pub struct Bounded;
 
 #[global_allocator]
 static ALLOCATOR: Bounded = Bounded;
 
-/// Whether growing the heap by `added` bytes for an allocation of `size` is refused here; a
+/// Whether growing the heap by `added` bytes for an allocation of `layout` is refused here; a
 /// refusal is remembered, the first that the ceiling made or else the largest allocation.
-fn refuses(size: usize, added: usize) -> bool {
+fn refuses(layout: Layout, added: usize) -> bool {
     if !CATCHING.try_with(Cell::get).unwrap_or(false) {
         return false;
     }
+    let size = layout.size() as u64;
     let held = HELD.load(Ordering::Relaxed).saturating_add(added as u64);
-    let refusal = if size as u64 > MAX_ALLOCATION_BYTES {
-        Refusal::TooLarge(size as u64)
-    } else if held > CEILING.try_with(Cell::get).unwrap_or(u64::MAX) {
-        Refusal::OverBudget(size as u64)
+    let refusal = if size > MAX_ALLOCATION_BYTES {
+        Refusal::TooLarge(size)
+    } else if layout.align() >= CEILING_ALIGN
+        && held > CEILING.try_with(Cell::get).unwrap_or(u64::MAX)
+    {
+        Refusal::OverBudget(size)
     } else {
         return false;
     };
@@ -95,7 +104,7 @@ fn counted(pointer: *mut u8, added: usize, freed: usize) -> *mut u8 {
 // `GlobalAlloc` contract allows for any allocation.
 unsafe impl GlobalAlloc for Bounded {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if refuses(layout.size(), layout.size()) {
+        if refuses(layout, layout.size()) {
             return std::ptr::null_mut();
         }
         // SAFETY: the caller upholds `alloc`'s contract, which is `System`'s.
@@ -103,7 +112,7 @@ unsafe impl GlobalAlloc for Bounded {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if refuses(layout.size(), layout.size()) {
+        if refuses(layout, layout.size()) {
             return std::ptr::null_mut();
         }
         // SAFETY: as for `alloc`.
@@ -111,7 +120,10 @@ unsafe impl GlobalAlloc for Bounded {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if refuses(new_size, new_size.saturating_sub(layout.size())) {
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        if refuses(new_layout, new_size.saturating_sub(layout.size())) {
             return std::ptr::null_mut();
         }
         // SAFETY: `ptr` and `layout` come from this allocator, which is `System`'s.
@@ -240,15 +252,21 @@ mod tests {
             "the model needs a tensor of 4097 MiB, over the limit of 4 GiB"
         );
         assert!(catch(|| Ok(Vec::<u8>::with_capacity(1 << 20))).is_ok());
-        assert!(!refuses(huge, huge), "outside catch nothing is refused");
+        let layout = Layout::from_size_align(huge, 1).unwrap();
+        assert!(!refuses(layout, huge), "outside catch nothing is refused");
         assert!(REFUSED.with(Cell::get).is_none(), "the refusal is forgotten");
     }
 
     #[test]
     fn loading_holds_at_most_its_budget_in_all() {
+        /// Aligned as tract's tensors are.
+        #[repr(align(16))]
+        struct Lane {
+            _bytes: [u8; 16],
+        }
         // Reserved, not written: the pages are never touched.
         let three_gib = 3 << 30;
-        let reserve = |bytes: &mut Vec<u8>| bytes.try_reserve_exact(three_gib);
+        let reserve = |lanes: &mut Vec<Lane>| lanes.try_reserve_exact(three_gib / 16);
         let err = catch_load(|| -> Result<()> {
             let (mut first, mut second) = (Vec::new(), Vec::new());
             reserve(&mut first)?;
@@ -266,6 +284,12 @@ mod tests {
             Ok(())
         });
         assert!(freed.is_ok(), "what is freed again does not count");
+        let bytes = catch_load(|| -> Result<()> {
+            let mut lanes = Vec::new();
+            reserve(&mut lanes)?;
+            Ok(Vec::<u8>::new().try_reserve_exact(three_gib)?)
+        });
+        assert!(bytes.is_ok(), "a Vec of bytes, which would abort on a refusal, is not refused");
         let outside = catch(|| -> Result<()> {
             let (mut first, mut second) = (Vec::new(), Vec::new());
             reserve(&mut first)?;

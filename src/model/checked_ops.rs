@@ -3,9 +3,10 @@
 //! - `LayerNormalization`, `RMSNormalization` (and `SimplifiedLayerNormalization`, parsed as
 //!   it) and `OneHot`: their shape rules turn `axis + rank` into a `usize` and count up to it,
 //!   so an axis below minus the rank, or a huge one, loops for ever;
-//! - `MelWeightMatrix` and `DFT`: they collect `num_mel_bins + 2` values, and an inverse
-//!   one-sided DFT `dft_length` values twice, into `Vec`s, an allocation that cannot fail
-//!   softly, so a huge or negative count aborts the process.
+//! - `MelWeightMatrix`, `DFT` and `MatMulNBits`: they collect `num_mel_bins + 2` values, an
+//!   inverse one-sided DFT `dft_length` values twice, and `MatMulNBits` its `N x K` weights
+//!   into `Vec`s, an allocation that cannot fail softly, so a huge or negative count aborts the
+//!   process.
 
 use std::sync::OnceLock;
 
@@ -30,6 +31,15 @@ pub(crate) fn onnx() -> Onnx {
     register.insert("OneHot", |ctx, node| checked(ctx, node, axis(node, 1)));
     register.insert("MelWeightMatrix", |ctx, node| {
         checked(ctx, node, Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 })
+    });
+    register.insert("MatMulNBits", |ctx, node| {
+        let attribute = |name| node.attribute.iter().find(|a| a.name == name).map_or(0, |a| a.i);
+        let (n, k) = (attribute("N"), attribute("K"));
+        ensure!(
+            n.checked_mul(k).is_some_and(|weights| fits(weights, 4)),
+            "MatMulNBits: N {n} x K {k} is out of range"
+        );
+        tract_op(ctx, node)
     });
     register.insert("DFT", |ctx, node| {
         if node.input.get(1).is_some_and(|name| !name.is_empty()) {
@@ -56,6 +66,11 @@ enum Check {
     /// Input `input`, where it is a constant, counts `what`: not negative, and few enough that
     /// a `Vec` of `item_bytes` for each fits in one allocation.
     Count { input: usize, what: &'static str, item_bytes: u64 },
+}
+
+/// Whether a `Vec` of `count` items of `item_bytes` each fits in one allocation.
+fn fits(count: i64, item_bytes: u64) -> bool {
+    u64::try_from(count).is_ok_and(|n| n <= MAX_ALLOCATION_BYTES / item_bytes)
 }
 
 /// tract-onnx's own operator for `node`, from its registry (built once).
@@ -100,7 +115,7 @@ impl Checked {
             if let Some(count) = count {
                 let count = count.cast_to_scalar::<i64>()?;
                 ensure!(
-                    u64::try_from(count).is_ok_and(|n| n <= MAX_ALLOCATION_BYTES / item_bytes),
+                    fits(count, item_bytes),
                     "{}: {what} {count} is out of range",
                     self.op_type
                 );
