@@ -178,7 +178,9 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let one_hot = "fuzz/regressions/model/timeout-1f038fdb25dd039353d960b4006ec85766428c2e";
     let rms_norm = "fuzz/regressions/model/timeout-96b7396617d61a6b342df189d33e563086c26c9c";
     let dft_length = "fuzz/regressions/model/crash-4e4b6bd9b997205948d2b612b8e24eb75b53ea8f";
-    let cases: [(Vec<&str>, &str); 21] = [
+    let tree_class = "fuzz/regressions/model/crash-4f312527a57bf58af4b30f64ce5c21be008ba5dd";
+    let tree_cycle = "fuzz/regressions/model/timeout-852416bb0fd4e46ce6bcb5a9a9ccaf0e0e804b9d";
+    let cases: [(Vec<&str>, &str); 23] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -191,6 +193,8 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", one_hot], "OneHot: axis 1099511627776 is out of range"),
         (vec!["--model", rms_norm], "RMSNormalization: axis -5 is out of range"),
         (vec!["--model", dft_length], "DFT: dft_length 1099511627776 is out of range"),
+        (vec!["--model", tree_class], "class id 100000000 is out of range for 2 class labels"),
+        (vec!["--model", tree_cycle], "TreeEnsembleClassifier: a branch leads back to itself"),
         (
             vec!["--model", zero_height],
             "input `data_0` has shape 1,3,0,8: an image is at least 1x1",

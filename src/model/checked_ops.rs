@@ -6,12 +6,13 @@
 //! - `MelWeightMatrix`, `DFT` and `MatMulNBits`: they collect `num_mel_bins + 2` values, an
 //!   inverse one-sided DFT `dft_length` values twice, and `MatMulNBits` its `N x K` weights
 //!   into `Vec`s, an allocation that cannot fail softly, so a huge or negative count aborts the
-//!   process.
+//!   process;
+//! - `TreeEnsembleClassifier`: see `tree_ensemble`.
 
 use std::sync::OnceLock;
 
 use tract_onnx::model::{Onnx, OnnxOpRegister, ParsingContext};
-use tract_onnx::pb::NodeProto;
+use tract_onnx::pb::{AttributeProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::ops::expandable::{expand, Expansion};
@@ -33,12 +34,16 @@ pub(crate) fn onnx() -> Onnx {
         checked(ctx, node, Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 })
     });
     register.insert("MatMulNBits", |ctx, node| {
-        let attribute = |name| node.attribute.iter().find(|a| a.name == name).map_or(0, |a| a.i);
-        let (n, k) = (attribute("N"), attribute("K"));
+        let int = |name| attribute(node, name).map_or(0, |a| a.i);
+        let (n, k) = (int("N"), int("K"));
         ensure!(
             n.checked_mul(k).is_some_and(|weights| fits(weights, 4)),
             "MatMulNBits: N {n} x K {k} is out of range"
         );
+        tract_op(ctx, node)
+    });
+    register.insert("TreeEnsembleClassifier", |ctx, node| {
+        super::tree_ensemble::check(node)?;
         tract_op(ctx, node)
     });
     register.insert("DFT", |ctx, node| {
@@ -51,11 +56,15 @@ pub(crate) fn onnx() -> Onnx {
     onnx
 }
 
+/// `node`'s attribute `name`, if it has one.
+pub(super) fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
 /// The check of `node`'s `axis` attribute (ONNX's default -1), for an operator whose output has
 /// `extra` more axes than its first input.
 fn axis(node: &NodeProto, extra: i64) -> Check {
-    let axis = node.attribute.iter().find(|a| a.name == "axis").map_or(-1, |a| a.i);
-    Check::Axis { axis, extra }
+    Check::Axis { axis: attribute(node, "axis").map_or(-1, |a| a.i), extra }
 }
 
 /// What [`Checked`] checks before passing on to tract's operator.

@@ -10,6 +10,7 @@ mod gemm;
 mod lrn;
 mod maxpool;
 mod source;
+mod tree_ensemble;
 mod window;
 
 use std::collections::HashMap;
