@@ -17,6 +17,10 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/all" "$work/cover" "$work/outcomes"
 cp "$kept"/* "$work/all/"
 cp -n fuzz/corpus/"$target"/* "$work/all/"
+# The corpus may hold a kept failure again under its bare SHA-1; keep it once, by its prefix.
+for failure in "$kept"/crash-* "$kept"/slow-unit-* "$kept"/timeout-* "$kept"/oom-*; do
+    rm -f "$work/all/${failure##*-}"
+done
 # The seeds go in first, so the cover only adds what they do not reach; they are committed
 # already and are taken out again.
 cp fuzz/seeds/"$target"/* "$work/cover/"
