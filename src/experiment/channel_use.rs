@@ -12,6 +12,7 @@ use tract_onnx::prelude::tract_ndarray::ArrayD;
 use super::weights;
 use crate::inspect::modules::{find_modules, BranchKind};
 use crate::inspect::{aligned, Layer, Network};
+use crate::model::attributes;
 
 /// Layers that keep every channel where it is, looked through when finding a channel's source.
 const CHANNEL_WISE: [&str; 6] = ["MaxPool", "AveragePool", "Relu", "Dropout", "Identity", "LRN"];
@@ -92,7 +93,7 @@ impl ChannelUse {
             &[o, i, 1, 1] => (usize::try_from(o)?, usize::try_from(i)?),
             dims => anyhow::bail!("{name}: weights {dims:?}, expected [O, C, 1, 1]"),
         };
-        ensure!(weights::int_attribute(node, "group").unwrap_or(1) == 1, "{name}: grouped");
+        ensure!(attributes::int(node, "group").unwrap_or(1) == 1, "{name}: grouped");
         let weights = weights::floats(tensor)?;
         ensure!(weights.len() == outputs * inputs, "{name}: {} weights", weights.len());
         let input = layer.inputs.first().context("convolution without input")?.clone();

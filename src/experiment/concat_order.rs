@@ -13,6 +13,7 @@ use super::weights;
 use crate::classify::ranking;
 use crate::inspect::modules::{find_modules, BranchKind, Module};
 use crate::inspect::Network;
+use crate::model::attributes;
 
 /// An order of the four branches, written with their letters: `135m`, `m531`, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +146,7 @@ fn carry(graph: &mut GraphProto, tensor: &str, channels: &[usize]) -> Result<usi
         match op.as_str() {
             "Conv" => {
                 ensure!(
-                    weights::int_attribute(node, "group").unwrap_or(1) == 1,
+                    attributes::int(node, "group").unwrap_or(1) == 1,
                     "{name}: grouped convolution"
                 );
                 let weight = node.input.get(1).cloned().context("convolution without weights")?;
@@ -153,7 +154,7 @@ fn carry(graph: &mut GraphProto, tensor: &str, channels: &[usize]) -> Result<usi
                 permuted += 1;
             }
             "Gemm" | "MatMul" => {
-                let transposed = op == "Gemm" && weights::int_attribute(node, "transB") == Some(1);
+                let transposed = op == "Gemm" && attributes::int(node, "transB") == Some(1);
                 let weight = node.input.get(1).cloned().context("no weight matrix")?;
                 permute(graph, &weight, if transposed { 1 } else { 0 }, channels)?;
                 permuted += 1;

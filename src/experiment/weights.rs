@@ -1,7 +1,7 @@
 //! Reading and writing the float weights and integer attributes of ONNX nodes.
 
 use anyhow::{ensure, Result};
-use tract_onnx::pb::{NodeProto, TensorProto};
+use tract_onnx::pb::TensorProto;
 
 const FLOAT: i32 = 1;
 
@@ -30,11 +30,6 @@ pub fn set_floats(tensor: &mut TensorProto, values: Vec<f32>) {
     } else {
         tensor.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     }
-}
-
-/// An integer attribute of a node.
-pub fn int_attribute(node: &NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
 
 #[cfg(test)]

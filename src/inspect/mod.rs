@@ -12,9 +12,11 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
-use tract_onnx::pb::{attribute_proto::AttributeType, AttributeProto, NodeProto};
+use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::model::attributes::{float, int, ints};
 
 /// ONNX element type of 32-bit floats, the only initializers counted as parameters.
 const FLOAT: i32 = 1;
@@ -216,7 +218,7 @@ fn layer(
         }
         _ => 0,
     };
-    let kernel = ints(node, "kernel_shape").and_then(|k| match k.as_slice() {
+    let kernel = ints(node, "kernel_shape").and_then(|k| match k {
         [h, w] => Some((*h as usize, *w as usize)),
         _ => None,
     });
@@ -233,22 +235,6 @@ fn layer(
         kernel,
         stride: stride.or(kernel.map(|_| 1)),
     })
-}
-
-fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
-fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attribute(node, name).map(|a| a.ints.clone())
-}
-
-fn float(node: &NodeProto, name: &str) -> Option<f32> {
-    attribute(node, name).filter(|a| a.r#type == AttributeType::Float as i32).map(|a| a.f)
-}
-
-fn int(node: &NodeProto, name: &str) -> Option<i64> {
-    attribute(node, name).filter(|a| a.r#type == AttributeType::Int as i32).map(|a| a.i)
 }
 
 /// The attributes worth showing, compactly: `7x7/2 pad 3`, `size 5 alpha 0.0001 ...`.

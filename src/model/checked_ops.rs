@@ -12,11 +12,12 @@
 use std::sync::OnceLock;
 
 use tract_onnx::model::{Onnx, OnnxOpRegister, ParsingContext};
-use tract_onnx::pb::{AttributeProto, NodeProto};
+use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::ops::expandable::{expand, Expansion};
 
+use super::attributes::int;
 use crate::guard::MAX_ALLOCATION_BYTES;
 
 /// What an operator's builder returns: the operator, and the names of its extra outputs.
@@ -34,8 +35,7 @@ pub(crate) fn onnx() -> Onnx {
         checked(ctx, node, Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 })
     });
     register.insert("MatMulNBits", |ctx, node| {
-        let int = |name| attribute(node, name).map_or(0, |a| a.i);
-        let (n, k) = (int("N"), int("K"));
+        let (n, k) = (int(node, "N").unwrap_or(0), int(node, "K").unwrap_or(0));
         ensure!(
             n.checked_mul(k).is_some_and(|weights| fits(weights, 4)),
             "MatMulNBits: N {n} x K {k} is out of range"
@@ -56,15 +56,10 @@ pub(crate) fn onnx() -> Onnx {
     onnx
 }
 
-/// `node`'s attribute `name`, if it has one.
-pub(super) fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
 /// The check of `node`'s `axis` attribute (ONNX's default -1), for an operator whose output has
 /// `extra` more axes than its first input.
 fn axis(node: &NodeProto, extra: i64) -> Check {
-    Check::Axis { axis: attribute(node, "axis").map_or(-1, |a| a.i), extra }
+    Check::Axis { axis: int(node, "axis").unwrap_or(-1), extra }
 }
 
 /// What [`Checked`] checks before passing on to tract's operator.

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod custom;
+pub(crate) mod attributes;
 mod checked_ops;
 mod conv;
 pub mod fetch;

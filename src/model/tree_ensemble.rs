@@ -6,7 +6,7 @@
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-use super::checked_ops::attribute;
+use super::attributes::{attribute, ints};
 
 const OP: &str = "TreeEnsembleClassifier";
 
@@ -17,19 +17,16 @@ pub(super) fn check(node: &NodeProto) -> TractResult<()> {
         .map(|a| a.ints.len())
         .or_else(|| attribute(node, "classlabels_strings").map(|a| a.strings.len()))
         .unwrap_or(0);
-    if let Some(class) =
-        ints(node, "class_ids").iter().find(|c| usize::try_from(**c).map_or(true, |c| c >= labels))
+    if let Some(class) = ints(node, "class_ids")
+        .unwrap_or_default()
+        .iter()
+        .find(|c| usize::try_from(**c).map_or(true, |c| c >= labels))
     {
         bail!("{OP}: class id {class} is out of range for {labels} class labels");
     }
     let children = children(node)?;
     ensure!(is_acyclic(&children), "{OP}: a branch leads back to itself");
     Ok(())
-}
-
-/// The ints of `node`'s attribute `name`, or none.
-fn ints<'a>(node: &'a NodeProto, name: &str) -> &'a [i64] {
-    attribute(node, name).map_or(&[], |a| &a.ints)
 }
 
 /// One node: its tree, its id, and its true and false children unless it is a leaf.
@@ -42,7 +39,7 @@ fn children(node: &NodeProto) -> TractResult<Vec<Vec<usize>>> {
     let modes = attribute(node, "nodes_modes").map_or(&[][..], |a| &a.strings);
     let [trees, ids, trues, falses] =
         ["nodes_treeids", "nodes_nodeids", "nodes_truenodeids", "nodes_falsenodeids"]
-            .map(|name| ints(node, name));
+            .map(|name| ints(node, name).unwrap_or_default());
     if [trees, ids, trues, falses].iter().any(|values| values.len() != modes.len()) {
         return Ok(vec![]);
     }
