@@ -165,9 +165,13 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 /// TIFF whose error listed thousands of bits-per-sample values).
 const MAX_ERROR_CHARS: usize = 300;
 
+/// What stands for the middle of an error line that was too long.
+const ELISION: &str = " ... ";
+
 /// An error and its causes on one line: `outer: inner: root cause`. A cause whose text its
-/// outer error already quotes (as the image decoders' errors do) is not repeated, and a line
-/// longer than 300 characters is cut with `...`.
+/// outer error already quotes (as the image decoders' errors do) is not repeated. A line
+/// longer than 300 characters loses causes from its middle, not its ends: the outer context
+/// names the file, and the root cause, last, says what was wrong with it.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
@@ -176,11 +180,52 @@ pub fn one_line(err: &anyhow::Error) -> String {
             parts.push(text);
         }
     }
-    let line = parts.join(": ");
-    match line.char_indices().nth(MAX_ERROR_CHARS) {
-        Some((cut, _)) => format!("{}...", &line[..cut]),
-        None => line,
+    join_within(&parts, MAX_ERROR_CHARS)
+}
+
+/// `parts` joined with `: ` in at most `max` characters. If they are too long, the first and
+/// the last part stay, with as many of their neighbours as fit, taken from each end in turn,
+/// and an elision between; if even the first and last are too long, the joined line loses
+/// its middle characters.
+fn join_within(parts: &[String], max: usize) -> String {
+    let fits = |line: &String| line.chars().count() <= max;
+    let whole = parts.join(": ");
+    let (mut head, mut tail) = (1, 1);
+    let mut line = around(parts, head, tail);
+    if fits(&whole) || parts.len() < 3 || !fits(&line) {
+        return elide_middle(&whole, max);
     }
+    while head + tail < parts.len() {
+        let (more_head, more_tail) = if head == tail { (head + 1, tail) } else { (head, tail + 1) };
+        let longer = around(parts, more_head, more_tail);
+        if !fits(&longer) {
+            break;
+        }
+        (head, tail, line) = (more_head, more_tail, longer);
+    }
+    line
+}
+
+/// The first `head` and the last `tail` of `parts`, each run joined with `: `, and an elision
+/// between the runs.
+fn around(parts: &[String], head: usize, tail: usize) -> String {
+    let run = |run: Vec<&str>| run.join(": ");
+    let first = run(parts.iter().take(head).map(String::as_str).collect());
+    let last = run(parts.iter().skip(parts.len() - tail).map(String::as_str).collect());
+    format!("{first}{ELISION}{last}")
+}
+
+/// `line` if it has at most `max` characters; otherwise its start and its end, at most `max`
+/// characters in all with the elision between them.
+fn elide_middle(line: &str, max: usize) -> String {
+    let count = line.chars().count();
+    if count <= max {
+        return line.to_owned();
+    }
+    let kept = max.saturating_sub(ELISION.len());
+    let head: String = line.chars().take(kept - kept / 2).collect();
+    let tail: String = line.chars().skip(count - kept / 2).collect();
+    format!("{}{ELISION}{}", head.trim_end(), tail.trim_start())
 }
 
 /// Prints a one-line diagnostic on stderr, prefixed with the program name.
@@ -203,9 +248,43 @@ mod tests {
         let plain = anyhow::anyhow!("No such file").context("cannot read");
         assert_eq!(one_line(&plain), "cannot read: No such file");
         let long = anyhow::anyhow!("bits per sample {:?}", [8u8; 2000]);
-        let line = one_line(&long);
-        assert_eq!(line.chars().count(), 303);
-        assert!(line.ends_with("8, 8..."), "{line}");
+        let line = one_line(&long.context("cannot decode x.tif"));
+        assert!(line.chars().count() <= MAX_ERROR_CHARS, "{line}");
+        assert!(line.starts_with("cannot decode x.tif: bits per sample [8, 8"), "{line}");
+        assert!(line.contains(" ... "), "{line}");
+        assert!(line.ends_with("8, 8]"), "{line}");
+    }
+
+    #[test]
+    fn long_lines_lose_middle_causes_first() {
+        let parts: Vec<String> = [
+            "cannot load model m.onnx",
+            "Failed analyse for node #66 \"a3\" Ceil",
+            "Infering facts",
+            &format!("Applying rule {}", "inputs[0].rank + ".repeat(30)),
+            "Unifying shapes 1,6 and 1,4",
+            "Impossible to unify 6 with 4.",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            join_within(&parts, MAX_ERROR_CHARS),
+            "cannot load model m.onnx: Failed analyse for node #66 \"a3\" Ceil: Infering facts \
+             ... Unifying shapes 1,6 and 1,4: Impossible to unify 6 with 4."
+        );
+        assert_eq!(
+            join_within(&parts, 70),
+            "cannot load model m.onnx ... Impossible to unify 6 with 4."
+        );
+        assert_eq!(join_within(&parts, 40), "cannot load model ... o unify 6 with 4.");
+        assert_eq!(join_within(&parts[..2], 500), parts[..2].join(": "));
+    }
+
+    #[test]
+    fn long_single_causes_lose_middle_characters() {
+        assert_eq!(elide_middle("short", 10), "short");
+        assert_eq!(elide_middle("0123456789abcdef", 11), "012 ... def");
+        assert_eq!(elide_middle("éééééééé", 7), "é ... é");
     }
 
     /// What `writer` makes of the sample records, finished.
