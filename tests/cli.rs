@@ -163,6 +163,8 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     std::fs::write(&blowup, common::constant_blowup(40_000, 1)).unwrap();
     let blowups = dir.path().join("blowups.onnx");
     std::fs::write(&blowups, common::constant_blowup(20_000, 2)).unwrap();
+    let sprawling = dir.path().join("sprawling.onnx");
+    std::fs::write(&sprawling, common::relu_chain(5_000)).unwrap();
     let oversized = dir.path().join("oversized.onnx");
     std::fs::File::create(&oversized).unwrap().set_len(3 << 30).unwrap();
     let empty = dir.path().join("empty.onnx");
@@ -180,7 +182,7 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let dft_length = "fuzz/regressions/model/crash-4e4b6bd9b997205948d2b612b8e24eb75b53ea8f";
     let tree_class = "fuzz/regressions/model/crash-4f312527a57bf58af4b30f64ce5c21be008ba5dd";
     let tree_cycle = "fuzz/regressions/model/timeout-852416bb0fd4e46ce6bcb5a9a9ccaf0e0e804b9d";
-    let cases: [(Vec<&str>, &str); 23] = [
+    let cases: [(Vec<&str>, &str); 24] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -212,6 +214,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
             "loading the model needs more than 4 GiB of memory",
         ),
         (vec!["--model", oversized.to_str().unwrap()], "larger than an ONNX file can be (2 GiB)"),
+        (
+            vec!["--model", sprawling.to_str().unwrap()],
+            "the graph has 5008 node inputs, over the limit of 5000",
+        ),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
         (vec!["--labels", "/dev/zero"], "labels file /dev/zero is over 64 MiB"),
         (vec!["--top-k", "5000"], "--top-k 5000 exceeds the 1000 classes"),

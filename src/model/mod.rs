@@ -8,6 +8,7 @@ mod checked_ops;
 mod conv;
 pub mod fetch;
 mod gemm;
+mod graph_size;
 mod lrn;
 mod maxpool;
 mod source;
@@ -302,10 +303,14 @@ impl Probe {
 }
 
 /// Parses an ONNX file's bytes, with an error that says what is wrong with a file that is
-/// empty, not ONNX or cut short.
+/// empty, not ONNX or cut short, or whose graph is too large to optimise in reasonable time.
 pub fn read_proto(bytes: &[u8]) -> Result<ModelProto> {
     ensure!(!bytes.is_empty(), "empty file");
-    onnx().proto_model_for_read(&mut &*bytes).context("not an ONNX model, or a truncated one")
+    let proto = onnx()
+        .proto_model_for_read(&mut &*bytes)
+        .context("not an ONNX model, or a truncated one")?;
+    graph_size::check(&proto)?;
+    Ok(proto)
 }
 
 /// Rewrites constant Reshape shapes that start with 1 (the batch pinned to one, as in the

@@ -161,6 +161,23 @@ pub fn constant_blowup(side: i64, planes: u8) -> Vec<u8> {
     encode(graph)
 }
 
+/// [`random_classifier`] (16 x 16, 1000 classes) with a chain of `relus` ReLUs for its one:
+/// a graph that grows by one node and one edge per ReLU.
+pub fn relu_chain(relus: usize) -> Vec<u8> {
+    let mut graph = classifier_graph(16, 1000);
+    let after_relu = graph.node.split_off(2);
+    graph.node.truncate(1);
+    let mut last = "conv".to_owned();
+    for i in 1..relus {
+        let out = format!("relu{i}");
+        graph.node.push(node("Relu", &[&last], &out, vec![]));
+        last = out;
+    }
+    graph.node.push(node("Relu", &[&last], "relu", vec![]));
+    graph.node.extend(after_relu);
+    encode(graph)
+}
+
 fn classifier_graph(size: i64, classes: i64) -> GraphProto {
     GraphProto {
         name: "random".into(),
