@@ -216,7 +216,7 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", oversized.to_str().unwrap()], "larger than an ONNX file can be (2 GiB)"),
         (
             vec!["--model", sprawling.to_str().unwrap()],
-            "the graph has 5008 node inputs, over the limit of 5000",
+            "the graph has 5012 node inputs and initializers, over the limit of 5000",
         ),
         (vec!["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
         (vec!["--labels", "/dev/zero"], "labels file /dev/zero is over 64 MiB"),
