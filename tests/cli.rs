@@ -182,7 +182,11 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let dft_length = "fuzz/regressions/model/crash-4e4b6bd9b997205948d2b612b8e24eb75b53ea8f";
     let tree_class = "fuzz/regressions/model/crash-4f312527a57bf58af4b30f64ce5c21be008ba5dd";
     let tree_cycle = "fuzz/regressions/model/timeout-852416bb0fd4e46ce6bcb5a9a9ccaf0e0e804b9d";
-    let cases: [(Vec<&str>, &str); 24] = [
+    let max_pool = "fuzz/regressions/model/crash-8c3a0ee485f0d7bbcefe74551ffb7f8ed110694c";
+    let average_pool = "fuzz/regressions/model/timeout-d45514f2c5df342886e406692ada36383d175521";
+    let transpose = "fuzz/regressions/model/crash-1821a357ff2ebdbb669ed3e26c3b3e89a6d023fd";
+    let scan = "fuzz/regressions/model/crash-54a0161a62332d401ce73653461b25ea8cc5f32a";
+    let cases: [(Vec<&str>, &str); 28] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -197,6 +201,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", dft_length], "DFT: dft_length 1099511627776 is out of range"),
         (vec!["--model", tree_class], "class id 100000000 is out of range for 2 class labels"),
         (vec!["--model", tree_cycle], "TreeEnsembleClassifier: a branch leads back to itself"),
+        (vec!["--model", max_pool], "MaxPool: kernel_shape 2147483648 is out of range (1 to 4096)"),
+        (vec!["--model", average_pool], "AveragePool: pads 2147483648 is out of range (0 to 4096)"),
+        (vec!["--model", transpose], "Transpose: perm [0, 0, 0, 0] is not a permutation of the"),
+        (vec!["--model", scan], "Scan: num_scan_inputs 2147483648 is out of range for 2 inputs"),
         (
             vec!["--model", zero_height],
             "input `data_0` has shape 1,3,0,8: an image is at least 1x1",

@@ -7,7 +7,13 @@
 //!   inverse one-sided DFT `dft_length` values twice, and `MatMulNBits` its `N x K` weights
 //!   into `Vec`s, an allocation that cannot fail softly, so a huge or negative count aborts the
 //!   process;
-//! - `TreeEnsembleClassifier`: see `tree_ensemble`.
+//! - `TreeEnsembleClassifier`: see `tree_ensemble`;
+//! - the windowed operators (`Conv` and its kin, `MaxPool`, `AveragePool`; a sweep of every
+//!   operator seed's integer attributes found them): tract lays out one entry per kernel
+//!   position, so a kernel side of 2^31 aborts or loops for ever, and so does our own max-pool
+//!   (`super::window`), and a padding of 2^31 loops;
+//! - `Transpose`, whose `perm` with an axis twice loops until an allocation aborts, and `Scan`,
+//!   which makes a `Vec` of `num_scan_inputs` values.
 
 use std::sync::OnceLock;
 
@@ -17,7 +23,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::ops::expandable::{expand, Expansion};
 
-use super::attributes::int;
+use super::attributes::{int, ints};
 use crate::guard::MAX_ALLOCATION_BYTES;
 
 /// What an operator's builder returns: the operator, and the names of its extra outputs.
@@ -42,6 +48,31 @@ pub(crate) fn onnx() -> Onnx {
         );
         tract_op(ctx, node)
     });
+    for op in ["AveragePool", "Conv", "ConvInteger", "ConvTranspose", "MaxPool", "QLinearConv"] {
+        register.insert(op, |ctx, node| {
+            check_window(node)?;
+            tract_op(ctx, node)
+        });
+    }
+    register.insert("Transpose", |ctx, node| {
+        let perm = ints(node, "perm").unwrap_or_default();
+        let mut sorted = perm.to_vec();
+        sorted.sort_unstable();
+        ensure!(
+            sorted.iter().copied().eq(0..sorted.len() as i64),
+            "Transpose: perm {perm:?} is not a permutation of the axes"
+        );
+        tract_op(ctx, node)
+    });
+    register.insert("Scan", |ctx, node| {
+        let scanned = int(node, "num_scan_inputs").unwrap_or(0);
+        ensure!(
+            usize::try_from(scanned).is_ok_and(|n| n <= node.input.len()),
+            "Scan: num_scan_inputs {scanned} is out of range for {} inputs",
+            node.input.len()
+        );
+        tract_op(ctx, node)
+    });
     register.insert("TreeEnsembleClassifier", |ctx, node| {
         super::tree_ensemble::check(node)?;
         tract_op(ctx, node)
@@ -54,6 +85,31 @@ pub(crate) fn onnx() -> Onnx {
         }
     });
     onnx
+}
+
+/// The largest kernel side, stride, dilation or padding a windowed operator may have: far
+/// beyond any image classifier's (GoogLeNet's largest kernel is 7 and its largest stride 2).
+const MAX_WINDOW: i64 = 4096;
+
+/// The most positions a windowed operator's kernel may have (1024 x 1024).
+const MAX_KERNEL_POSITIONS: i64 = 1 << 20;
+
+/// Refuses a windowed operator whose kernel, strides, dilations or paddings are out of range.
+fn check_window(node: &NodeProto) -> TractResult<()> {
+    let op = &node.op_type;
+    for (name, least) in [("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 0)] {
+        let values = ints(node, name).unwrap_or_default();
+        if let Some(bad) = values.iter().find(|v| !(least..=MAX_WINDOW).contains(*v)) {
+            bail!("{op}: {name} {bad} is out of range ({least} to {MAX_WINDOW})");
+        }
+    }
+    let kernel = ints(node, "kernel_shape").unwrap_or_default();
+    let positions = kernel.iter().try_fold(1i64, |product, side| product.checked_mul(*side));
+    ensure!(
+        positions.is_some_and(|n| n <= MAX_KERNEL_POSITIONS),
+        "{op}: a kernel of {kernel:?} is over the limit of {MAX_KERNEL_POSITIONS} positions"
+    );
+    Ok(())
 }
 
 /// The check of `node`'s `axis` attribute (ONNX's default -1), for an operator whose output has
@@ -206,5 +262,50 @@ impl Expansion for Checked {
 
     fn runs_out_of_plan(&self) -> bool {
         self.inner.as_ref().runs_out_of_plan()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::AttributeProto;
+
+    fn pool(attributes: &[(&str, &[i64])]) -> NodeProto {
+        let attribute = attributes
+            .iter()
+            .map(|(name, ints)| AttributeProto {
+                name: (*name).into(),
+                ints: ints.to_vec(),
+                ..Default::default()
+            })
+            .collect();
+        NodeProto { op_type: "MaxPool".into(), attribute, ..Default::default() }
+    }
+
+    #[test]
+    fn window_attributes_are_checked_each_and_as_a_kernel() {
+        let googlenet =
+            pool(&[("kernel_shape", &[3, 3]), ("strides", &[2, 2]), ("pads", &[0, 0, 1, 1])]);
+        assert!(check_window(&googlenet).is_ok());
+        assert!(check_window(&pool(&[])).is_ok());
+        let error = |node| check_window(&node).unwrap_err().to_string();
+        assert_eq!(
+            error(pool(&[("kernel_shape", &[3, 1 << 31])])),
+            "MaxPool: kernel_shape 2147483648 is out of range (1 to 4096)"
+        );
+        assert_eq!(
+            error(pool(&[("strides", &[0, 1])])),
+            "MaxPool: strides 0 is out of range (1 to 4096)"
+        );
+        assert_eq!(
+            error(pool(&[("pads", &[-1, 0, 0, 0])])),
+            "MaxPool: pads -1 is out of range (0 to 4096)"
+        );
+        assert!(check_window(&pool(&[("kernel_shape", &[1024, 1024])])).is_ok());
+        assert_eq!(
+            error(pool(&[("kernel_shape", &[1024, 1025])])),
+            "MaxPool: a kernel of [1024, 1025] is over the limit of 1048576 positions"
+        );
+        assert!(error(pool(&[("kernel_shape", &[4096; 8])])).contains("over the limit"));
     }
 }
