@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::experiment::concat_order::Order;
 use crate::output::Format;
-use crate::preprocess::{Preset, ResizeMode, Triple};
+use crate::preprocess::{Preset, ResizeMode, Triple, LARGEST_MAX_PIXELS};
 
 /// Classify images with GoogLeNet (Inception v1) on the CPU.
 #[derive(Debug, Parser)]
@@ -302,8 +302,12 @@ pub struct PreprocessArgs {
     #[arg(long)]
     pub rgb: bool,
     /// Refuse images of more pixels than this, from their header, and files of more than 8
-    /// bytes a pixel plus 64 MiB [default: 178956970].
-    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u64).range(1..))]
+    /// bytes a pixel plus 64 MiB [default: 178956970; at most 536870912].
+    #[arg(
+        long,
+        value_name = "PIXELS",
+        value_parser = clap::value_parser!(u64).range(1..=LARGEST_MAX_PIXELS)
+    )]
     pub max_pixels: Option<u64>,
 }
 

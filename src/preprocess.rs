@@ -121,6 +121,12 @@ pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 /// the decoders' allocation limit and the largest file read, from the pixel limit.
 const MAX_BYTES_PER_PIXEL: u64 = 8;
 
+/// The largest pixel limit (`--max-pixels`; a larger one is taken as this): an image of that
+/// many pixels in the largest layout fills one allocation of the guard's limit (4 GiB). The
+/// decoders allocate the whole image in a `Vec`, which aborts the process if the guard refuses
+/// it; their own allocation limit does not cover that buffer.
+pub const LARGEST_MAX_PIXELS: u64 = guard::MAX_ALLOCATION_BYTES / MAX_BYTES_PER_PIXEL;
+
 /// Room for what a file holds besides its pixels (metadata, thumbnails, more GIF frames) and
 /// the least the decoders may allocate.
 const HEADROOM_BYTES: u64 = 64 << 20;
@@ -207,7 +213,8 @@ pub struct Preprocess {
     pub mean: [f32; 3],
     /// Per-channel standard deviation, RGB order, 0..255 units.
     pub std: [f32; 3],
-    /// Images announcing more pixels than this are refused before they are decoded.
+    /// Images announcing more pixels than this (or than [`LARGEST_MAX_PIXELS`]) are refused
+    /// before they are decoded.
     pub max_pixels: u64,
 }
 
@@ -226,7 +233,7 @@ impl Preprocess {
             ResizeMode::Crop => 2.0 * 256.0 / 224.0,
         };
         let side = (f64::from(self.width.max(self.height)) * factor).ceil() as u32;
-        let image = decode_at_least(bytes, side, self.max_pixels)?;
+        let image = decode_at_least(bytes, side, self.pixel_limit())?;
         let resized = self.resize(&image)?;
         Ok(self.normalise(&resized))
     }
@@ -234,14 +241,18 @@ impl Preprocess {
     /// Decodes an image file by its content (whatever its extension says) at full size, applies
     /// its EXIF orientation and flattens it to 8-bit RGB, refusing more than `max_pixels`.
     pub fn decode(&self, path: &Path) -> Result<RgbImage, PreprocessError> {
-        decode_at_least(&self.read(path)?, u32::MAX, self.max_pixels)
+        decode_at_least(&self.read(path)?, u32::MAX, self.pixel_limit())
+    }
+
+    /// The most pixels an image may have: `max_pixels`, up to [`LARGEST_MAX_PIXELS`].
+    fn pixel_limit(&self) -> u64 {
+        self.max_pixels.min(LARGEST_MAX_PIXELS)
     }
 
     /// Reads an image file whole, refusing one larger than any image within `max_pixels` can
     /// be without reading past that.
     fn read(&self, path: &Path) -> Result<Vec<u8>, PreprocessError> {
-        let limit =
-            self.max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL).saturating_add(HEADROOM_BYTES);
+        let limit = self.pixel_limit() * MAX_BYTES_PER_PIXEL + HEADROOM_BYTES;
         read_at_most(path, limit)?.ok_or(PreprocessError::FileTooLarge { limit })
     }
 
