@@ -301,8 +301,8 @@ pub struct PreprocessArgs {
     /// Feed channels as red, green, blue.
     #[arg(long)]
     pub rgb: bool,
-    /// Refuse images of more pixels than this, from their header, and files of more than 8
-    /// bytes a pixel plus 64 MiB [default: 178956970; at most 536870912].
+    /// Refuse images of more pixels than this, from their header, and files of more than 16
+    /// bytes a pixel plus 64 MiB [default: 178956970; at most 268435456].
     #[arg(
         long,
         value_name = "PIXELS",

@@ -117,9 +117,10 @@ pub enum Preset {
 /// 179 megapixels, far above any camera's photo.
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 
-/// Bytes a pixel takes in the largest layout the decoders hold (16-bit RGBA): what sizes both
-/// the decoders' allocation limit and the largest file read, from the pixel limit.
-const MAX_BYTES_PER_PIXEL: u64 = 8;
+/// Bytes a pixel takes in the largest layout the decoders hold (32-bit float RGBA, which a TIFF
+/// can hold): what sizes both the decoders' allocation limit and the largest file read, from
+/// the pixel limit.
+const MAX_BYTES_PER_PIXEL: u64 = 16;
 
 /// The largest pixel limit (`--max-pixels`; a larger one is taken as this): an image of that
 /// many pixels in the largest layout fills one allocation of the guard's limit (4 GiB). The

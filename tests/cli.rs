@@ -255,7 +255,7 @@ fn help_and_version_exit_0() {
 fn malformed_or_conflicting_flags_are_refused_with_the_reason() {
     let cases: [(&[&str], &str); 8] = [
         (&["--top-k", "0"], "0 is not in 1..=65535"),
-        (&["--max-pixels", "536870913"], "536870913 is not in 1..=536870912"),
+        (&["--max-pixels", "268435457"], "268435457 is not in 1..=268435456"),
         (&["--shard", "4/3"], "4/3: K must be between 1 and N"),
         (&["--shard", "x"], "expected K/N"),
         (&["--mean", "1,2"], "expected 3 comma-separated values (R,G,B), got 2"),
