@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(Status::SomeInputsFailed) => ExitCode::from(2),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("googlenet: error: {}", googlenet::output::one_line(&err));
+            googlenet::output::diagnostic(&format!("error: {}", googlenet::output::one_line(&err)));
             ExitCode::from(1)
         }
     }

@@ -245,6 +245,34 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     }
 }
 
+/// Runs `googlenet classify` on two photos with stdout or stderr closed from the start, as
+/// `| head -0` or `2>&1 | head -0` would.
+fn classify_with_closed(stream: &str) -> std::process::Output {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("googlenet"))
+        .args(["classify", "assets/chelsea.png", "assets/coffee.png"])
+        .env_remove("GOOGLENET_MODEL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    match stream {
+        "stdout" => drop(child.stdout.take()),
+        _ => drop(child.stderr.take()),
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_ends_the_run_quietly_or_not_at_all() {
+    let closed_stdout = classify_with_closed("stdout");
+    let stderr = String::from_utf8_lossy(&closed_stdout.stderr);
+    assert_eq!(closed_stdout.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let closed_stderr = classify_with_closed("stderr");
+    assert_eq!(closed_stderr.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&closed_stderr.stdout).lines().count(), 2);
+}
+
 #[test]
 fn help_and_version_exit_0() {
     googlenet().arg("--help").assert().success().stdout(predicate::str::contains("classify"));

@@ -228,9 +228,11 @@ fn elide_middle(line: &str, max: usize) -> String {
     format!("{}{ELISION}{}", head.trim_end(), tail.trim_start())
 }
 
-/// Prints a one-line diagnostic on stderr, prefixed with the program name.
+/// Prints a one-line diagnostic on stderr, prefixed with the program name. If stderr has gone
+/// (`googlenet classify ... 2>&1 | head -1`), the line is lost and the run goes on; `eprintln!`
+/// would panic.
 pub fn diagnostic(message: &str) {
-    eprintln!("googlenet: {message}");
+    let _ = writeln!(std::io::stderr(), "googlenet: {message}");
 }
 
 #[cfg(test)]
