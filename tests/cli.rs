@@ -186,7 +186,8 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let average_pool = "fuzz/regressions/model/timeout-d45514f2c5df342886e406692ada36383d175521";
     let transpose = "fuzz/regressions/model/crash-1821a357ff2ebdbb669ed3e26c3b3e89a6d023fd";
     let scan = "fuzz/regressions/model/crash-54a0161a62332d401ce73653461b25ea8cc5f32a";
-    let cases: [(Vec<&str>, &str); 28] = [
+    let dft_axis = "fuzz/regressions/model/crash-7de43883ba664c336494314605beb80fdc2392ff";
+    let cases: [(Vec<&str>, &str); 29] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -205,6 +206,7 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", average_pool], "AveragePool: pads 2147483648 is out of range (0 to 4096)"),
         (vec!["--model", transpose], "Transpose: perm [0, 0, 0, 0] is not a permutation of the"),
         (vec!["--model", scan], "Scan: num_scan_inputs 2147483648 is out of range for 2 inputs"),
+        (vec!["--model", dft_axis], "DFT: axis 275977418571777 is out of range"),
         (
             vec!["--model", zero_height],
             "input `data_0` has shape 1,3,0,8: an image is at least 1x1",

@@ -3,6 +3,8 @@
 //! - `LayerNormalization`, `RMSNormalization` (and `SimplifiedLayerNormalization`, parsed as
 //!   it) and `OneHot`: their shape rules turn `axis + rank` into a `usize` and count up to it,
 //!   so an axis below minus the rank, or a huge one, loops for ever;
+//! - `DFT` from opset 20, whose axis input tract uses as a shape index before it knows the
+//!   input's rank: an axis of 2^48 laid out a shape of that many axes, and aborted;
 //! - `MelWeightMatrix`, `DFT` and `MatMulNBits`: they collect `num_mel_bins + 2` values, an
 //!   inverse one-sided DFT `dft_length` values twice, and `MatMulNBits` its `N x K` weights
 //!   into `Vec`s, an allocation that cannot fail softly, so a huge or negative count aborts the
@@ -34,11 +36,11 @@ pub(crate) fn onnx() -> Onnx {
     let mut onnx = tract_onnx::onnx();
     let register = &mut onnx.op_register;
     for op in ["LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"] {
-        register.insert(op, |ctx, node| checked(ctx, node, axis(node, 0)));
+        register.insert(op, |ctx, node| checked(ctx, node, vec![axis(node, 0)]));
     }
-    register.insert("OneHot", |ctx, node| checked(ctx, node, axis(node, 1)));
+    register.insert("OneHot", |ctx, node| checked(ctx, node, vec![axis(node, 1)]));
     register.insert("MelWeightMatrix", |ctx, node| {
-        checked(ctx, node, Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 })
+        checked(ctx, node, vec![Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 }])
     });
     register.insert("MatMulNBits", |ctx, node| {
         let (n, k) = (int(node, "N").unwrap_or(0), int(node, "K").unwrap_or(0));
@@ -77,13 +79,7 @@ pub(crate) fn onnx() -> Onnx {
         super::tree_ensemble::check(node)?;
         tract_op(ctx, node)
     });
-    register.insert("DFT", |ctx, node| {
-        if node.input.get(1).is_some_and(|name| !name.is_empty()) {
-            checked(ctx, node, Check::Count { input: 1, what: "dft_length", item_bytes: 16 })
-        } else {
-            tract_op(ctx, node)
-        }
-    });
+    register.insert("DFT", |ctx, node| checked(ctx, node, dft_checks(ctx, node)));
     onnx
 }
 
@@ -112,6 +108,21 @@ fn check_window(node: &NodeProto) -> TractResult<()> {
     Ok(())
 }
 
+/// The checks of a `DFT`: its length, if it has one, and from opset 20 its axis input, if it
+/// has one (before, tract takes a non-negative axis attribute as 1 and checks a negative one).
+/// tract numbers only the inputs that are there.
+fn dft_checks(ctx: &ParsingContext, node: &NodeProto) -> Vec<Check> {
+    let given = |ix: usize| node.input.get(ix).is_some_and(|name| !name.is_empty());
+    let mut checks = Vec::new();
+    if given(1) {
+        checks.push(Check::Count { input: 1, what: "dft_length", item_bytes: 16 });
+    }
+    if ctx.onnx_operator_set_version >= 20 && given(2) {
+        checks.push(Check::AxisInput { input: 1 + usize::from(given(1)) });
+    }
+    checks
+}
+
 /// The check of `node`'s `axis` attribute (ONNX's default -1), for an operator whose output has
 /// `extra` more axes than its first input.
 fn axis(node: &NodeProto, extra: i64) -> Check {
@@ -123,10 +134,18 @@ fn axis(node: &NodeProto, extra: i64) -> Check {
 enum Check {
     /// `axis` is an axis of the first input, or of an output with `extra` more axes.
     Axis { axis: i64, extra: i64 },
+    /// The value of input `input` is an axis of the first input: at once below
+    /// [`MAX_RANK`] either way, as tract may use it before it knows the rank, and within the
+    /// rank once that is known.
+    AxisInput { input: usize },
     /// Input `input`, where it is a constant, counts `what`: not negative, and few enough that
     /// a `Vec` of `item_bytes` for each fits in one allocation.
     Count { input: usize, what: &'static str, item_bytes: u64 },
 }
+
+/// The most axes a tensor may have, for an axis checked before the rank is known: tract lays
+/// out a shape up to the axis it is given.
+const MAX_RANK: i64 = 64;
 
 /// Whether a `Vec` of `count` items of `item_bytes` each fits in one allocation.
 fn fits(count: i64, item_bytes: u64) -> bool {
@@ -146,22 +165,22 @@ fn tract_op(ctx: &ParsingContext, node: &NodeProto) -> Built {
 }
 
 /// Builds tract's own operator for `node` and wraps it in [`Checked`].
-fn checked(ctx: &ParsingContext, node: &NodeProto, check: Check) -> Built {
+fn checked(ctx: &ParsingContext, node: &NodeProto, checks: Vec<Check>) -> Built {
     let (op, extra) = tract_op(ctx, node)?;
     let op_type = node.op_type.clone();
     let inner = op
         .into_any()
         .downcast::<Box<dyn Expansion>>()
         .map_err(|_| format_err!("tract-onnx's {op_type} is not an expansion"))?;
-    Ok((expand(Checked { op_type, check, inner: *inner }), extra))
+    Ok((expand(Checked { op_type, checks, inner: *inner }), extra))
 }
 
-/// An expansion that makes its [`Check`] before its inner operator's rules or wiring run.
+/// An expansion that makes its [`Check`]s before its inner operator's rules or wiring run.
 #[derive(Debug, Clone)]
 struct Checked {
     /// The ONNX operator, to name in errors.
     op_type: String,
-    check: Check,
+    checks: Vec<Check>,
     inner: Box<dyn Expansion>,
 }
 
@@ -170,7 +189,8 @@ impl Checked {
     /// two paths (constant folding calls `wire`, typing `wire_with_inference_model_and_node`,
     /// whose default calls the inner `wire` directly), so both make it.
     fn check_wiring(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<()> {
-        if let Check::Count { input, what, item_bytes } = self.check {
+        for check in &self.checks {
+            let Check::Count { input, what, item_bytes } = *check else { continue };
             let count = inputs.get(input).and_then(|i| model.outlet_fact(*i).ok()?.konst.clone());
             if let Some(count) = count {
                 let count = count.cast_to_scalar::<i64>()?;
@@ -184,25 +204,51 @@ impl Checked {
         Ok(())
     }
 
-    /// The check on the rank of the first input, before the inner operator's rules use it.
+    /// The checks of an axis, before the inner operator's rules use it.
     fn check_rules<'r, 'p: 'r>(
         &self,
         s: &mut Solver<'r>,
         inputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        if let Check::Axis { axis, extra } = self.check {
-            let op_type = self.op_type.clone();
-            let input = inputs.first().with_context(|| format!("{op_type} has no input"))?;
-            s.given(&input.rank, move |_, rank| {
-                ensure!(
-                    (-rank - extra..rank + extra).contains(&axis),
-                    "{op_type}: axis {axis} is out of range for an input of rank {rank}"
-                );
-                Ok(())
-            })?;
+        let op_type = &self.op_type;
+        let first = inputs.first().with_context(|| format!("{op_type} has no input"))?;
+        for check in &self.checks {
+            match *check {
+                Check::Axis { axis, extra } => {
+                    let op_type = op_type.clone();
+                    s.given(&first.rank, move |_, rank| within_rank(&op_type, axis, rank, extra))?;
+                }
+                Check::AxisInput { input } => {
+                    let value =
+                        &inputs.get(input).with_context(|| format!("{op_type} has no axis"))?.value;
+                    let op_type = op_type.clone();
+                    s.given(value, move |_, axis| {
+                        let axis = axis.cast_to_scalar::<i64>()?;
+                        ensure!(
+                            (-MAX_RANK..MAX_RANK).contains(&axis),
+                            "{op_type}: axis {axis} is out of range"
+                        );
+                        Ok(())
+                    })?;
+                    let op_type = self.op_type.clone();
+                    s.given_2(value, &first.rank, move |_, axis, rank| {
+                        within_rank(&op_type, axis.cast_to_scalar::<i64>()?, rank, 0)
+                    })?;
+                }
+                Check::Count { .. } => {}
+            }
         }
         Ok(())
     }
+}
+
+/// Refuses an `axis` that is not an axis of a tensor of `rank`, or of one with `extra` more.
+fn within_rank(op_type: &str, axis: i64, rank: i64, extra: i64) -> TractResult<()> {
+    ensure!(
+        (-rank - extra..rank + extra).contains(&axis),
+        "{op_type}: axis {axis} is out of range for an input of rank {rank}"
+    );
+    Ok(())
 }
 
 impl Expansion for Checked {
