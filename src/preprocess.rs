@@ -652,7 +652,7 @@ mod tests {
     #[test]
     fn files_larger_than_the_pixel_limit_allows_are_not_read() {
         let settings = Preprocess { max_pixels: 1000, ..Preset::Caffe.settings(224, 224) };
-        let limit = 8000 + HEADROOM_BYTES;
+        let limit = 1000 * MAX_BYTES_PER_PIXEL + HEADROOM_BYTES;
         let dir = tempfile::tempdir().unwrap();
         let sparse = dir.path().join("sparse.jpg");
         let file = std::fs::File::create(&sparse).unwrap();
