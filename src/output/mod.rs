@@ -190,9 +190,12 @@ pub fn one_line(err: &anyhow::Error) -> String {
 fn join_within(parts: &[String], max: usize) -> String {
     let fits = |line: &String| line.chars().count() <= max;
     let whole = parts.join(": ");
+    if fits(&whole) {
+        return whole;
+    }
     let (mut head, mut tail) = (1, 1);
     let mut line = around(parts, head, tail);
-    if fits(&whole) || parts.len() < 3 || !fits(&line) {
+    if parts.len() < 3 || !fits(&line) {
         return elide_middle(&whole, max);
     }
     while head + tail < parts.len() {
