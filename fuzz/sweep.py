@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes variants of the operator seeds (fuzz/seeds/model/op-*.onnx) into OUT_DIR, each with
-one attribute or initializer set to an extreme value, for the loader to be tried on one by one:
+one thing changed, for the loader to be tried on one by one:
 
     python3 fuzz/sweep.py /tmp/sweep
     for f in /tmp/sweep/*.onnx; do
@@ -12,9 +12,17 @@ A mutating fuzzer reaches such values slowly: an attribute must be both named an
 integer attribute (but `axis` and `axes`) gets 0, -1, 2^31, 2^40 and -2^40 (all its values, or
 the first); every float attribute and float initializer 0, -1, NaN, +-inf and 1e30; every
 integer initializer -1, 2^31, 2^62, the int64 extremes and 3 (clamped to its type; all, or the
-first). Needs onnx and numpy."""
+first). Structure is swept too: `axis` and `axes` get values past any rank; type attributes
+(`to`, `dtype`) and each initializer's and the input's element type get every ONNX type (an
+initializer both converted and merely relabelled over its old bytes); each initializer becomes a
+scalar or gains a dimension; each node input is dropped, blanked, doubled, or stands in for
+by an empty tensor, a scalar, a vector or a matrix (see STAND_INS); and the
+default opset becomes each version from 1 to 24. The structural sweeps leave alone the last
+four nodes of each seed (Reshape, Cast, Reshape, Concat), which only wire the operator's output
+to `prob_1` and are the same in every seed; so do the value sweeps. Needs onnx and numpy."""
 
 import copy
+import itertools
 import math
 import pathlib
 import sys
@@ -27,20 +35,45 @@ SEEDS = pathlib.Path(__file__).parent / "seeds" / "model"
 INT_ATTRIBUTE = [0, -1, 1 << 31, 1 << 40, -(1 << 40)]
 FLOAT = [0.0, -1.0, math.nan, math.inf, -math.inf, 1e30]
 INT_INITIALIZER = [-1, 1 << 31, 1 << 62, (1 << 63) - 1, -(1 << 63), 3]
+AXIS = [4, -5, 64, -65, 1 << 31, -(1 << 40)]
+TYPE_ATTRIBUTES = ("to", "dtype")
+ELEMENT_TYPES = [*onnx.TensorProto.DataType.values(), 99]
+HARNESS_NODES = 4
+OPSETS = [1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 24]
+
+
+def operator_nodes(model):
+    """(index, node) for the seed's own nodes, without the harness that ends every seed."""
+    return list(enumerate(model.graph.node))[:-HARNESS_NODES]
+
+
+def operator_initializers(model):
+    """(index, initializer) for the initializers the seed's own nodes read."""
+    read = {name for _, node in operator_nodes(model) for name in node.input}
+    return [(ii, init) for ii, init in enumerate(model.graph.initializer) if init.name in read]
+
+
+def attribute_values(attr):
+    """The values to sweep an attribute through, and the field they go in, or None."""
+    if attr.type in (AttributeProto.INT, AttributeProto.INTS):
+        if attr.name in ("axis", "axes"):
+            return AXIS, "ints"
+        if attr.name in TYPE_ATTRIBUTES:
+            return ELEMENT_TYPES, "ints"
+        return INT_ATTRIBUTE, "ints"
+    if attr.type in (AttributeProto.FLOAT, AttributeProto.FLOATS):
+        return FLOAT, "floats"
+    return None
 
 
 def attribute_variants(model):
     """(name, model) for each extreme value of each numeric attribute."""
-    for ni, node in enumerate(model.graph.node):
+    for ni, node in operator_nodes(model):
         for ai, attr in enumerate(node.attribute):
-            if attr.type in (AttributeProto.INT, AttributeProto.INTS):
-                if attr.name in ("axis", "axes"):
-                    continue
-                values, field = INT_ATTRIBUTE, "ints"
-            elif attr.type in (AttributeProto.FLOAT, AttributeProto.FLOATS):
-                values, field = FLOAT, "floats"
-            else:
+            swept = attribute_values(attr)
+            if swept is None:
                 continue
+            values, field = swept
             for vi, v in enumerate(values):
                 for tag in ("all", "first"):
                     repeated = getattr(attr, field)
@@ -59,7 +92,7 @@ def attribute_variants(model):
 
 def initializer_variants(model):
     """(name, model) for each extreme value of each numeric initializer."""
-    for ii, init in enumerate(model.graph.initializer):
+    for ii, init in operator_initializers(model):
         array = numpy_helper.to_array(init)
         if array.dtype.kind == "f":
             values = FLOAT
@@ -82,6 +115,171 @@ def initializer_variants(model):
                 yield f"init{ii}.{tag}{vi}", variant
 
 
+def variant_with(model, change):
+    """A deep copy of `model` with `change` applied to it."""
+    variant = copy.deepcopy(model)
+    change(variant)
+    return variant
+
+
+def element_type_variants(model):
+    """(name, model) for each element type of each initializer and of the input."""
+    for ii, init in operator_initializers(model):
+        array = numpy_helper.to_array(init)
+        for t in ELEMENT_TYPES:
+
+            def relabel(m, ii=ii, t=t):
+                m.graph.initializer[ii].data_type = t
+
+            yield f"init{ii}.relabel{t}", variant_with(model, relabel)
+            try:
+                converted = numpy_helper.from_array(
+                    array.astype(onnx.helper.tensor_dtype_to_np_dtype(t)), init.name
+                )
+            except (KeyError, TypeError, ValueError, NotImplementedError):
+                continue
+
+            def convert(m, ii=ii, converted=converted):
+                m.graph.initializer[ii].CopyFrom(converted)
+
+            yield f"init{ii}.convert{t}", variant_with(model, convert)
+    for t in ELEMENT_TYPES:
+
+        def retype(m, t=t):
+            m.graph.input[0].type.tensor_type.elem_type = t
+
+        yield f"input.type{t}", variant_with(model, retype)
+
+
+def initializer_shape_variants(model):
+    """(name, model) for each initializer as a scalar and with one more dimension."""
+    for ii, init in operator_initializers(model):
+        array = numpy_helper.to_array(init)
+        if array.size == 0:
+            continue
+        shapes = {
+            "scalar": array.reshape(-1)[:1].reshape(()),
+            "lifted": array.reshape((1, *array.shape)),
+        }
+        for tag, changed in shapes.items():
+
+            def reshape(m, ii=ii, changed=changed, name=init.name):
+                m.graph.initializer[ii].CopyFrom(numpy_helper.from_array(changed, name))
+
+            yield f"init{ii}.{tag}", variant_with(model, reshape)
+
+
+def element_types(model):
+    """The element type of each value of `model` that ONNX's shape inference can tell."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - a seed ONNX cannot check still has the types it declares
+        inferred = model.graph
+    types = {init.name: init.data_type for init in inferred.initializer}
+    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
+        if value.type.tensor_type.elem_type:
+            types[value.name] = value.type.tensor_type.elem_type
+    return types
+
+
+def node(op, inputs, output, **attributes):
+    return onnx.helper.make_node(op, inputs, [output], **attributes)
+
+
+def int64s(name, *values):
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+# What stands in for a node input: (nodes, initializers) that make `stand_in` from the input
+# `data_0` (all zeros when the fuzz target runs). "nonzero" shapes are ones tract cannot know
+# before it runs: the entries of NonZero.
+STAND_INS = {
+    "empty-constant": ([], []),
+    "empty-sliced": (
+        [node("Reshape", ["data_0", "minus_one"], "flat"), node("Slice", ["flat", "zero", "zero"], "x")],
+        [int64s("minus_one", -1), int64s("zero", 0)],
+    ),
+    "empty-nonzero": (
+        [node("NonZero", ["data_0"], "where"), node("Reshape", ["where", "minus_one"], "x")],
+        [int64s("minus_one", -1)],
+    ),
+    "scalar": ([node("ReduceMax", ["data_0"], "x", keepdims=0)], []),
+    "vector-nonzero": (
+        [
+            node("Add", ["data_0", "one"], "ones"),
+            node("NonZero", ["ones"], "where"),
+            node("Reshape", ["where", "minus_one"], "x"),
+        ],
+        [numpy_helper.from_array(np.array(1, np.float32), "one"), int64s("minus_one", -1)],
+    ),
+    "matrix-nonzero": (
+        [node("Add", ["data_0", "one"], "ones"), node("NonZero", ["ones"], "x")],
+        [numpy_helper.from_array(np.array(1, np.float32), "one")],
+    ),
+}
+
+
+def stand_in_wiring(how, element_type):
+    """Nodes and initializers that make `stand_in`, of `element_type`, as STAND_INS says."""
+    if how == "empty-constant":
+        empty = np.zeros(0, onnx.helper.tensor_dtype_to_np_dtype(element_type))
+        return [], [numpy_helper.from_array(empty, "stand_in")]
+    nodes, initializers = STAND_INS[how]
+    return [*nodes, node("Cast", ["x"], "stand_in", to=element_type)], initializers
+
+
+def stand_in_variants(model):
+    """(name, model) for each input of the seed's own nodes replaced by each of STAND_INS, of
+    its element type: many operators read a scalar from an input (a count, an axis, a
+    condition), or take the channels or window of a tensor of a rank they expect."""
+    types = element_types(model)
+    for ni, target in operator_nodes(model):
+        for k, name in enumerate(target.input):
+            element_type = types.get(name)
+            if not name or not element_type or element_type == onnx.TensorProto.STRING:
+                continue
+            for how in STAND_INS:
+                nodes, initializers = stand_in_wiring(how, element_type)
+
+                def stand_in(m, ni=ni, k=k, nodes=nodes, initializers=initializers):
+                    m.graph.node[ni].input[k] = "stand_in"
+                    m.graph.initializer.extend(initializers)
+                    for offset, wiring in enumerate(nodes):
+                        m.graph.node.insert(offset, wiring)
+
+                yield f"{ni}.input{k}.{how}", variant_with(model, stand_in)
+
+
+def node_input_variants(model):
+    """(name, model) for each node input dropped, blanked to "" and doubled."""
+    for ni, node in operator_nodes(model):
+        for k in range(len(node.input)):
+
+            def drop(m, ni=ni, k=k):
+                del m.graph.node[ni].input[k]
+
+            def blank(m, ni=ni, k=k):
+                m.graph.node[ni].input[k] = ""
+
+            def double(m, ni=ni, k=k):
+                m.graph.node[ni].input.insert(k, m.graph.node[ni].input[k])
+
+            for tag, change in (("drop", drop), ("blank", blank), ("double", double)):
+                yield f"{ni}.input{k}.{tag}", variant_with(model, change)
+
+
+def opset_variants(model):
+    """(name, model) for each version of the default opset."""
+    for version in OPSETS:
+
+        def set_opset(m, version=version):
+            for opset in m.opset_import:
+                if opset.domain in ("", "ai.onnx"):
+                    opset.version = version
+
+        yield f"opset{version}", variant_with(model, set_opset)
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +287,15 @@ def main():
     for path in sorted(SEEDS.glob("op-*.onnx")):
         model = onnx.load(path)
         op = path.stem.removeprefix("op-")
-        for name, variant in [*attribute_variants(model), *initializer_variants(model)]:
+        for name, variant in itertools.chain(
+            attribute_variants(model),
+            initializer_variants(model),
+            element_type_variants(model),
+            initializer_shape_variants(model),
+            node_input_variants(model),
+            stand_in_variants(model),
+            opset_variants(model),
+        ):
             (out / f"{op}.{name}.onnx").write_bytes(variant.SerializeToString())
             count += 1
     print(f"{count} models in {out}")
