@@ -187,7 +187,10 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
     let transpose = "fuzz/regressions/model/crash-1821a357ff2ebdbb669ed3e26c3b3e89a6d023fd";
     let scan = "fuzz/regressions/model/crash-54a0161a62332d401ce73653461b25ea8cc5f32a";
     let dft_axis = "fuzz/regressions/model/crash-7de43883ba664c336494314605beb80fdc2392ff";
-    let cases: [(Vec<&str>, &str); 29] = [
+    let empty_depth = "fuzz/regressions/model/crash-a99d414913e415b8d6c5d0970e2f610ac6b86865";
+    let empty_condition = "fuzz/regressions/model/crash-450e4b9d55ffb7d7f75f601f6fbe709874f49b8f";
+    let vector_pool = "fuzz/regressions/model/crash-861c90a052c6480eec204f94afd6f7d4d3524008";
+    let cases: [(Vec<&str>, &str); 32] = [
         (vec!["--model", malformed], "the model is malformed (tract: no entry found"),
         (vec!["--model", runaway], "the model is malformed (tract: attempt to subtract with"),
         (vec!["--model", "/nonexistent/model.onnx"], "cannot read model /nonexistent/model.onnx"),
@@ -207,6 +210,9 @@ fn fatal_errors_are_one_line_with_exit_code_1() {
         (vec!["--model", transpose], "Transpose: perm [0, 0, 0, 0] is not a permutation of the"),
         (vec!["--model", scan], "Scan: num_scan_inputs 2147483648 is out of range for 2 inputs"),
         (vec!["--model", dft_axis], "DFT: axis 275977418571777 is out of range"),
+        (vec!["--model", empty_depth], "OneHot: depth holds 0 values, not one"),
+        (vec!["--model", empty_condition], "If: the condition holds 0 values, not one"),
+        (vec!["--model", vector_pool], "MaxPool: an input of rank 1 has no channel axis"),
         (
             vec!["--model", zero_height],
             "input `data_0` has shape 1,3,0,8: an image is at least 1x1",

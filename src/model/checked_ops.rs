@@ -15,11 +15,17 @@
 //!   position, so a kernel side of 2^31 aborts or loops for ever, and so does our own max-pool
 //!   (`super::window`), and a padding of 2^31 loops;
 //! - `Transpose`, whose `perm` with an axis twice loops until an allocation aborts, and `Scan`,
-//!   which makes a `Vec` of `num_scan_inputs` values.
+//!   which makes a `Vec` of `num_scan_inputs` values;
+//! - `OneHot`'s depth, `STFT`'s frame step and `If`'s condition: tract reads a scalar input
+//!   through its storage's pointer without looking at its length (`to_scalar` in tract-data
+//!   0.23.9), so an empty one reads past its storage and the process dies of a segmentation
+//!   fault (found by `fuzz/sweep.py`'s stand-in inputs; our own checks read values safely);
+//! - `MaxPool`, `AveragePool` and `BatchNormalization`, which take the channel axis of their
+//!   input unchecked: an input of rank 1 read past its shape, and died the same way.
 
 use std::sync::OnceLock;
 
-use tract_onnx::model::{Onnx, OnnxOpRegister, ParsingContext};
+use tract_onnx::model::{optional_inputs, Onnx, OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
@@ -38,7 +44,17 @@ pub(crate) fn onnx() -> Onnx {
     for op in ["LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"] {
         register.insert(op, |ctx, node| checked(ctx, node, vec![axis(node, 0)]));
     }
-    register.insert("OneHot", |ctx, node| checked(ctx, node, vec![axis(node, 1)]));
+    register.insert("OneHot", |ctx, node| {
+        checked(ctx, node, vec![axis(node, 1), Check::Single { input: 1, what: "depth" }])
+    });
+    register.insert("STFT", |ctx, node| {
+        checked(ctx, node, vec![Check::Single { input: 1, what: "frame_step" }])
+    });
+    register.insert("If", |ctx, node| {
+        let (op, extra) = tract_op(ctx, node)?;
+        Ok((Box::new(SingleCondition(op)), extra))
+    });
+    register.insert("BatchNormalization", |ctx, node| checked(ctx, node, vec![Check::Channels]));
     register.insert("MelWeightMatrix", |ctx, node| {
         checked(ctx, node, vec![Check::Count { input: 0, what: "num_mel_bins", item_bytes: 8 }])
     });
@@ -50,10 +66,16 @@ pub(crate) fn onnx() -> Onnx {
         );
         tract_op(ctx, node)
     });
-    for op in ["AveragePool", "Conv", "ConvInteger", "ConvTranspose", "MaxPool", "QLinearConv"] {
+    for op in ["Conv", "ConvInteger", "ConvTranspose", "QLinearConv"] {
         register.insert(op, |ctx, node| {
             check_window(node)?;
             tract_op(ctx, node)
+        });
+    }
+    for op in ["AveragePool", "MaxPool"] {
+        register.insert(op, |ctx, node| {
+            check_window(node)?;
+            checked(ctx, node, vec![Check::Channels])
         });
     }
     register.insert("Transpose", |ctx, node| {
@@ -112,13 +134,13 @@ fn check_window(node: &NodeProto) -> TractResult<()> {
 /// has one (before, tract takes a non-negative axis attribute as 1 and checks a negative one).
 /// tract numbers only the inputs that are there.
 fn dft_checks(ctx: &ParsingContext, node: &NodeProto) -> Vec<Check> {
-    let given = |ix: usize| node.input.get(ix).is_some_and(|name| !name.is_empty());
+    let numbered = |ix: usize| optional_inputs(node).nth(ix).flatten();
     let mut checks = Vec::new();
-    if given(1) {
-        checks.push(Check::Count { input: 1, what: "dft_length", item_bytes: 16 });
+    if let Some(input) = numbered(1) {
+        checks.push(Check::Count { input, what: "dft_length", item_bytes: 16 });
     }
-    if ctx.onnx_operator_set_version >= 20 && given(2) {
-        checks.push(Check::AxisInput { input: 1 + usize::from(given(1)) });
+    if let Some(input) = numbered(2).filter(|_| ctx.onnx_operator_set_version >= 20) {
+        checks.push(Check::AxisInput { input });
     }
     checks
 }
@@ -141,11 +163,35 @@ enum Check {
     /// Input `input`, where it is a constant, counts `what`: not negative, and few enough that
     /// a `Vec` of `item_bytes` for each fits in one allocation.
     Count { input: usize, what: &'static str, item_bytes: u64 },
+    /// Input `input`, where its value is known, holds one value, `what`.
+    Single { input: usize, what: &'static str },
+    /// The first input has a channel axis: a rank of at least 2, checked in the rules and again
+    /// on wiring, as tract may not know the rank before (after a `NonZero`, say).
+    Channels,
 }
 
 /// The most axes a tensor may have, for an axis checked before the rank is known: tract lays
 /// out a shape up to the axis it is given.
 const MAX_RANK: i64 = 64;
+
+/// Refuses a `value` (`what` of `op_type`) that does not hold one value. tract's own
+/// `cast_to_scalar` reads an empty tensor past its storage (see the module's notes).
+fn ensure_single(op_type: &str, what: &str, value: &Tensor) -> TractResult<()> {
+    ensure!(value.len() == 1, "{op_type}: {what} holds {} values, not one", value.len());
+    Ok(())
+}
+
+/// The one value of `value` (`what` of `op_type`), as an integer.
+fn single(op_type: &str, what: &str, value: &Tensor) -> TractResult<i64> {
+    ensure_single(op_type, what, value)?;
+    value.cast_to_scalar::<i64>()
+}
+
+/// Refuses an input of `rank` to `op_type`, which takes its channels from axis 1.
+fn ensure_channels(op_type: &str, rank: usize) -> TractResult<()> {
+    ensure!(rank >= 2, "{op_type}: an input of rank {rank} has no channel axis");
+    Ok(())
+}
 
 /// Whether a `Vec` of `count` items of `item_bytes` each fits in one allocation.
 fn fits(count: i64, item_bytes: u64) -> bool {
@@ -185,26 +231,45 @@ struct Checked {
 }
 
 impl Checked {
-    /// The check on wiring `inputs` into `model`. tract reaches the inner operator's wiring by
-    /// two paths (constant folding calls `wire`, typing `wire_with_inference_model_and_node`,
-    /// whose default calls the inner `wire` directly), so both make it.
+    /// The checks of counts, single values and channels on wiring `inputs` into `model`, where a
+    /// constant or a rank can be known that the rules did not know. tract reaches the inner
+    /// operator's wiring by two paths (constant folding calls `wire`, typing
+    /// `wire_with_inference_model_and_node`, whose default calls the inner `wire` directly), so
+    /// both make it.
     fn check_wiring(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<()> {
+        let op_type = &self.op_type;
+        let konst = |input: usize| {
+            inputs.get(input).and_then(|i| model.outlet_fact(*i).ok()?.konst.clone())
+        };
         for check in &self.checks {
-            let Check::Count { input, what, item_bytes } = *check else { continue };
-            let count = inputs.get(input).and_then(|i| model.outlet_fact(*i).ok()?.konst.clone());
-            if let Some(count) = count {
-                let count = count.cast_to_scalar::<i64>()?;
-                ensure!(
-                    fits(count, item_bytes),
-                    "{}: {what} {count} is out of range",
-                    self.op_type
-                );
+            match *check {
+                Check::Count { input, what, item_bytes } => {
+                    if let Some(count) = konst(input) {
+                        let count = single(op_type, what, &count)?;
+                        ensure!(
+                            fits(count, item_bytes),
+                            "{op_type}: {what} {count} is out of range"
+                        );
+                    }
+                }
+                Check::Single { input, what } => {
+                    if let Some(value) = konst(input) {
+                        ensure_single(op_type, what, &value)?;
+                    }
+                }
+                Check::Channels => {
+                    let first =
+                        inputs.first().with_context(|| format!("{op_type} has no input"))?;
+                    ensure_channels(op_type, model.outlet_fact(*first)?.rank())?;
+                }
+                Check::Axis { .. } | Check::AxisInput { .. } => {}
             }
         }
         Ok(())
     }
 
-    /// The checks of an axis, before the inner operator's rules use it.
+    /// The checks of axes, single values and ranks, as rules that come before the inner
+    /// operator's, so they see each fact first.
     fn check_rules<'r, 'p: 'r>(
         &self,
         s: &mut Solver<'r>,
@@ -223,7 +288,7 @@ impl Checked {
                         &inputs.get(input).with_context(|| format!("{op_type} has no axis"))?.value;
                     let op_type = op_type.clone();
                     s.given(value, move |_, axis| {
-                        let axis = axis.cast_to_scalar::<i64>()?;
+                        let axis = single(&op_type, "axis", &axis)?;
                         ensure!(
                             (-MAX_RANK..MAX_RANK).contains(&axis),
                             "{op_type}: axis {axis} is out of range"
@@ -232,7 +297,21 @@ impl Checked {
                     })?;
                     let op_type = self.op_type.clone();
                     s.given_2(value, &first.rank, move |_, axis, rank| {
-                        within_rank(&op_type, axis.cast_to_scalar::<i64>()?, rank, 0)
+                        within_rank(&op_type, single(&op_type, "axis", &axis)?, rank, 0)
+                    })?;
+                }
+                Check::Single { input, what } => {
+                    let value = &inputs
+                        .get(input)
+                        .with_context(|| format!("{op_type} has no {what}"))?
+                        .value;
+                    let op_type = op_type.clone();
+                    s.given(value, move |_, value| ensure_single(&op_type, what, &value))?;
+                }
+                Check::Channels => {
+                    let op_type = op_type.clone();
+                    s.given(&first.rank, move |_, rank| {
+                        ensure_channels(&op_type, usize::try_from(rank).unwrap_or(0))
                     })?;
                 }
                 Check::Count { .. } => {}
@@ -309,6 +388,78 @@ impl Expansion for Checked {
     fn runs_out_of_plan(&self) -> bool {
         self.inner.as_ref().runs_out_of_plan()
     }
+}
+
+/// tract's `If` behind the check that its condition holds one value, wherever that is known:
+/// in its facts while typing, and as a constant on typing. `If` is no expansion, so it cannot be
+/// [`Checked`]; it reads its condition only once known, so checking the facts it is given
+/// suffices.
+#[derive(Debug, Clone)]
+struct SingleCondition(Box<dyn InferenceOp>);
+
+impl SingleCondition {
+    fn check(condition: Option<&Tensor>) -> TractResult<()> {
+        condition.map_or(Ok(()), |value| ensure_single("If", "the condition", value))
+    }
+}
+
+/// Never equal, as tract's `If` is not.
+impl PartialEq for SingleCondition {
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Eq for SingleCondition {}
+
+impl Op for SingleCondition {
+    fn name(&self) -> StaticName {
+        self.0.name()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        self.0.info()
+    }
+
+    not_a_typed_op!();
+}
+
+impl EvalOp for SingleCondition {
+    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+        Self::check(inputs.first().map(|condition| &**condition))?;
+        self.0.eval_out_of_plan(inputs)
+    }
+}
+
+impl InferenceOp for SingleCondition {
+    fn infer_facts(
+        &mut self,
+        inputs: TVec<&InferenceFact>,
+        outputs: TVec<&InferenceFact>,
+        observed: TVec<&InferenceFact>,
+    ) -> TractResult<(TVec<InferenceFact>, TVec<InferenceFact>, TVec<InferenceFact>)> {
+        Self::check(inputs.first().and_then(|fact| fact.value.concretize()).as_deref())?;
+        self.0.infer_facts(inputs, outputs, observed)
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        self.0.nboutputs()
+    }
+
+    fn to_typed(
+        &self,
+        source: &InferenceModel,
+        node: &InferenceNode,
+        target: &mut TypedModel,
+        mapping: &HashMap<OutletId, OutletId>,
+    ) -> TractResult<TVec<OutletId>> {
+        let condition = node.inputs.first().and_then(|outlet| mapping.get(outlet));
+        let konst = condition.map(|outlet| target.outlet_fact(*outlet)).transpose()?;
+        Self::check(konst.and_then(|fact| fact.konst.as_deref()))?;
+        self.0.to_typed(source, node, target, mapping)
+    }
+
+    as_op!();
 }
 
 #[cfg(test)]
