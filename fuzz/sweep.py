@@ -15,11 +15,15 @@ integer initializer -1, 2^31, 2^62, the int64 extremes and 3 (clamped to its typ
 first). Structure is swept too: `axis` and `axes` get values past any rank; type attributes
 (`to`, `dtype`) and each initializer's and the input's element type get every ONNX type (an
 initializer both converted and merely relabelled over its old bytes); each initializer becomes a
-scalar or gains a dimension; each node input is dropped, blanked, doubled, or stands in for
-by an empty tensor, a scalar, a vector or a matrix (see STAND_INS); and the
-default opset becomes each version from 1 to 24. The structural sweeps leave alone the last
-four nodes of each seed (Reshape, Cast, Reshape, Concat), which only wire the operator's output
-to `prob_1` and are the same in every seed; so do the value sweeps. Needs onnx and numpy."""
+scalar or gains a dimension; each node input is dropped, blanked, doubled, or replaced by a
+stand-in: an empty tensor, a scalar, a vector, a matrix, or a tensor of rank 3 or 5 (see
+STAND_INS); and the default
+opset becomes each version from 1 to 24. These sweeps leave alone the last four nodes of each
+seed (Reshape, Cast, Reshape, Concat), which only wire the operator's output to `prob_1` and
+are the same in every seed. Last, the graph as a whole is changed (GRAPH_CHANGES,
+MODEL_CHANGES): cycles, names used twice or never made, declared inputs and outputs of other
+shapes and types, initializers stored outside the file, attributes of the wrong type, odd
+opsets and IR versions. Needs onnx and numpy."""
 
 import copy
 import itertools
@@ -196,7 +200,10 @@ def int64s(name, *values):
 STAND_INS = {
     "empty-constant": ([], []),
     "empty-sliced": (
-        [node("Reshape", ["data_0", "minus_one"], "flat"), node("Slice", ["flat", "zero", "zero"], "x")],
+        [
+            node("Reshape", ["data_0", "minus_one"], "flat"),
+            node("Slice", ["flat", "zero", "zero"], "x"),
+        ],
         [int64s("minus_one", -1), int64s("zero", 0)],
     ),
     "empty-nonzero": (
@@ -216,6 +223,16 @@ STAND_INS = {
         [node("Add", ["data_0", "one"], "ones"), node("NonZero", ["ones"], "x")],
         [numpy_helper.from_array(np.array(1, np.float32), "one")],
     ),
+    "rank3-nonzero": (
+        [
+            node("Add", ["data_0", "one"], "ones"),
+            node("NonZero", ["ones"], "where"),
+            node("Reshape", ["where", "rank3"], "x"),
+        ],
+        [numpy_helper.from_array(np.array(1, np.float32), "one"), int64s("rank3", 1, 4, -1)],
+    ),
+    "rank3": ([node("Reshape", ["data_0", "rank3"], "x")], [int64s("rank3", 1, 3, -1)]),
+    "rank5": ([node("Reshape", ["data_0", "rank5"], "x")], [int64s("rank5", 1, 1, 3, 8, 8)]),
 }
 
 
@@ -280,6 +297,136 @@ def opset_variants(model):
         yield f"opset{version}", variant_with(model, set_opset)
 
 
+def first_initializer(graph):
+    """The name of `graph`'s first initializer (there is none in a few seeds)."""
+    if not graph.initializer:
+        raise IndexError("no initializer")
+    return graph.initializer[0].name
+
+
+def external_data(graph, location, length=None):
+    """Moves the first initializer's bytes out of the file, to `location`."""
+    tensor = graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    if length is not None:
+        tensor.external_data.add(key="length", value=str(length))
+
+
+def reverse_nodes(graph):
+    nodes = list(graph.node)[::-1]
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+
+
+def set_dim(graph, axis, **dim):
+    graph.input[0].type.tensor_type.shape.dim[axis].CopyFrom(onnx.TensorShapeProto.Dimension(**dim))
+
+
+def retype_attributes(graph, retype):
+    for attr in graph.node[0].attribute:
+        attr.type = retype.get(attr.type, attr.type)
+
+
+def value_info(graph, element_type, shape):
+    graph.value_info.append(
+        onnx.helper.make_tensor_value_info(graph.node[0].output[0], element_type, shape)
+    )
+
+
+SWAPPED = {
+    AttributeProto.INT: AttributeProto.INTS,
+    AttributeProto.INTS: AttributeProto.INT,
+    AttributeProto.FLOAT: AttributeProto.FLOATS,
+    AttributeProto.FLOATS: AttributeProto.FLOAT,
+}
+
+# Changes to a seed's graph as a whole: its wiring, its declared inputs and outputs, its
+# initializers' storage and its first node's attributes. Each takes the graph to change.
+GRAPH_CHANGES = {
+    "self-loop": lambda g: g.node[0].input.__setitem__(0, g.node[0].output[0]),
+    "cycle": lambda g: g.node[0].input.__setitem__(0, g.node[-1].output[0]),
+    "reversed": reverse_nodes,
+    "output-twice": lambda g: g.node[-2].output.__setitem__(0, g.node[0].output[0]),
+    "output-is-input": lambda g: g.node[0].output.__setitem__(0, "data_0"),
+    "output-is-initializer": lambda g: g.node[0].output.__setitem__(0, first_initializer(g)),
+    "dangling-input": lambda g: g.node[0].input.__setitem__(0, "nowhere"),
+    "blank-output": lambda g: g.node[0].output.__setitem__(0, ""),
+    "no-node-outputs": lambda g: g.node[0].ClearField("output"),
+    "duplicate-node": lambda g: g.node.append(copy.deepcopy(g.node[0])),
+    "graph-output-nowhere": lambda g: setattr(g.output[0], "name", "nowhere"),
+    "graph-output-is-input": lambda g: setattr(g.output[0], "name", "data_0"),
+    "graph-output-is-initializer": lambda g: setattr(g.output[0], "name", first_initializer(g)),
+    "two-graph-outputs": lambda g: g.output.append(copy.deepcopy(g.output[0])),
+    "two-graph-inputs": lambda g: g.input.append(copy.deepcopy(g.input[0])),
+    "no-nodes": lambda g: g.ClearField("node"),
+    "no-graph-outputs": lambda g: g.ClearField("output"),
+    "no-graph-inputs": lambda g: g.ClearField("input"),
+    "initializer-is-input": lambda g: setattr(g.initializer[0], "name", "data_0"),
+    "initializer-twice": lambda g: g.initializer.append(copy.deepcopy(g.initializer[0])),
+    "external-file": lambda g: external_data(g, "/etc/passwd"),
+    "external-zero": lambda g: external_data(g, "../../../../dev/zero", 1 << 40),
+    "segment": lambda g: g.initializer[0].segment.CopyFrom(
+        onnx.TensorProto.Segment(begin=0, end=1 << 40)
+    ),
+    "input-no-shape": lambda g: g.input[0].type.tensor_type.ClearField("shape"),
+    "input-no-type": lambda g: g.input[0].ClearField("type"),
+    "input-rank-5": lambda g: g.input[0].type.tensor_type.shape.dim.add(dim_value=1),
+    "input-height-0": lambda g: set_dim(g, 2, dim_value=0),
+    "input-height-negative": lambda g: set_dim(g, 2, dim_value=-8),
+    "input-height-2^40": lambda g: set_dim(g, 2, dim_value=1 << 40),
+    "input-height-symbol": lambda g: set_dim(g, 2, dim_param="h"),
+    "input-batch-symbol": lambda g: set_dim(g, 0, dim_param="N"),
+    "input-batch-8": lambda g: set_dim(g, 0, dim_value=8),
+    "input-sequence": lambda g: g.input[0].type.CopyFrom(
+        onnx.helper.make_sequence_type_proto(g.input[0].type)
+    ),
+    "output-int64": lambda g: setattr(g.output[0].type.tensor_type, "elem_type", 7),
+    "value-info-wrong": lambda g: value_info(g, onnx.TensorProto.INT64, [2, 2]),
+    "value-info-huge": lambda g: value_info(g, onnx.TensorProto.FLOAT, [1 << 40, 1 << 40]),
+    "value-info-scalar": lambda g: value_info(g, onnx.TensorProto.FLOAT, []),
+    "unknown-domain": lambda g: setattr(g.node[0], "domain", "com.example"),
+    **{
+        f"attributes-as-{kind}": lambda g, t=t: retype_attributes(g, dict.fromkeys(SWAPPED, t))
+        for kind, t in [
+            ("strings", AttributeProto.STRING),
+            ("tensors", AttributeProto.TENSOR),
+            ("undefined", AttributeProto.UNDEFINED),
+        ]
+    },
+    "attributes-swapped": lambda g: retype_attributes(g, SWAPPED),
+    "attributes-twice": lambda g: g.node[0].attribute.extend(copy.deepcopy(g.node[0].attribute)),
+    "attributes-referenced": lambda g: [
+        setattr(attr, "ref_attr_name", "x") for attr in g.node[0].attribute
+    ],
+    "no-attributes": lambda g: g.node[0].ClearField("attribute"),
+    "stray-subgraph": lambda g: g.node[0].attribute.append(
+        onnx.helper.make_attribute("body", onnx.helper.make_graph([], "body", [], []))
+    ),
+}
+
+# Changes to a seed's model around its graph: opsets and IR version.
+MODEL_CHANGES = {
+    "no-opsets": lambda m: m.ClearField("opset_import"),
+    "two-default-opsets": lambda m: m.opset_import.append(onnx.helper.make_opsetid("", 9)),
+    "opset-negative": lambda m: setattr(m.opset_import[0], "version", -1),
+    "opset-2^40": lambda m: setattr(m.opset_import[0], "version", 1 << 40),
+    "ir-1": lambda m: setattr(m, "ir_version", 1),
+    "ir-99": lambda m: setattr(m, "ir_version", 99),
+}
+
+
+def graph_variants(model):
+    """(name, model) for each of GRAPH_CHANGES and MODEL_CHANGES that applies to the seed."""
+    changes = {name: lambda m, c=c: c(m.graph) for name, c in GRAPH_CHANGES.items()}
+    for name, change in {**changes, **MODEL_CHANGES}.items():
+        try:
+            yield name, variant_with(model, change)
+        except IndexError:
+            continue
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -295,6 +442,7 @@ def main():
             node_input_variants(model),
             stand_in_variants(model),
             opset_variants(model),
+            graph_variants(model),
         ):
             (out / f"{op}.{name}.onnx").write_bytes(variant.SerializeToString())
             count += 1
