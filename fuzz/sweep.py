@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
 """Writes variants of the operator seeds (fuzz/seeds/model/op-*.onnx) into OUT_DIR, each with
-one thing changed, for the loader to be tried on one by one:
+one thing changed, for the loader to be tried on one by one, and each model that loads to be
+run on a real photo:
 
     python3 fuzz/sweep.py /tmp/sweep
-    for f in /tmp/sweep/*.onnx; do
-        timeout -s KILL 15 fuzz/target/x86_64-unknown-linux-gnu/release/model \\
-            -rss_limit_mb=6000 -timeout=12 "$f" >/dev/null 2>&1 || echo "$f"
-    done
+    fuzz/run-sweep.sh /tmp/sweep
 
 A mutating fuzzer reaches such values slowly: an attribute must be both named and set. Every
 integer attribute (but `axis` and `axes`) gets 0, -1, 2^31, 2^40 and -2^40 (all its values, or
@@ -17,8 +15,9 @@ first). Structure is swept too: `axis` and `axes` get values past any rank; type
 initializer both converted and merely relabelled over its old bytes); each initializer becomes a
 scalar or gains a dimension; each node input is dropped, blanked, doubled, or replaced by a
 stand-in: an empty tensor, a scalar, a vector, a matrix, or a tensor of rank 3 or 5 (see
-STAND_INS); and the default
-opset becomes each version from 1 to 24. These sweeps leave alone the last four nodes of each
+STAND_INS); each initializer of up to 192 values is computed from the image instead (times 1
+and 10^9: indices, counts and shapes known only at run time); and the default opset becomes
+each version from 1 to 24. These sweeps leave alone the last four nodes of each
 seed (Reshape, Cast, Reshape, Concat), which only wire the operator's output to `prob_1` and
 are the same in every seed. Last, the graph as a whole is changed (GRAPH_CHANGES,
 MODEL_CHANGES): cycles, names used twice or never made, declared inputs and outputs of other
@@ -267,6 +266,40 @@ def stand_in_variants(model):
                 yield f"{ni}.input{k}.{how}", variant_with(model, stand_in)
 
 
+def image_value_variants(model):
+    """(name, model) for each initializer the seed's own nodes read, of up to 192 values,
+    replaced by that many values of the image, times 1 and times 10^9, cast to its type: indices,
+    counts and shapes known only at run time, as a model fed real photos computes them (the fuzz
+    target runs on zeros, so run these through `googlenet classify`)."""
+    for ii, init in operator_initializers(model):
+        array = numpy_helper.to_array(init)
+        if not 0 < array.size <= 192 or array.dtype.kind not in "fiub":
+            continue
+        for scale in (1, 10**9):
+            nodes = [
+                node("Reshape", ["data_0", "minus_one"], "flat"),
+                node("Slice", ["flat", "zero", "count"], "part"),
+                node("Mul", ["part", "scale"], "scaled"),
+                node("Reshape", ["scaled", "shape"], "shaped"),
+                node("Cast", ["shaped"], init.name, to=init.data_type),
+            ]
+            initializers = [
+                int64s("minus_one", -1),
+                int64s("zero", 0),
+                int64s("count", array.size),
+                numpy_helper.from_array(np.array(scale, np.float32), "scale"),
+                numpy_helper.from_array(np.array(array.shape, np.int64), "shape"),
+            ]
+
+            def from_image(m, ii=ii, nodes=nodes, initializers=initializers):
+                del m.graph.initializer[ii]
+                m.graph.initializer.extend(initializers)
+                for offset, wiring in enumerate(nodes):
+                    m.graph.node.insert(offset, wiring)
+
+            yield f"init{ii}.image{scale}", variant_with(model, from_image)
+
+
 def node_input_variants(model):
     """(name, model) for each node input dropped, blanked to "" and doubled."""
     for ni, node in operator_nodes(model):
@@ -441,6 +474,7 @@ def main():
             initializer_shape_variants(model),
             node_input_variants(model),
             stand_in_variants(model),
+            image_value_variants(model),
             opset_variants(model),
             graph_variants(model),
         ):
