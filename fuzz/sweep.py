@@ -52,7 +52,7 @@ def operator_nodes(model):
 
 def operator_initializers(model):
     """(index, initializer) for the initializers the seed's own nodes read."""
-    read = {name for _, node in operator_nodes(model) for name in node.input}
+    read = {name for _, target in operator_nodes(model) for name in target.input}
     return [(ii, init) for ii, init in enumerate(model.graph.initializer) if init.name in read]
 
 
@@ -71,8 +71,8 @@ def attribute_values(attr):
 
 def attribute_variants(model):
     """(name, model) for each extreme value of each numeric attribute."""
-    for ni, node in operator_nodes(model):
-        for ai, attr in enumerate(node.attribute):
+    for ni, target in operator_nodes(model):
+        for ai, attr in enumerate(target.attribute):
             swept = attribute_values(attr)
             if swept is None:
                 continue
@@ -235,6 +235,13 @@ STAND_INS = {
 }
 
 
+def prepend(graph, nodes, initializers):
+    """Adds `initializers` to `graph`, and `nodes` before its own, in order."""
+    graph.initializer.extend(initializers)
+    for offset, wiring in enumerate(nodes):
+        graph.node.insert(offset, wiring)
+
+
 def stand_in_wiring(how, element_type):
     """Nodes and initializers that make `stand_in`, of `element_type`, as STAND_INS says."""
     if how == "empty-constant":
@@ -259,9 +266,7 @@ def stand_in_variants(model):
 
                 def stand_in(m, ni=ni, k=k, nodes=nodes, initializers=initializers):
                     m.graph.node[ni].input[k] = "stand_in"
-                    m.graph.initializer.extend(initializers)
-                    for offset, wiring in enumerate(nodes):
-                        m.graph.node.insert(offset, wiring)
+                    prepend(m.graph, nodes, initializers)
 
                 yield f"{ni}.input{k}.{how}", variant_with(model, stand_in)
 
@@ -293,17 +298,15 @@ def image_value_variants(model):
 
             def from_image(m, ii=ii, nodes=nodes, initializers=initializers):
                 del m.graph.initializer[ii]
-                m.graph.initializer.extend(initializers)
-                for offset, wiring in enumerate(nodes):
-                    m.graph.node.insert(offset, wiring)
+                prepend(m.graph, nodes, initializers)
 
             yield f"init{ii}.image{scale}", variant_with(model, from_image)
 
 
 def node_input_variants(model):
     """(name, model) for each node input dropped, blanked to "" and doubled."""
-    for ni, node in operator_nodes(model):
-        for k in range(len(node.input)):
+    for ni, target in operator_nodes(model):
+        for k in range(len(target.input)):
 
             def drop(m, ni=ni, k=k):
                 del m.graph.node[ni].input[k]
