@@ -22,7 +22,9 @@ seed (Reshape, Cast, Reshape, Concat), which only wire the operator's output to 
 are the same in every seed. Last, the graph as a whole is changed (GRAPH_CHANGES,
 MODEL_CHANGES): cycles, names used twice or never made, declared inputs and outputs of other
 shapes and types, initializers stored outside the file, attributes of the wrong type, odd
-opsets and IR versions. Needs onnx and numpy."""
+opsets and IR versions. And the seed's own nodes are moved into the branches of an If and the
+body of a Scan (SUBGRAPHS), as they are, with the subgraph changed as a whole, and with each
+sweep of one node made there again. Needs onnx and numpy."""
 
 import copy
 import itertools
@@ -463,6 +465,158 @@ def graph_variants(model):
             continue
 
 
+def seed_output(model):
+    """The value the harness reads: what the seed's own nodes make."""
+    return model.graph.node[-HARNESS_NODES + 1].input[0]
+
+
+def moved_into(model, name, inputs=(), initializers=False):
+    """A subgraph `name` holding the seed's own nodes (taken out of `model`), with `inputs` and
+    the seed's output, which it names "moved". With `initializers`, the ones the nodes read move
+    in too; otherwise the nodes read them, and the input, from the enclosing graph."""
+    graph = model.graph
+    output = seed_output(model)
+    element_type = element_types(model).get(output, onnx.TensorProto.FLOAT)
+    own = [target for _, target in operator_nodes(model)]
+    moved_initializers = [init for _, init in operator_initializers(model)] if initializers else []
+    for init in moved_initializers:
+        graph.initializer.remove(init)
+    for target in own:
+        graph.node.remove(target)
+    body = onnx.helper.make_graph(
+        [*own, node("Identity", [output], "moved")],
+        name,
+        list(inputs),
+        [onnx.helper.make_tensor_value_info("moved", element_type, None)],
+        moved_initializers,
+    )
+    graph.node[-HARNESS_NODES + 1].input[0] = "made"
+    return body
+
+
+def if_condition(how):
+    """Nodes and initializers that make `condition` for an If: a constant, or one known only
+    when the model runs (true for a photo, false for the fuzz target's zeros)."""
+    if how == "constant":
+        return [], [numpy_helper.from_array(np.array(True), "condition")]
+    return [
+        node("ReduceSum", ["data_0"], "total", keepdims=0),
+        node("Greater", ["total", "zero_f"], "condition"),
+    ], [numpy_helper.from_array(np.array(0, np.float32), "zero_f")]
+
+
+def in_if(model, how, initializers):
+    """Moves the seed's own nodes into both branches of an If."""
+    then_branch = moved_into(model, "then", initializers=initializers)
+    else_branch = copy.deepcopy(then_branch)
+    else_branch.name = "else"
+    nodes, inits = if_condition(how)
+    nodes.append(
+        node("If", ["condition"], "made", then_branch=then_branch, else_branch=else_branch)
+    )
+    prepend(model.graph, nodes, inits)
+    return then_branch.name
+
+
+def in_scan(model):
+    """Moves the seed's own nodes, and the initializers they read, into the body of a Scan
+    over the input's first two values, which stacks the seed's output. The input is the Scan's
+    state, passed through, and the nodes read it plus the step. tract's optimiser fails on a
+    body that reads the input from the enclosing graph, on constant steps, and on a scan input
+    the output does not depend on: none of them would reach the nodes' run."""
+    data = copy.deepcopy(model.graph.input[0])
+    data.name = "data_in"
+    body = moved_into(
+        model,
+        "body",
+        inputs=[data, onnx.helper.make_tensor_value_info("step", onnx.TensorProto.FLOAT, [1])],
+        initializers=True,
+    )
+    for target in body.node:
+        target.input[:] = ["stepped" if name == "data_0" else name for name in target.input]
+    prepend(
+        body,
+        [
+            node("ReduceSum", ["step"], "step_sum", keepdims=0),
+            node("Add", ["data_in", "step_sum"], "stepped"),
+            node("Identity", ["data_in"], "data_out"),
+        ],
+        [],
+    )
+    data_out = copy.deepcopy(data)
+    data_out.name = "data_out"
+    body.output.insert(0, data_out)
+    scan = onnx.helper.make_node(
+        "Scan", ["data_0", "steps"], ["data_end", "made"], body=body, num_scan_inputs=1
+    )
+    prepend(
+        model.graph,
+        [
+            node("Reshape", ["data_0", "minus_one"], "flat"),
+            node("Slice", ["flat", "zero", "two"], "first_two"),
+            node("Reshape", ["first_two", "two_by_one"], "steps"),
+            scan,
+        ],
+        [int64s("minus_one", -1), int64s("zero", 0), int64s("two", 2), int64s("two_by_one", 2, 1)],
+    )
+    return body.name
+
+
+# Ways to move a seed's own nodes into a subgraph. Each changes the model it is given and
+# returns the name of the subgraph that holds them.
+SUBGRAPHS = {
+    "if-constant": lambda m: in_if(m, "constant", initializers=False),
+    "if-run-time": lambda m: in_if(m, "run-time", initializers=True),
+    "scan": in_scan,
+}
+
+
+def subgraph(model, name):
+    """The subgraph called `name` in the attributes of `model`'s top-level nodes."""
+    for target in model.graph.node:
+        for attr in target.attribute:
+            if attr.type == AttributeProto.GRAPH and attr.g.name == name:
+                return attr.g
+    raise LookupError(name)
+
+
+# The sweeps of one node's attributes, inputs and initializers. Each is made again inside the
+# subgraphs whose nodes tract keeps as a body of their own (a constant If is folded away).
+NODE_SWEEPS = (
+    attribute_variants,
+    initializer_variants,
+    initializer_shape_variants,
+    node_input_variants,
+    stand_in_variants,
+    image_value_variants,
+)
+BODIES = ("if-run-time", "scan")
+
+
+def subgraph_variants(model):
+    """(name, model) for the seed's own nodes moved into each of SUBGRAPHS: as they are, with
+    each of GRAPH_CHANGES made to the subgraph, and (in BODIES) after each of NODE_SWEEPS. tract
+    parses, wires and types a subgraph apart from its enclosing graph, and the values it reads
+    from there are its inputs."""
+    for kind, move in SUBGRAPHS.items():
+        moved = copy.deepcopy(model)
+        name = move(moved)
+        yield f"{kind}", moved
+        for change_name, change in GRAPH_CHANGES.items():
+            try:
+                yield f"{kind}.{change_name}", variant_with(
+                    moved, lambda m, c=change: c(subgraph(m, name))
+                )
+            except IndexError:
+                continue
+        if kind not in BODIES:
+            continue
+        for sweep in NODE_SWEEPS:
+            for variant_name, variant in sweep(model):
+                move(variant)
+                yield f"{kind}.{variant_name}", variant
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -470,16 +624,9 @@ def main():
     for path in sorted(SEEDS.glob("op-*.onnx")):
         model = onnx.load(path)
         op = path.stem.removeprefix("op-")
+        sweeps = (*NODE_SWEEPS, element_type_variants, opset_variants, graph_variants)
         for name, variant in itertools.chain(
-            attribute_variants(model),
-            initializer_variants(model),
-            element_type_variants(model),
-            initializer_shape_variants(model),
-            node_input_variants(model),
-            stand_in_variants(model),
-            image_value_variants(model),
-            opset_variants(model),
-            graph_variants(model),
+            *(sweep(model) for sweep in sweeps), subgraph_variants(model)
         ):
             (out / f"{op}.{name}.onnx").write_bytes(variant.SerializeToString())
             count += 1
