@@ -2,6 +2,9 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::Output;
+
 use common::{asset, googlenet, shared_model};
 use predicates::prelude::*;
 use serde_json::Value;
@@ -89,21 +92,30 @@ fn crop_and_channel_overrides_change_the_input() {
     assert_ne!(p(&squash), p(&rgb));
 }
 
+/// Runs `googlenet classify ARGS assets/chelsea.png` on `model` with the labels `thing 0` to
+/// `thing 9`, written beside it.
+fn classify_ten_classes(model: &Path, args: &[&str]) -> Output {
+    let labels = model.with_extension("labels.txt");
+    let names: Vec<String> = (0..10).map(|i| format!("thing {i}")).collect();
+    std::fs::write(&labels, names.join("\n")).unwrap();
+    googlenet()
+        .arg("classify")
+        .args(args)
+        .arg("assets/chelsea.png")
+        .arg("--model")
+        .arg(model)
+        .arg("--labels")
+        .arg(&labels)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_torchvision_style_model_gets_the_torchvision_preset_and_softmax() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("random.onnx");
     std::fs::write(&model, common::random_classifier(64, 10)).unwrap();
-    let labels = dir.path().join("labels.txt");
-    let names: Vec<String> = (0..10).map(|i| format!("thing {i}")).collect();
-    std::fs::write(&labels, names.join("\n")).unwrap();
-    let output = googlenet()
-        .args(["classify", "-v", "--format", "json", "-k", "10", "assets/chelsea.png", "--model"])
-        .arg(&model)
-        .arg("--labels")
-        .arg(&labels)
-        .output()
-        .unwrap();
+    let output = classify_ten_classes(&model, &["-v", "--format", "json", "-k", "10"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("preset Torchvision"), "{stderr}");
@@ -123,6 +135,22 @@ fn a_torchvision_style_model_gets_the_torchvision_preset_and_softmax() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("has 1000 labels but the model scores 10 classes"));
+}
+
+#[test]
+fn a_product_whose_lengths_disagree_fails_the_image_not_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    for in_branch in [false, true] {
+        let model = dir.path().join(format!("mismatched-{in_branch}.onnx"));
+        std::fs::write(&model, common::mismatched_product(in_branch)).unwrap();
+        let output = classify_ten_classes(&model, &["--format", "jsonl"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "in a branch: {in_branch}: {stderr}");
+        let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let error = record["error"].as_str().unwrap();
+        assert!(error.contains("`scores`: the inputs of its product disagree"), "{error}");
+        assert!(error.ends_with("on the length of axis k: 3072 and 8"), "{error}");
+    }
 }
 
 #[test]

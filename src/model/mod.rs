@@ -6,6 +6,7 @@ mod custom;
 pub(crate) mod attributes;
 mod checked_ops;
 mod conv;
+mod einsum_check;
 pub mod fetch;
 mod gemm;
 mod graph_size;
@@ -196,9 +197,11 @@ pub struct NodeTime {
     pub time: Duration,
 }
 
-/// Types the model, puts the fast LRN in place of tract's and optimises it.
+/// Types the model, checks its products' axis lengths where the facts cannot, puts the fast
+/// LRN in place of tract's and optimises it.
 fn optimise(model: InferenceModel) -> Result<TypedModel> {
     let mut typed = model.into_typed()?;
+    einsum_check::check_einsums(&mut typed)?;
     lrn::replace_lrn(&mut typed)?;
     maxpool::replace_max_pool(&mut typed)?;
     conv::replace_conv(&mut typed)?;

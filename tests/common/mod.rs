@@ -125,13 +125,7 @@ pub fn constant_blowup(side: i64, planes: u8) -> Vec<u8> {
     let gemm = graph.node.last_mut().unwrap();
     gemm.name = "gemm".into();
     gemm.output = vec!["gemm".into()];
-    graph.initializer.push(TensorProto {
-        name: "side".into(),
-        dims: vec![2],
-        data_type: 7,
-        int64_data: vec![side, side],
-        ..Default::default()
-    });
+    graph.initializer.push(int64s("side", &[side, side]));
     let filled = |value: u8| AttributeProto {
         name: "value".into(),
         r#type: 4,
@@ -176,6 +170,67 @@ pub fn relu_chain(relus: usize) -> Vec<u8> {
     graph.node.push(node("Relu", &[&last], "relu", vec![]));
     graph.node.extend(after_relu);
     encode(graph)
+}
+
+/// A model of 10 classes, on 16 x 16 images, that multiplies the indices of the image's
+/// nonzero values, as a vector of a length known only as it runs, by an `8 x 10` matrix: the
+/// product's lengths disagree on every image. With `in_branch`, the product is made in both
+/// branches of an `If` on the image's sum against a random threshold.
+pub fn mismatched_product(in_branch: bool) -> Vec<u8> {
+    let to_float = AttributeProto { name: "to".into(), r#type: 2, i: 1, ..Default::default() };
+    let product = vec![
+        node("NonZero", &["x"], "where", vec![]),
+        node("Reshape", &["where", "minus_one"], "flat", vec![]),
+        node("Cast", &["flat"], "vector", vec![to_float]),
+        node("MatMul", &["vector", "weights"], "scores", vec![]),
+    ];
+    let mut nodes = if in_branch {
+        let branch = |name: &str| AttributeProto {
+            name: name.into(),
+            r#type: 5,
+            g: Some(GraphProto {
+                name: name.into(),
+                node: product.clone(),
+                output: vec![value_info("scores", &[Some(10)])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let keepdims = AttributeProto { name: "keepdims".into(), r#type: 2, ..Default::default() };
+        let mut choice = node("If", &["positive"], "scores", vec![]);
+        choice.attribute = vec![branch("then_branch"), branch("else_branch")];
+        vec![
+            node("ReduceSum", &["x"], "sum", vec![keepdims]),
+            node("Greater", &["sum", "threshold"], "positive", vec![]),
+            choice,
+        ]
+    } else {
+        product
+    };
+    nodes.push(node("Reshape", &["scores", "row"], "logits", vec![]));
+    encode(GraphProto {
+        name: "mismatched".into(),
+        node: nodes,
+        initializer: vec![
+            int64s("minus_one", &[-1]),
+            int64s("row", &[1, 10]),
+            tensor("weights", &[8, 10], 5),
+            tensor("threshold", &[], 6),
+        ],
+        input: vec![value_info("x", &[Some(1), Some(3), Some(16), Some(16)])],
+        output: vec![value_info("logits", &[Some(1), Some(10)])],
+        ..Default::default()
+    })
+}
+
+fn int64s(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: 7,
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn classifier_graph(size: i64, classes: i64) -> GraphProto {
