@@ -197,12 +197,11 @@ pub fn mismatched_product(in_branch: bool) -> Vec<u8> {
             ..Default::default()
         };
         let keepdims = AttributeProto { name: "keepdims".into(), r#type: 2, ..Default::default() };
-        let mut choice = node("If", &["positive"], "scores", vec![]);
-        choice.attribute = vec![branch("then_branch"), branch("else_branch")];
+        let branches = vec![branch("then_branch"), branch("else_branch")];
         vec![
             node("ReduceSum", &["x"], "sum", vec![keepdims]),
             node("Greater", &["sum", "threshold"], "positive", vec![]),
-            choice,
+            node("If", &["positive"], "scores", branches),
         ]
     } else {
         product
