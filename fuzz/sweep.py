@@ -195,18 +195,22 @@ def int64s(name, *values):
     return numpy_helper.from_array(np.array(values, np.int64), name)
 
 
+def photo_values(count, shape, output):
+    """Nodes and initializers that make `output`: the input's first `count` values, shaped
+    `shape` (the photo's, when `googlenet classify` runs the model)."""
+    return [
+        node("Reshape", ["data_0", "minus_one"], "flat"),
+        node("Slice", ["flat", "zero", "count"], "part"),
+        node("Reshape", ["part", "shape"], output),
+    ], [int64s("minus_one", -1), int64s("zero", 0), int64s("count", count), int64s("shape", *shape)]
+
+
 # What stands in for a node input: (nodes, initializers) that make `stand_in` from the input
 # `data_0` (all zeros when the fuzz target runs). "nonzero" shapes are ones tract cannot know
 # before it runs: the entries of NonZero.
 STAND_INS = {
     "empty-constant": ([], []),
-    "empty-sliced": (
-        [
-            node("Reshape", ["data_0", "minus_one"], "flat"),
-            node("Slice", ["flat", "zero", "zero"], "x"),
-        ],
-        [int64s("minus_one", -1), int64s("zero", 0)],
-    ),
+    "empty-sliced": photo_values(0, (0,), "x"),
     "empty-nonzero": (
         [node("NonZero", ["data_0"], "where"), node("Reshape", ["where", "minus_one"], "x")],
         [int64s("minus_one", -1)],
@@ -283,20 +287,12 @@ def image_value_variants(model):
         if not 0 < array.size <= 192 or array.dtype.kind not in "fiub":
             continue
         for scale in (1, 10**9):
-            nodes = [
-                node("Reshape", ["data_0", "minus_one"], "flat"),
-                node("Slice", ["flat", "zero", "count"], "part"),
-                node("Mul", ["part", "scale"], "scaled"),
-                node("Reshape", ["scaled", "shape"], "shaped"),
-                node("Cast", ["shaped"], init.name, to=init.data_type),
+            nodes, initializers = photo_values(array.size, array.shape, "shaped")
+            nodes += [
+                node("Mul", ["shaped", "scale"], "scaled"),
+                node("Cast", ["scaled"], init.name, to=init.data_type),
             ]
-            initializers = [
-                int64s("minus_one", -1),
-                int64s("zero", 0),
-                int64s("count", array.size),
-                numpy_helper.from_array(np.array(scale, np.float32), "scale"),
-                numpy_helper.from_array(np.array(array.shape, np.int64), "shape"),
-            ]
+            initializers.append(numpy_helper.from_array(np.array(scale, np.float32), "scale"))
 
             def from_image(m, ii=ii, nodes=nodes, initializers=initializers):
                 del m.graph.initializer[ii]
@@ -549,16 +545,8 @@ def in_scan(model):
     scan = onnx.helper.make_node(
         "Scan", ["data_0", "steps"], ["data_end", "made"], body=body, num_scan_inputs=1
     )
-    prepend(
-        model.graph,
-        [
-            node("Reshape", ["data_0", "minus_one"], "flat"),
-            node("Slice", ["flat", "zero", "two"], "first_two"),
-            node("Reshape", ["first_two", "two_by_one"], "steps"),
-            scan,
-        ],
-        [int64s("minus_one", -1), int64s("zero", 0), int64s("two", 2), int64s("two_by_one", 2, 1)],
-    )
+    nodes, initializers = photo_values(2, (2, 1), "steps")
+    prepend(model.graph, [*nodes, scan], initializers)
     return body.name
 
 
