@@ -148,9 +148,22 @@ fn a_product_whose_lengths_disagree_fails_the_image_not_the_process() {
         assert_eq!(output.status.code(), Some(2), "in a branch: {in_branch}: {stderr}");
         let record: Value = serde_json::from_slice(&output.stdout).unwrap();
         let error = record["error"].as_str().unwrap();
-        assert!(error.contains("`scores`: the inputs of its product disagree"), "{error}");
-        assert!(error.ends_with("on the length of axis k: 3072 and 8"), "{error}");
+        let disagree = "`scores`: its inputs disagree on the length of axis k: 3072 and 8";
+        assert!(error.ends_with(disagree), "{error}");
     }
+}
+
+#[test]
+fn lengths_that_cannot_broadcast_fail_as_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("empty-exponent.onnx");
+    std::fs::write(&model, common::empty_exponent()).unwrap();
+    let output = classify_ten_classes(&model, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let disagree = "`powered`: its inputs disagree on the length of axis 1: 3 and 0\n";
+    assert!(stderr.ends_with(disagree), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]

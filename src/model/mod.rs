@@ -6,10 +6,10 @@ mod custom;
 pub(crate) mod attributes;
 mod checked_ops;
 mod conv;
-mod einsum_check;
 pub mod fetch;
 mod gemm;
 mod graph_size;
+mod length_check;
 mod lrn;
 mod maxpool;
 mod source;
@@ -201,7 +201,7 @@ pub struct NodeTime {
 /// LRN in place of tract's and optimises it.
 fn optimise(model: InferenceModel) -> Result<TypedModel> {
     let mut typed = model.into_typed()?;
-    einsum_check::check_einsums(&mut typed)?;
+    length_check::check_lengths(&mut typed)?;
     lrn::replace_lrn(&mut typed)?;
     maxpool::replace_max_pool(&mut typed)?;
     conv::replace_conv(&mut typed)?;

@@ -222,6 +222,28 @@ pub fn mismatched_product(in_branch: bool) -> Vec<u8> {
     })
 }
 
+/// A model of 10 classes, on 16 x 16 images, that raises the image's 3 channels to the power
+/// of an empty `1 x 0 x 1 x 1` exponent: lengths that cannot broadcast, known as it loads.
+pub fn empty_exponent() -> Vec<u8> {
+    let keepdims = AttributeProto { name: "keepdims".into(), r#type: 2, ..Default::default() };
+    encode(GraphProto {
+        name: "empty exponent".into(),
+        node: vec![
+            node("Pow", &["x", "exponent"], "powered", vec![]),
+            node("ReduceSum", &["powered", "spatial"], "pooled", vec![keepdims]),
+            node("MatMul", &["pooled", "weights"], "logits", vec![]),
+        ],
+        initializer: vec![
+            tensor("exponent", &[1, 0, 1, 1], 1),
+            int64s("spatial", &[2, 3]),
+            tensor("weights", &[3, 10], 5),
+        ],
+        input: vec![value_info("x", &[Some(1), Some(3), Some(16), Some(16)])],
+        output: vec![value_info("logits", &[Some(1), Some(10)])],
+        ..Default::default()
+    })
+}
+
 fn int64s(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
