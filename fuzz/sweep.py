@@ -44,6 +44,7 @@ AXIS = [4, -5, 64, -65, 1 << 31, -(1 << 40)]
 TYPE_ATTRIBUTES = ("to", "dtype")
 ELEMENT_TYPES = [*onnx.TensorProto.DataType.values(), 99]
 HARNESS_NODES = 4
+STAND_IN_VALUES = 1 << 20
 OPSETS = [1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 24]
 
 
@@ -174,17 +175,35 @@ def initializer_shape_variants(model):
             yield f"init{ii}.{tag}", variant_with(model, reshape)
 
 
+def inferred(model):
+    """The initializers and typed values of `model`'s graph, after ONNX's shape inference where
+    it can run."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - a seed ONNX cannot check still has the types it declares
+        graph = model.graph
+    return graph.initializer, [*graph.input, *graph.value_info, *graph.output]
+
+
 def element_types(model):
     """The element type of each value of `model` that ONNX's shape inference can tell."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model).graph
-    except Exception:  # noqa: BLE001 - a seed ONNX cannot check still has the types it declares
-        inferred = model.graph
-    types = {init.name: init.data_type for init in inferred.initializer}
-    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
+    initializers, values = inferred(model)
+    types = {init.name: init.data_type for init in initializers}
+    for value in values:
         if value.type.tensor_type.elem_type:
             types[value.name] = value.type.tensor_type.elem_type
     return types
+
+
+def shapes(model):
+    """The shape of each value of `model` whose every length ONNX's shape inference can tell."""
+    initializers, values = inferred(model)
+    known = {init.name: list(init.dims) for init in initializers}
+    for value in values:
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
+            known[value.name] = [d.dim_value for d in tensor.shape.dim]
+    return known
 
 
 def node(op, inputs, output, **attributes):
@@ -202,7 +221,12 @@ def photo_values(count, shape, output):
         node("Reshape", ["data_0", "minus_one"], "flat"),
         node("Slice", ["flat", "zero", "count"], "part"),
         node("Reshape", ["part", "shape"], output),
-    ], [int64s("minus_one", -1), int64s("zero", 0), int64s("count", count), int64s("shape", *shape)]
+    ], [
+        int64s("minus_one", -1),
+        int64s("zero", 0),
+        int64s("lengths_count", count),
+        int64s("shape", *shape),
+    ]
 
 
 # What stands in for a node input: (nodes, initializers) that make `stand_in` from the input
@@ -257,6 +281,17 @@ def stand_in_wiring(how, element_type):
     return [*nodes, node("Cast", ["x"], "stand_in", to=element_type)], initializers
 
 
+def with_stand_in(model, ni, k, nodes, initializers):
+    """A copy of `model` whose node `ni` reads its input `k` from `stand_in`, which `nodes` and
+    `initializers`, put first, make."""
+
+    def stand_in(m):
+        m.graph.node[ni].input[k] = "stand_in"
+        prepend(m.graph, nodes, initializers)
+
+    return variant_with(model, stand_in)
+
+
 def stand_in_variants(model):
     """(name, model) for each input of the seed's own nodes replaced by each of STAND_INS, of
     its element type: many operators read a scalar from an input (a count, an axis, a
@@ -269,12 +304,7 @@ def stand_in_variants(model):
                 continue
             for how in STAND_INS:
                 nodes, initializers = stand_in_wiring(how, element_type)
-
-                def stand_in(m, ni=ni, k=k, nodes=nodes, initializers=initializers):
-                    m.graph.node[ni].input[k] = "stand_in"
-                    prepend(m.graph, nodes, initializers)
-
-                yield f"{ni}.input{k}.{how}", variant_with(model, stand_in)
+                yield f"{ni}.input{k}.{how}", with_stand_in(model, ni, k, nodes, initializers)
 
 
 def image_value_variants(model):
@@ -299,6 +329,65 @@ def image_value_variants(model):
                 prepend(m.graph, nodes, initializers)
 
             yield f"init{ii}.image{scale}", variant_with(model, from_image)
+
+
+def sum_output(model):
+    """Ends the seed's own nodes with the sum of their output, as one float, for the harness
+    to score instead of each value: an output whose length is known only at run time cannot be
+    classified."""
+    graph = model.graph
+    at = len(graph.node) - HARNESS_NODES
+    graph.node.insert(at, node("Cast", [seed_output(model)], "summands", to=onnx.TensorProto.FLOAT))
+    graph.node.insert(at + 1, node("ReduceSum", ["summands"], "summed", keepdims=1))
+    graph.node[-HARNESS_NODES + 1].input[0] = "summed"
+
+
+def run_time_length(shape, axis, length):
+    """Nodes and initializers that make `x`, an int64 tensor of `shape` but for `axis`, whose
+    length is `length`, known to tract only as the model runs (a NonZero counts it). Its values
+    count 0, 1, ... along that axis: a tensor of one value, tract would fold away."""
+    column = [1] * len(shape)
+    column[axis] = -1
+    spread = list(shape)
+    spread[axis] = 1
+    return [
+        node("ReduceSum", ["data_0"], "length_sum", keepdims=0),
+        node("Abs", ["length_sum"], "length_abs"),
+        node("Add", ["length_abs", "length_one"], "length_positive"),
+        node("Expand", ["length_positive", "length_count"], "length_ones"),
+        node("NonZero", ["length_ones"], "length_where"),
+        node("Reshape", ["length_where", "length_column"], "length_counted"),
+        node("Add", ["length_counted", "length_zeros"], "x"),
+    ], [
+        numpy_helper.from_array(np.array(1, np.float32), "length_one"),
+        int64s("length_count", length),
+        int64s("length_column", *column),
+        numpy_helper.from_array(np.zeros(spread, np.int64), "length_zeros"),
+    ]
+
+
+def run_time_length_variants(model):
+    """(name, model) for each input of the seed's own nodes, of a shape ONNX can infer, replaced
+    by a tensor of that shape but for one axis, whose length tract can know only as the model
+    runs (see `run_time_length`): none, 1, one fewer, the same length, and longer. An operator
+    that sizes its work from the facts and trusts the tensors to match (as tract's matrix
+    products did) reads past one of them; one that checks fails the image. The harness scores
+    the sum of the output."""
+    types, known = element_types(model), shapes(model)
+    for ni, target in operator_nodes(model):
+        for k, name in enumerate(target.input):
+            element_type, shape = types.get(name), known.get(name)
+            if not shape or not element_type or element_type == onnx.TensorProto.STRING:
+                continue
+            for axis, length in enumerate(shape):
+                for changed in sorted({0, 1, max(length - 1, 0), length, 2 * length + 3}):
+                    if math.prod(shape[:axis] + [changed] + shape[axis + 1 :]) > STAND_IN_VALUES:
+                        continue
+                    nodes, initializers = run_time_length(shape, axis, changed)
+                    nodes.append(node("Cast", ["x"], "stand_in", to=element_type))
+                    variant = with_stand_in(model, ni, k, nodes, initializers)
+                    sum_output(variant)
+                    yield f"{ni}.input{k}.axis{axis}.length{changed}", variant
 
 
 def node_input_variants(model):
@@ -577,6 +666,7 @@ NODE_SWEEPS = (
     node_input_variants,
     stand_in_variants,
     image_value_variants,
+    run_time_length_variants,
 )
 BODIES = ("if-run-time", "scan")
 
