@@ -15,16 +15,17 @@ first). Structure is swept too: `axis` and `axes` get values past any rank; type
 initializer both converted and merely relabelled over its old bytes); each initializer becomes a
 scalar or gains a dimension; each node input is dropped, blanked, doubled, or replaced by a
 stand-in: an empty tensor, a scalar, a vector, a matrix, or a tensor of rank 3 or 5 (see
-STAND_INS); each initializer of up to 192 values is computed from the image instead (times 1
-and 10^9: indices, counts and shapes known only at run time); and the default opset becomes
-each version from 1 to 24. These sweeps leave alone the last four nodes of each
-seed (Reshape, Cast, Reshape, Concat), which only wire the operator's output to `prob_1` and
-are the same in every seed. Last, the graph as a whole is changed (GRAPH_CHANGES,
-MODEL_CHANGES): cycles, names used twice or never made, declared inputs and outputs of other
-shapes and types, initializers stored outside the file, attributes of the wrong type, odd
-opsets and IR versions. And the seed's own nodes are moved into the branches of an If and the
-body of a Scan (SUBGRAPHS), as they are, with the subgraph changed as a whole, and with each
-sweep of one node made there again. Needs onnx and numpy."""
+STAND_INS), or by a tensor of its own shape but for one length, known only at run time; each
+initializer of up to 192 values is computed from the image instead (times 1 and 10^9: indices,
+counts and shapes known only at run time); and the default opset becomes each version from 1 to
+24. These sweeps leave alone the last four nodes of each seed (Reshape, Cast, Reshape, Concat),
+which only wire the operator's output to `prob_1` and are the same in every seed. Last, the
+graph as a whole is changed (GRAPH_CHANGES, MODEL_CHANGES): cycles, names used twice or never
+made, declared inputs and outputs of other shapes and types, initializers stored outside the
+file, attributes of the wrong type, odd opsets and IR versions. And the seed's own nodes are
+moved into the branches of an If and the body of a Scan (SUBGRAPHS), as they are, with the
+subgraph changed as a whole, and with each sweep of one node made there again. Needs onnx and
+numpy."""
 
 import copy
 import itertools

@@ -12,14 +12,14 @@
 //!   given, the process died of a segmentation fault (found by `fuzz/sweep.py`'s stand-ins
 //!   inside an `If`); in the main graph it read past the weights without crashing.
 //! - It accepts facts that disagree outright: a `Pow` of a `1 x 3 x 8 x 8` tensor by a
-//!   `1 x 0 x 1 x 1` exponent, or a `MatMulInteger` whose inputs have 0 and 8 columns and rows,
+//!   `1 x 0 x 1 x 1` exponent, or a `MatMulInteger` of a matrix of 0 columns by one of 8 rows,
 //!   loaded, and died of a segmentation fault as it ran (found by `fuzz/sweep.py`'s run-time
 //!   lengths, which tract folded to 0).
 //!
 //! An element-wise operator whose facts differ on a length known only at run time needs no
-//! check: tract broadcasts its tensors then, comparing their lengths (94 such sweep models with a
-//! length of 1 computed the broadcast they ask for, and the others failed with tract's "Can not
-//! broadcast").
+//! check: tract broadcasts its tensors then, comparing their lengths. On the sweep, every such
+//! mismatch failed with tract's "Can not broadcast", and the 94 models with a run-time length of
+//! 1 ran (the ones checked by hand gave the broadcast they ask for).
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -124,16 +124,15 @@ enum Length {
     Tensor { input: usize, at: usize },
 }
 
-/// Passes some of an operator's inputs through unchanged, once they agree with each other and
+/// Passes some of an `EinSum`'s inputs through unchanged, once they agree with each other and
 /// with the lengths known when the model loads on each axis of `axes`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AxisLengthCheck {
-    /// The operator's node.
+    /// The `EinSum`'s node.
     node: String,
-    /// The operator's inputs it reads, by their index, in the order it is given them.
+    /// The `EinSum` inputs it reads, by their index, in the order it is given them.
     read: Vec<usize>,
-    /// Each axis to check: its name (its letter in an `EinSum`'s formula, or its position), and
-    /// its lengths.
+    /// Each axis to check: its letter in the `EinSum`'s formula, and its lengths.
     axes: Vec<(String, Vec<Length>)>,
 }
 
