@@ -222,12 +222,7 @@ def photo_values(count, shape, output):
         node("Reshape", ["data_0", "minus_one"], "flat"),
         node("Slice", ["flat", "zero", "count"], "part"),
         node("Reshape", ["part", "shape"], output),
-    ], [
-        int64s("minus_one", -1),
-        int64s("zero", 0),
-        int64s("lengths_count", count),
-        int64s("shape", *shape),
-    ]
+    ], [int64s("minus_one", -1), int64s("zero", 0), int64s("count", count), int64s("shape", *shape)]
 
 
 # What stands in for a node input: (nodes, initializers) that make `stand_in` from the input
