@@ -177,30 +177,34 @@ def initializer_shape_variants(model):
 
 
 def inferred(model):
-    """The initializers and typed values of `model`'s graph, after ONNX's shape inference where
-    it can run."""
+    """`model`'s graph after ONNX's shape inference, where it can run, for `element_types` and
+    `shapes` to read."""
     try:
-        graph = onnx.shape_inference.infer_shapes(model).graph
+        return onnx.shape_inference.infer_shapes(model).graph
     except Exception:  # noqa: BLE001 - a seed ONNX cannot check still has the types it declares
-        graph = model.graph
-    return graph.initializer, [*graph.input, *graph.value_info, *graph.output]
+        return model.graph
 
 
-def element_types(model):
-    """The element type of each value of `model` that ONNX's shape inference can tell."""
-    initializers, values = inferred(model)
-    types = {init.name: init.data_type for init in initializers}
-    for value in values:
+def typed_values(graph):
+    """The values of `graph` that carry a type: its inputs, inferred values and outputs."""
+    return [*graph.input, *graph.value_info, *graph.output]
+
+
+def element_types(graph):
+    """The element type of each value of an `inferred` graph that ONNX's shape inference can
+    tell."""
+    types = {init.name: init.data_type for init in graph.initializer}
+    for value in typed_values(graph):
         if value.type.tensor_type.elem_type:
             types[value.name] = value.type.tensor_type.elem_type
     return types
 
 
-def shapes(model):
-    """The shape of each value of `model` whose every length ONNX's shape inference can tell."""
-    initializers, values = inferred(model)
-    known = {init.name: list(init.dims) for init in initializers}
-    for value in values:
+def shapes(graph):
+    """The shape of each value of an `inferred` graph whose every length ONNX's shape inference
+    can tell."""
+    known = {init.name: list(init.dims) for init in graph.initializer}
+    for value in typed_values(graph):
         tensor = value.type.tensor_type
         if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
             known[value.name] = [d.dim_value for d in tensor.shape.dim]
@@ -292,7 +296,7 @@ def stand_in_variants(model):
     """(name, model) for each input of the seed's own nodes replaced by each of STAND_INS, of
     its element type: many operators read a scalar from an input (a count, an axis, a
     condition), or take the channels or window of a tensor of a rank they expect."""
-    types = element_types(model)
+    types = element_types(inferred(model))
     for ni, target in operator_nodes(model):
         for k, name in enumerate(target.input):
             element_type = types.get(name)
@@ -369,7 +373,8 @@ def run_time_length_variants(model):
     that sizes its work from the facts and trusts the tensors to match (as tract's matrix
     products did) reads past one of them; one that checks fails the image. The harness scores
     the sum of the output."""
-    types, known = element_types(model), shapes(model)
+    graph = inferred(model)
+    types, known = element_types(graph), shapes(graph)
     for ni, target in operator_nodes(model):
         for k, name in enumerate(target.input):
             element_type, shape = types.get(name), known.get(name)
@@ -557,7 +562,7 @@ def moved_into(model, name, inputs=(), initializers=False):
     in too; otherwise the nodes read them, and the input, from the enclosing graph."""
     graph = model.graph
     output = seed_output(model)
-    element_type = element_types(model).get(output, onnx.TensorProto.FLOAT)
+    element_type = element_types(inferred(model)).get(output, onnx.TensorProto.FLOAT)
     own = [target for _, target in operator_nodes(model)]
     moved_initializers = [init for _, init in operator_initializers(model)] if initializers else []
     for init in moved_initializers:
