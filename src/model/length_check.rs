@@ -266,12 +266,16 @@ mod tests {
         Ok(model)
     }
 
+    /// The product of a vector and a matrix, `k,kn->n`, of f32.
+    fn vector_by_matrix() -> EinSum {
+        let axes = "k,kn->n".parse().unwrap();
+        EinSum { axes, operating_dt: f32::datum_type(), q_params: None }
+    }
+
     /// `a . b` for a vector `a` of `8` values, or of as many as the symbol `x` says, and a
     /// constant `8 x 4` matrix `b`.
     fn product(known: bool) -> TractResult<TypedModel> {
-        let einsum =
-            EinSum { axes: "k,kn->n".parse()?, operating_dt: f32::datum_type(), q_params: None };
-        wired(known.then_some(8), &[8, 4], einsum)
+        wired(known.then_some(8), &[8, 4], vector_by_matrix())
     }
 
     /// Runs `model` on a vector of `length` ones (after `flag`, if given).
@@ -334,14 +338,9 @@ mod tests {
 
     #[test]
     fn lengths_the_facts_know_to_disagree_fail_as_the_model_loads() {
-        let einsum = EinSum {
-            axes: "k,kn->n".parse().unwrap(),
-            operating_dt: f32::datum_type(),
-            q_params: None,
-        };
         for (mut model, axis) in [
             (wired(Some(0), &[3], add()).unwrap(), "0: 0 and 3"),
-            (wired(Some(0), &[8, 4], einsum).unwrap(), "k: 0 and 8"),
+            (wired(Some(0), &[8, 4], vector_by_matrix()).unwrap(), "k: 0 and 8"),
         ] {
             let error = check_lengths(&mut model).unwrap_err().to_string();
             assert_eq!(error, format!("`c`: its inputs disagree on the length of axis {axis}"));
