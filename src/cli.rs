@@ -1,12 +1,13 @@
 //! Command-line definitions.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::experiment::concat_order::Order;
 use crate::output::Format;
+use crate::pipeline::discover::Shard;
 use crate::preprocess::{Preset, ResizeMode, Triple, LARGEST_MAX_PIXELS};
 
 /// Classify images with GoogLeNet (Inception v1) on the CPU.
@@ -242,29 +243,40 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// `K/N`: the K-th (1-based) of N slices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// Which slice, 1..=n.
-    pub k: usize,
-    /// How many slices.
-    pub n: usize,
-}
+/// Makes the library's enum `$type` a clap value, here at the command edge: each variant with
+/// its name on the command line and its help.
+macro_rules! value_enum {
+    ($type:ident { $($variant:ident => $name:literal: $help:literal),+ $(,)? }) => {
+        impl ValueEnum for $type {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($type::$variant),+]
+            }
 
-impl FromStr for Shard {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Shard, String> {
-        let (k, n) = text.split_once('/').ok_or("expected K/N, e.g. 2/8")?;
-        let parse =
-            |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a whole number"));
-        let (k, n) = (parse(k)?, parse(n)?);
-        if k == 0 || n == 0 || k > n {
-            return Err(format!("{k}/{n}: K must be between 1 and N"));
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($type::$variant => PossibleValue::new($name).help($help)),+
+                })
+            }
         }
-        Ok(Shard { k, n })
-    }
+    };
 }
+
+value_enum!(Format {
+    Table => "table": "Aligned text for people",
+    Jsonl => "jsonl": "One JSON object per image and line, written as each image is done",
+    Csv => "csv": "One row per image and rank, written as each image is done",
+    Json => "json": "One JSON document, {\"results\": [...]}, written at the end",
+});
+
+value_enum!(Preset {
+    Caffe => "caffe": "BVLC Caffe models: BGR, 0..255 minus the ImageNet mean, squashed",
+    Torchvision => "torchvision": "torchvision models: RGB, ImageNet mean and std, centre crop",
+});
+
+value_enum!(ResizeMode {
+    Squash => "squash": "Resize straight to the input size, ignoring the aspect ratio",
+    Crop => "crop": "Resize so that the input is 224/256 of the short side, take the centre",
+});
 
 /// Which model to run and how to name its classes.
 #[derive(Debug, Args)]
@@ -337,14 +349,6 @@ mod tests {
     #[test]
     fn the_cli_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn shards_parse_and_reject() {
-        assert_eq!("2/8".parse::<Shard>(), Ok(Shard { k: 2, n: 8 }));
-        for bad in ["0/3", "4/3", "1/0", "3", "a/b"] {
-            assert!(bad.parse::<Shard>().is_err(), "{bad}");
-        }
     }
 
     #[test]

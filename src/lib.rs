@@ -6,6 +6,7 @@
 //! order ([`output`]). [`eval`] scores them against labelled folders; [`commands`] wires the
 //! subcommands of [`cli`] to all of it.
 
+#![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 pub mod classify;
@@ -14,9 +15,11 @@ pub mod commands;
 pub mod eval;
 pub mod experiment;
 pub mod explain;
+pub mod fetch;
 pub mod files;
 pub mod guard;
 pub mod inspect;
+pub mod kernels;
 pub mod labels;
 pub mod model;
 pub mod output;

@@ -87,7 +87,7 @@ pub enum PreprocessError {
 }
 
 /// How the image is fitted to the model's input size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizeMode {
     /// Resize straight to the input size, ignoring the aspect ratio.
     Squash,
@@ -105,7 +105,7 @@ pub enum ChannelOrder {
 }
 
 /// A named set of preprocessing settings matching how a family of models was trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// BVLC Caffe models: BGR, 0..255 minus the ImageNet mean, squashed to the input size.
     Caffe,

@@ -13,11 +13,11 @@ use crate::cli::{
     InspectArgs, PreprocessArgs, ReportFormat, RunArgs,
 };
 use crate::eval::{true_synset, Report, Tally};
+use crate::fetch::{self, Expected};
 use crate::files::{read_at_most, read_up_to, Size};
 use crate::inspect::profile::Profile;
 use crate::inspect::{modules, Network};
 use crate::labels::Labels;
-use crate::model::fetch::{self, Expected};
 use crate::model::{Model, ModelSource, Origin, OutputKind};
 use crate::output::{diagnostic, path_text, resume, Format, Outcome, Output, Progress, Record};
 use crate::pipeline::{discover, run_ordered, Classifier, Input, Walk};

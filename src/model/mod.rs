@@ -1,20 +1,12 @@
 //! The ONNX classifier: where it comes from, loading it, reading its input and output from the
 //! graph, and running the optimised tract plan.
 
-#[macro_use]
-mod custom;
+mod allowlist;
 pub(crate) mod attributes;
 mod checked_ops;
-mod conv;
-pub mod fetch;
-mod gemm;
 mod graph_size;
-mod length_check;
-mod lrn;
-mod maxpool;
+mod shapes;
 mod source;
-mod tree_ensemble;
-mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +20,7 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::plan::SimpleState;
 use tract_onnx::tract_hir::infer::Factoid;
 
+pub use allowlist::OPERATORS;
 pub(crate) use checked_ops::onnx;
 pub use source::{ModelSource, Origin};
 
@@ -197,14 +190,12 @@ pub struct NodeTime {
     pub time: Duration,
 }
 
-/// Types the model, checks its products' axis lengths where the facts cannot, puts the fast
-/// LRN in place of tract's and optimises it.
+/// Types the model, checks its shapes, puts the project's own operators in place of tract's
+/// and optimises it.
 fn optimise(model: InferenceModel) -> Result<TypedModel> {
     let mut typed = model.into_typed()?;
-    length_check::check_lengths(&mut typed)?;
-    lrn::replace_lrn(&mut typed)?;
-    maxpool::replace_max_pool(&mut typed)?;
-    conv::replace_conv(&mut typed)?;
+    shapes::check_shapes(&typed)?;
+    crate::kernels::replace_operators(&mut typed)?;
     let optimised = typed.into_optimized().context("cannot optimise the model")?;
     check_tensor_bytes(&optimised)?;
     Ok(optimised)
@@ -306,13 +297,15 @@ impl Probe {
 }
 
 /// Parses an ONNX file's bytes, with an error that says what is wrong with a file that is
-/// empty, not ONNX or cut short, or whose graph is too large to optimise in reasonable time.
+/// empty, not ONNX or cut short, whose graph is too large to optimise in reasonable time, or
+/// that uses an operator image classifiers do not.
 pub fn read_proto(bytes: &[u8]) -> Result<ModelProto> {
     ensure!(!bytes.is_empty(), "empty file");
     let proto = onnx()
         .proto_model_for_read(&mut &*bytes)
         .context("not an ONNX model, or a truncated one")?;
     graph_size::check(&proto)?;
+    allowlist::check(&proto)?;
     Ok(proto)
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::fetch;
+use crate::fetch;
 use crate::files::{read_at_most, Size};
 
 /// The environment variable that names a model file.

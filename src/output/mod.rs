@@ -55,7 +55,7 @@ pub fn path_text(path: &Path) -> String {
 }
 
 /// Output formats of `classify`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned text for people.
     Table,

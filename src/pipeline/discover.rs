@@ -3,12 +3,11 @@
 //! that they are reported, not fatal.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
-
-use crate::cli::Shard;
 
 /// File extensions, lower-case, that a folder walk takes as images.
 pub const IMAGE_EXTENSIONS: &[&str] =
@@ -119,6 +118,30 @@ pub fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// `K/N`: the K-th (1-based) of N slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice, 1..=n.
+    pub k: usize,
+    /// How many slices.
+    pub n: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let (k, n) = text.split_once('/').ok_or("expected K/N, e.g. 2/8")?;
+        let parse =
+            |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a whole number"));
+        let (k, n) = (parse(k)?, parse(n)?);
+        if k == 0 || n == 0 || k > n {
+            return Err(format!("{k}/{n}: K must be between 1 and N"));
+        }
+        Ok(Shard { k, n })
+    }
+}
+
 /// The inputs of one shard: every N-th input, starting at the K-th. Shards are disjoint and
 /// together hold every input, given the same sorted list.
 pub fn shard(inputs: Vec<Input>, shard: Shard) -> Vec<Input> {
@@ -133,6 +156,14 @@ pub fn shard(inputs: Vec<Input>, shard: Shard) -> Vec<Input> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_parse_and_reject() {
+        assert_eq!("2/8".parse::<Shard>(), Ok(Shard { k: 2, n: 8 }));
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
 
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -172,54 +172,54 @@ pub fn relu_chain(relus: usize) -> Vec<u8> {
     encode(graph)
 }
 
-/// A model of 10 classes, on 16 x 16 images, that multiplies the indices of the image's
-/// nonzero values, as a vector of a length known only as it runs, by an `8 x 10` matrix: the
-/// product's lengths disagree on every image. With `in_branch`, the product is made in both
-/// branches of an `If` on the image's sum against a random threshold.
-pub fn mismatched_product(in_branch: bool) -> Vec<u8> {
-    let to_float = AttributeProto { name: "to".into(), r#type: 2, i: 1, ..Default::default() };
-    let product = vec![
-        node("NonZero", &["x"], "where", vec![]),
-        node("Reshape", &["where", "minus_one"], "flat", vec![]),
-        node("Cast", &["flat"], "vector", vec![to_float]),
-        node("MatMul", &["vector", "weights"], "scores", vec![]),
-    ];
-    let mut nodes = if in_branch {
-        let branch = |name: &str| AttributeProto {
-            name: name.into(),
-            r#type: 5,
-            g: Some(GraphProto {
-                name: name.into(),
-                node: product.clone(),
-                output: vec![value_info("scores", &[Some(10)])],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let keepdims = AttributeProto { name: "keepdims".into(), r#type: 2, ..Default::default() };
-        let branches = vec![branch("then_branch"), branch("else_branch")];
-        vec![
-            node("ReduceSum", &["x"], "sum", vec![keepdims]),
-            node("Greater", &["sum", "threshold"], "positive", vec![]),
-            node("If", &["positive"], "scores", branches),
-        ]
-    } else {
-        product
-    };
-    nodes.push(node("Reshape", &["scores", "row"], "logits", vec![]));
+/// A model of 10 classes, on 16 x 16 images, that multiplies the image's values, sliced to as
+/// many as its largest value says (a length known only as it runs), by an `8 x 10` matrix.
+pub fn mismatched_product() -> Vec<u8> {
+    let to_int = AttributeProto { name: "to".into(), r#type: 2, i: 7, ..Default::default() };
     encode(GraphProto {
         name: "mismatched".into(),
-        node: nodes,
+        node: vec![
+            node("Reshape", &["x", "minus_one"], "flat", vec![]),
+            node("ReduceMax", &["flat"], "largest", vec![]),
+            node("Cast", &["largest"], "end", vec![to_int]),
+            node("Slice", &["flat", "zero", "end"], "vector", vec![]),
+            node("MatMul", &["vector", "weights"], "scores", vec![]),
+            node("Reshape", &["scores", "row"], "logits", vec![]),
+        ],
         initializer: vec![
             int64s("minus_one", &[-1]),
+            int64s("zero", &[0]),
             int64s("row", &[1, 10]),
             tensor("weights", &[8, 10], 5),
-            tensor("threshold", &[], 6),
         ],
         input: vec![value_info("x", &[Some(1), Some(3), Some(16), Some(16)])],
         output: vec![value_info("logits", &[Some(1), Some(10)])],
         ..Default::default()
     })
+}
+
+/// A model of 10 classes, on `height x width` images: [`random_classifier`]'s graph.
+pub fn classifier_of_size(height: i64, width: i64) -> Vec<u8> {
+    let mut graph = classifier_graph(16, 10);
+    graph.input = vec![value_info("x", &[Some(1), Some(3), Some(height), Some(width)])];
+    encode(graph)
+}
+
+/// A model of 10 classes that adds to its scores the max-pool of its image flattened to one
+/// axis, which has no channels.
+pub fn vector_pool() -> Vec<u8> {
+    let mut graph = classifier_graph(16, 10);
+    let gemm = graph.node.last_mut().unwrap();
+    gemm.output = vec!["gemm".into()];
+    graph.initializer.push(int64s("minus_one", &[-1]));
+    let keepdims = AttributeProto { name: "keepdims".into(), r#type: 2, ..Default::default() };
+    graph.node.extend([
+        node("Reshape", &["x", "minus_one"], "vector", vec![]),
+        node("MaxPool", &["vector"], "vector_pooled", vec![ints("kernel_shape", &[2])]),
+        node("ReduceSum", &["vector_pooled"], "sum", vec![keepdims]),
+        node("Add", &["gemm", "sum"], "logits", vec![]),
+    ]);
+    encode(graph)
 }
 
 /// A model of 10 classes, on 16 x 16 images, that raises the image's 3 channels to the power
@@ -344,4 +344,127 @@ pub fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
 /// The input tensor of a reference stem.
 pub fn reference_input(stem: &Path) -> Array3<f32> {
     Array3::from_shape_vec((3, 224, 224), read_f32(&with_suffix(stem, ".input.f32"))).unwrap()
+}
+
+/// A small ONNX graph built node by node, with random weights, for the classifier families'
+/// characteristic blocks. Its input is `x` `[1, 3, size, size]`.
+#[derive(Default)]
+pub struct Graph {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+/// An attribute of `value`: an integer, a float or integers.
+pub enum Attr<'a> {
+    Int(i64),
+    Float(f32),
+    Ints(&'a [i64]),
+}
+
+impl Graph {
+    /// A random float initializer of `dims`, named `name`.
+    pub fn weight(&mut self, name: &str, dims: &[i64]) -> String {
+        let seed = self.initializers.len() as u64 + 1;
+        self.initializers.push(tensor(name, dims, seed));
+        name.to_owned()
+    }
+
+    /// An int64 initializer.
+    pub fn ints(&mut self, name: &str, values: &[i64]) -> String {
+        self.initializers.push(int64s(name, values));
+        name.to_owned()
+    }
+
+    /// A float scalar initializer.
+    pub fn scalar(&mut self, name: &str, value: f32) -> String {
+        let scalar = TensorProto {
+            name: name.into(),
+            data_type: 1,
+            float_data: vec![value],
+            ..Default::default()
+        };
+        self.initializers.push(scalar);
+        name.to_owned()
+    }
+
+    /// A node of `op` on `inputs`, whose output is named `output`.
+    pub fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: &[(&str, Attr)],
+    ) -> String {
+        let attributes = attrs
+            .iter()
+            .map(|(name, value)| {
+                let name = (*name).into();
+                match value {
+                    Attr::Int(i) => AttributeProto { name, r#type: 2, i: *i, ..Default::default() },
+                    Attr::Float(f) => {
+                        AttributeProto { name, r#type: 1, f: *f, ..Default::default() }
+                    }
+                    Attr::Ints(v) => {
+                        AttributeProto { name, r#type: 7, ints: v.to_vec(), ..Default::default() }
+                    }
+                }
+            })
+            .collect();
+        self.nodes.push(node(op, inputs, output, attributes));
+        output.to_owned()
+    }
+
+    /// A `channels`-out convolution of `input` (`inputs` channels) with a `kernel`-wide square
+    /// kernel, "same" padding, and `group` groups.
+    pub fn conv(
+        &mut self,
+        input: &str,
+        out: &str,
+        [inputs, channels, kernel, group]: [i64; 4],
+    ) -> String {
+        let w = self.weight(&format!("{out}_w"), &[channels, inputs / group, kernel, kernel]);
+        let b = self.weight(&format!("{out}_b"), &[channels]);
+        let pad = kernel / 2;
+        let attrs = [
+            ("kernel_shape", Attr::Ints(&[kernel, kernel])),
+            ("pads", Attr::Ints(&[pad, pad, pad, pad])),
+            ("group", Attr::Int(group)),
+        ];
+        self.op("Conv", &[input, &w, &b], out, &attrs)
+    }
+
+    /// Global average pool, flatten and a `classes`-way `Gemm` of `input` (`channels`), as
+    /// `logits`.
+    pub fn head(&mut self, input: &str, channels: i64, classes: i64) -> String {
+        self.op("GlobalAveragePool", &[input], "pooled", &[]);
+        self.op("Flatten", &["pooled"], "flat", &[]);
+        self.linear("flat", "logits", channels, classes)
+    }
+
+    /// `input x W^T + b` for a `[.., inputs]` input, `outputs` wide.
+    pub fn linear(&mut self, input: &str, out: &str, inputs: i64, outputs: i64) -> String {
+        let w = self.weight(&format!("{out}_w"), &[outputs, inputs]);
+        let b = self.weight(&format!("{out}_b"), &[outputs]);
+        self.op("Gemm", &[input, &w, &b], out, &[("transB", Attr::Int(1))])
+    }
+
+    /// The model, of opset `opset`, from `x` `[1, 3, size, size]` to `output` `[1, classes]`.
+    pub fn model(self, size: i64, output: &str, classes: i64, opset: i64) -> Vec<u8> {
+        let graph = GraphProto {
+            name: "family".into(),
+            node: self.nodes,
+            initializer: self.initializers,
+            input: vec![value_info("x", &[Some(1), Some(3), Some(size), Some(size)])],
+            output: vec![value_info(output, &[Some(1), Some(classes)])],
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+            producer_name: "googlenet tests".into(),
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
 }

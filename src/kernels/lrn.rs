@@ -17,7 +17,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx_opl::lrn::Lrn;
 
-use super::custom::zeros;
+use super::glue::zeros;
 
 /// LRN over the channels (axis 1) of a float NCHW tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +144,7 @@ fn reference(lrn: &FastLrn, input: &ArrayViewD<f32>) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::custom::random;
+    use super::super::glue::random;
     use super::*;
 
     #[test]

@@ -88,9 +88,15 @@ pub fn panel_index(depth: usize, step: usize, column: usize) -> usize {
     (column / PANEL) * PANEL * depth + step * PANEL + column % PANEL
 }
 
-/// A matrix-product kernel this CPU can run.
+/// A matrix-product kernel this CPU can run. Only [`Kernel::available`] and [`Kernel::detect`]
+/// make one, after checking the CPU's features, so holding a `Kernel` proves that the CPU runs
+/// its instructions: [`multiply`] is safe to call with any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
+pub struct Kernel(Isa);
+
+/// The instruction sets there are kernels for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
     /// 512-bit vectors: the tile is 8 rows of two vectors.
     #[cfg(target_arch = "x86_64")]
     Avx512,
@@ -106,12 +112,12 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                kernels.push(Kernel::Avx512);
+                kernels.push(Kernel(Isa::Avx512));
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                kernels.push(Kernel::Avx2);
+                kernels.push(Kernel(Isa::Avx2));
             }
         }
         kernels
@@ -192,13 +198,15 @@ fn run_tile(
         matches!(start, Start::Sums) || matches!(start, Start::Bias(b) if b.len() == ROWS)
     );
     let shape = [ldc, rows, width];
-    match kernel {
-        // SAFETY: `Kernel::available` saw the CPU feature; `multiply` cut the operands to the
-        // lengths the kernels read and write (checked above in debug builds).
+    match kernel.0 {
+        // SAFETY: a `Kernel` is only made once the CPU has been seen to have its features
+        // (`Kernel::available`), and `multiply` cut the operands to the lengths the kernels
+        // read and write (checked above in debug builds).
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { x86::tile_avx512(a, b, tile, shape, start, relu) },
+        Isa::Avx512 => unsafe { x86::tile_avx512(a, b, tile, shape, start, relu) },
+        // SAFETY: as above, for AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { x86::tile_avx2(a, b, tile, shape, start, relu) },
+        Isa::Avx2 => unsafe { x86::tile_avx2(a, b, tile, shape, start, relu) },
     }
 }
 
@@ -208,13 +216,18 @@ mod x86 {
     //! (after reading, unless it starts from the bias) `width` values of each of `rows` lines of
     //! `tile`, `ldc` apart. One body, [`part`], serves both vector widths: inlined into each
     //! kernel, it is compiled with that kernel's CPU features.
+    //!
+    //! The contract every `unsafe fn` here shares, called "the kernel contract" below: the CPU
+    //! has the features of the vector type `V` (AVX-512F for `__m512`, AVX2 and FMA for
+    //! `__m256`), and the operands have the lengths above, with `rows <= ROWS`,
+    //! `width <= PANEL` and `tile.len() == (rows - 1) * ldc + width`.
 
     use std::arch::x86_64::*;
 
     use super::{Start, PANEL, ROWS};
 
     /// # Safety
-    /// The CPU has AVX-512F; the operands have the lengths of the module doc.
+    /// The kernel contract, for AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile_avx512(
         a: &[f32],
@@ -224,11 +237,12 @@ mod x86 {
         start: Start,
         relu: bool,
     ) {
-        part::<__m512, ROWS>(a, b, tile, shape, start, relu, [0, 0]);
+        // SAFETY: the caller keeps the kernel contract for `__m512`; the whole tile is one part.
+        unsafe { part::<__m512, ROWS>(a, b, tile, shape, start, relu, [0, 0]) }
     }
 
     /// # Safety
-    /// The CPU has AVX2 and FMA; the operands have the lengths of the module doc.
+    /// The kernel contract, for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile_avx2(
         a: &[f32],
@@ -243,13 +257,18 @@ mod x86 {
         for first_row in (0..rows).step_by(ROWS / 2) {
             for first_column in (0..width).step_by(PANEL / 2) {
                 let corner = [first_row, first_column];
-                part::<__m256, { ROWS / 2 }>(a, b, tile, shape, start, relu, corner);
+                // SAFETY: the caller keeps the kernel contract for `__m256`; the corner is inside
+                // the tile, as the loops stop at `rows` and `width`.
+                unsafe { part::<__m256, { ROWS / 2 }>(a, b, tile, shape, start, relu, corner) };
             }
         }
     }
 
     /// The part of the tile from row and column `corner` on: `R` rows of two vectors, or of
     /// one when the columns left fit in one (the last panel of an image is often part-empty).
+    ///
+    /// # Safety
+    /// The kernel contract; `corner` is inside the tile and `R` rows from it are within `ROWS`.
     #[inline(always)]
     unsafe fn part<V: Vector, const R: usize>(
         a: &[f32],
@@ -260,14 +279,21 @@ mod x86 {
         relu: bool,
         corner: [usize; 2],
     ) {
-        if shape[2] - corner[1] > V::LANES {
-            vectors::<V, R, 2>(a, b, tile, shape, start, relu, corner);
-        } else {
-            vectors::<V, R, 1>(a, b, tile, shape, start, relu, corner);
+        // SAFETY: passed on from the caller; `H` vectors of `V::LANES` cover the columns left or,
+        // with `H` = 1, what is left of them fits in one vector.
+        unsafe {
+            if shape[2] - corner[1] > V::LANES {
+                vectors::<V, R, 2>(a, b, tile, shape, start, relu, corner);
+            } else {
+                vectors::<V, R, 1>(a, b, tile, shape, start, relu, corner);
+            }
         }
     }
 
     /// [`part`] with `H` vectors per row.
+    ///
+    /// # Safety
+    /// As [`part`], and `first_column + H * V::LANES <= PANEL`.
     #[inline(always)]
     unsafe fn vectors<V: Vector, const R: usize, const H: usize>(
         a: &[f32],
@@ -278,16 +304,20 @@ mod x86 {
         relu: bool,
         [first_row, first_column]: [usize; 2],
     ) {
-        let mut sums = [[V::zero(); H]; R];
+        // SAFETY: the CPU has `V`'s features (the kernel contract).
+        let mut sums = [[unsafe { V::zero() }; H]; R];
         for (a, b) in a.chunks_exact(ROWS).zip(b.chunks_exact(PANEL)) {
-            let mut columns = [V::zero(); H];
-            for (half, column) in columns.iter_mut().enumerate() {
-                *column = V::load(b.as_ptr().add(first_column + half * V::LANES));
-            }
+            // SAFETY: the CPU has `V`'s features; `b` holds `PANEL` floats and the vectors read
+            // end at `first_column + H * V::LANES <= PANEL`.
+            let columns: [V; H] = std::array::from_fn(|half| unsafe {
+                V::load(b.as_ptr().add(first_column + half * V::LANES))
+            });
             for (sum, &weight) in sums.iter_mut().zip(&a[first_row..]) {
-                let weight = V::splat(weight);
+                // SAFETY: the CPU has `V`'s features.
+                let weight = unsafe { V::splat(weight) };
                 for (sum, &column) in sum.iter_mut().zip(&columns) {
-                    *sum = V::fmadd(weight, column, *sum);
+                    // SAFETY: the CPU has `V`'s features.
+                    *sum = unsafe { V::fmadd(weight, column, *sum) };
                 }
             }
         }
@@ -300,13 +330,18 @@ mod x86 {
             };
             for (half, &sum) in sum.iter().enumerate() {
                 let count = (columns - half * V::LANES).min(V::LANES);
-                let at = line.as_mut_ptr().add(half * V::LANES);
-                let before = match bias {
-                    Some(bias) => V::splat(bias),
-                    None => V::load_first(at, count),
-                };
-                let value = V::add(before, sum);
-                V::store_first(if relu { V::max(value, V::zero()) } else { value }, at, count);
+                let part = &mut line[half * V::LANES..][..count];
+                // SAFETY: the CPU has `V`'s features, and `part` holds the `count` floats that
+                // `load_first` reads and `store_first` writes.
+                unsafe {
+                    let before = match bias {
+                        Some(bias) => V::splat(bias),
+                        None => V::load_first(part.as_ptr(), count),
+                    };
+                    let value = V::add(before, sum);
+                    let value = if relu { V::max(value, V::zero()) } else { value };
+                    value.store_first(part.as_mut_ptr(), count);
+                }
             }
         }
     }
@@ -318,6 +353,7 @@ mod x86 {
         const LANES: usize;
         unsafe fn zero() -> Self;
         unsafe fn splat(value: f32) -> Self;
+        /// `LANES` floats from `at`.
         unsafe fn load(at: *const f32) -> Self;
         /// The first `count` lanes from `at`, zeros after them.
         unsafe fn load_first(at: *const f32, count: usize) -> Self;
@@ -329,7 +365,7 @@ mod x86 {
     }
 
     /// Implements [`Vector`] for one register type with its intrinsics, but for `load_first`
-    /// and `store_first`.
+    /// and `store_first`. Each method keeps the contract of [`Vector`] and passes it on.
     macro_rules! vector {
         ($type:ty, $lanes:expr, $zero:ident, $splat:ident, $load:ident, $fmadd:ident, $add:ident, $max:ident, $($partial:item)*) => {
             impl Vector for $type {
@@ -337,27 +373,34 @@ mod x86 {
                 const LANES: usize = $lanes;
                 #[inline(always)]
                 unsafe fn zero() -> Self {
-                    $zero()
+                    // SAFETY: the caller's CPU has this width's feature.
+                    unsafe { $zero() }
                 }
                 #[inline(always)]
                 unsafe fn splat(value: f32) -> Self {
-                    $splat(value)
+                    // SAFETY: the caller's CPU has this width's feature.
+                    unsafe { $splat(value) }
                 }
                 #[inline(always)]
                 unsafe fn load(at: *const f32) -> Self {
-                    $load(at)
+                    // SAFETY: the caller's CPU has this width's feature, and `LANES` floats
+                    // from `at` are valid to read.
+                    unsafe { $load(at) }
                 }
                 #[inline(always)]
                 unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
-                    $fmadd(a, b, c)
+                    // SAFETY: the caller's CPU has this width's feature.
+                    unsafe { $fmadd(a, b, c) }
                 }
                 #[inline(always)]
                 unsafe fn add(a: Self, b: Self) -> Self {
-                    $add(a, b)
+                    // SAFETY: the caller's CPU has this width's feature.
+                    unsafe { $add(a, b) }
                 }
                 #[inline(always)]
                 unsafe fn max(a: Self, b: Self) -> Self {
-                    $max(a, b)
+                    // SAFETY: the caller's CPU has this width's feature.
+                    unsafe { $max(a, b) }
                 }
             }
         };
@@ -375,11 +418,15 @@ mod x86 {
         // Masked: lanes past `count` are neither read nor written.
         #[inline(always)]
         unsafe fn load_first(at: *const f32, count: usize) -> Self {
-            _mm512_maskz_loadu_ps(lanes(count), at)
+            // SAFETY: the caller's CPU has AVX-512F and `count` floats at `at` are valid; the
+            // mask keeps the load to them.
+            unsafe { _mm512_maskz_loadu_ps(lanes(count), at) }
         }
         #[inline(always)]
         unsafe fn store_first(self, at: *mut f32, count: usize) {
-            _mm512_mask_storeu_ps(at, lanes(count), self)
+            // SAFETY: the caller's CPU has AVX-512F and `count` floats at `at` are valid to
+            // write; the mask keeps the store to them.
+            unsafe { _mm512_mask_storeu_ps(at, lanes(count), self) }
         }
     }
     vector! {
@@ -394,21 +441,29 @@ mod x86 {
         // Whole vectors directly, parts through a copy on the stack.
         #[inline(always)]
         unsafe fn load_first(at: *const f32, count: usize) -> Self {
-            if count == 8 {
-                return _mm256_loadu_ps(at);
-            }
             let mut values = [0f32; 8];
-            std::ptr::copy_nonoverlapping(at, values.as_mut_ptr(), count);
-            _mm256_loadu_ps(values.as_ptr())
+            // SAFETY: the caller's CPU has AVX2 and `count` (at most 8) floats at `at` are valid
+            // to read; `values` holds 8.
+            unsafe {
+                if count == 8 {
+                    return _mm256_loadu_ps(at);
+                }
+                std::ptr::copy_nonoverlapping(at, values.as_mut_ptr(), count);
+                _mm256_loadu_ps(values.as_ptr())
+            }
         }
         #[inline(always)]
         unsafe fn store_first(self, at: *mut f32, count: usize) {
-            if count == 8 {
-                return _mm256_storeu_ps(at, self);
-            }
             let mut values = [0f32; 8];
-            _mm256_storeu_ps(values.as_mut_ptr(), self);
-            std::ptr::copy_nonoverlapping(values.as_ptr(), at, count);
+            // SAFETY: the caller's CPU has AVX2 and `count` (at most 8) floats at `at` are valid
+            // to write; `values` holds 8.
+            unsafe {
+                if count == 8 {
+                    return _mm256_storeu_ps(at, self);
+                }
+                _mm256_storeu_ps(values.as_mut_ptr(), self);
+                std::ptr::copy_nonoverlapping(values.as_ptr(), at, count);
+            }
         }
     }
 

@@ -20,7 +20,7 @@ use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::custom::zeros;
+use super::glue::zeros;
 use super::window::{Axis, Tap};
 
 /// Max-pooling over the last two axes of a float NCHW tensor.
@@ -144,7 +144,7 @@ windowed_op!(FastMaxPool);
 
 #[cfg(test)]
 mod tests {
-    use super::super::custom::{self, random};
+    use super::super::glue::{self, random};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::{Array, IxDyn};
 
@@ -166,7 +166,7 @@ mod tests {
         let source = model.add_source("x", f32::fact(input.shape())).unwrap();
         let output = model.wire_node("pool", op, &[source]).unwrap();
         model.select_output_outlets(&output).unwrap();
-        custom::run(model, input)
+        glue::run(model, input)
     }
 
     #[test]

@@ -26,8 +26,8 @@ use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::custom::zeros;
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
+use super::glue::zeros;
 use super::window::{Axis, Tap};
 
 /// How much of the patches is gathered at a time: a band of output pixels whose patches stay in
@@ -313,7 +313,7 @@ windowed_op!(FastConv);
 
 #[cfg(test)]
 mod tests {
-    use super::super::custom::{self, random};
+    use super::super::glue::{self, random};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
     use tract_onnx::tract_core::ops::math::max;
@@ -371,8 +371,8 @@ mod tests {
             cases.into_iter().enumerate().flat_map(|case| [(case.clone(), false), (case, true)])
         {
             let input: ArrayD<f32> = random(&shape, seed as u32);
-            let expected = custom::run(convolution(&spec, &shape, bias, relu, false), &input);
-            let fast = custom::run(convolution(&spec, &shape, bias, relu, true), &input);
+            let expected = glue::run(convolution(&spec, &shape, bias, relu, false), &input);
+            let fast = glue::run(convolution(&spec, &shape, bias, relu, true), &input);
             assert_eq!(fast.shape(), expected.shape(), "{spec:?}");
             let fast = fast.to_plain_array_view::<f32>().unwrap();
             let expected = expected.to_plain_array_view::<f32>().unwrap();

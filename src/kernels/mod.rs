@@ -1,0 +1,29 @@
+//! The project's own operators, put in place of tract's in a typed model before it is
+//! optimised: convolution as a matrix product with this project's SIMD kernel ([`conv`],
+//! [`gemm`]), max-pool ([`maxpool`]) and LRN ([`lrn`]), with their window geometry
+//! ([`window`]) and the glue into tract ([`glue`]).
+//!
+//! This is the only module with `unsafe` code (besides the allocation guard): the matrix
+//! product's vector loads and stores. Each block states its invariant in a `// SAFETY:`
+//! comment, and the kernel a product runs is a value only [`gemm::Kernel::detect`] can make, so
+//! safe code cannot pick one the CPU lacks.
+//!
+//! Each replacement keeps tract's semantics: the unit tests compare every operator with
+//! tract's own on random tensors, and the parity tests hold the whole network to onnxruntime's
+//! outputs.
+
+#[macro_use]
+mod glue;
+mod conv;
+mod gemm;
+mod lrn;
+mod maxpool;
+mod window;
+
+use tract_onnx::tract_core::internal::{TractResult, TypedModel};
+
+/// Puts the project's operators in place of tract's LRN, max-pools and plain convolutions of
+/// `model` (a convolution only where the CPU has a kernel for it). Returns how many nodes.
+pub fn replace_operators(model: &mut TypedModel) -> TractResult<usize> {
+    Ok(lrn::replace_lrn(model)? + maxpool::replace_max_pool(model)? + conv::replace_conv(model)?)
+}
