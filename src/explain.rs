@@ -7,8 +7,9 @@ use anyhow::{ensure, Context, Result};
 use image::{Rgb, RgbImage};
 use tract_onnx::prelude::tract_ndarray::{s, Array2, Array3};
 
+use rayon::prelude::*;
+
 use crate::model::Model;
-use crate::pipeline::run_ordered;
 
 /// The occlusion map of one image.
 #[derive(Debug, Clone)]
@@ -48,32 +49,27 @@ pub fn occlusion(
     let positions: Vec<(usize, usize)> = offsets(h, patch, stride)
         .flat_map(|y| offsets(w, patch, stride).map(move |x| (y, x)))
         .collect();
-    let mut drops = Vec::with_capacity(positions.len());
-    run_ordered(
-        &positions,
-        threads,
-        model.batch_size,
-        |chunk| {
-            let occluded: Vec<Array3<f32>> = chunk
-                .iter()
-                .map(|&(y, x)| {
-                    let mut copy = image.clone();
-                    copy.slice_mut(s![.., y..y + patch, x..x + patch]).fill(0.0);
-                    copy
-                })
-                .collect();
-            match model.probabilities(&occluded) {
-                Ok(batch) => {
-                    batch.iter().map(|p| Ok(probability - p.get(class).unwrap_or(&0.0))).collect()
-                }
-                Err(err) => vec![Err(format!("{err:#}")); chunk.len()],
-            }
-        },
-        |drop: Result<f32, String>| {
-            drops.push(drop.map_err(anyhow::Error::msg)?);
-            Ok(())
-        },
-    )?;
+    let occluded_run = |chunk: &[(usize, usize)]| -> Result<Vec<f32>> {
+        let occluded: Vec<Array3<f32>> = chunk
+            .iter()
+            .map(|&(y, x)| {
+                let mut copy = image.clone();
+                copy.slice_mut(s![.., y..y + patch, x..x + patch]).fill(0.0);
+                copy
+            })
+            .collect();
+        let batch = model.probabilities(&occluded)?;
+        Ok(batch.iter().map(|p| probability - p.get(class).unwrap_or(&0.0)).collect())
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let drops: Vec<f32> = pool
+        .install(|| {
+            positions
+                .par_chunks(model.batch_size.max(1))
+                .map(occluded_run)
+                .collect::<Result<Vec<_>>>()
+        })?
+        .concat();
     let mut sum = Array2::<f32>::zeros((h, w));
     let mut count = Array2::<f32>::zeros((h, w));
     for (&(y, x), &drop) in positions.iter().zip(&drops) {

@@ -1,19 +1,18 @@
-//! `googlenet experiment concat-order`, `googlenet experiment channel-use` and
-//! `googlenet explain`.
+//! `googlenet experiment concat-order` and `googlenet experiment channel-use`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use prost::Message;
+use rayon::prelude::*;
 use serde::Serialize;
 use tract_onnx::prelude::tract_ndarray::Array3;
 
-use super::{default_threads, load_classifier, load_classifier_from, print_report, status, Status};
-use crate::cli::{ChannelUseArgs, ConcatOrderArgs, ExplainArgs, ReportFormat, RunArgs};
+use super::{default_threads, load_classifier_from, print_report, status, Status};
+use crate::cli::{ChannelUseArgs, ConcatOrderArgs, ReportFormat, RunArgs};
 use crate::eval::true_synset;
 use crate::experiment::channel_use::{self, ChannelUse};
 use crate::experiment::concat_order::{self, Comparison};
-use crate::explain;
 use crate::inspect::Network;
 use crate::model::{read_proto, Model, ModelSource, Probe};
 use crate::output::{diagnostic, one_line, path_text, write_whole};
@@ -164,11 +163,12 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
             &args.classifier.run,
             |tensor| probe.run(tensor),
             |_, activations| {
-                for (one, activation) in uses.iter_mut().zip(&activations) {
+                // The layers' sums are independent: each is taken on a core of its own.
+                uses.par_iter_mut().zip(activations.par_iter()).for_each(|(one, activation)| {
                     if let Err(err) = one.add(activation) {
                         diagnostic(&format!("{}: {err:#}", one.layer));
                     }
-                }
+                });
             },
         )?;
     }
@@ -179,70 +179,4 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
         _ => print_report(&reports, json, |reports| channel_use::summary(reports))?,
     }
     Ok(status(failed))
-}
-
-/// What `explain` reports.
-#[derive(Debug, Serialize)]
-struct ExplainReport {
-    image: String,
-    class: usize,
-    label: String,
-    probability: f32,
-    largest_drop: f32,
-    hottest_patch: [u32; 4],
-    heatmap: PathBuf,
-}
-
-pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
-    let classifier = load_classifier(&args.classifier, 1, verbose)?;
-    let name = args.image.display();
-    let settings = &classifier.preprocess;
-    let photo = settings.decode(&args.image).with_context(|| format!("{name}"))?;
-    let tensor = settings.normalise(&settings.resize(&photo).with_context(|| format!("{name}"))?);
-    let threads = args.classifier.run.threads.map_or_else(default_threads, usize::from);
-    let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
-    let occlusion = explain::occlusion(&classifier.model, &tensor, patch, stride, threads)?;
-    let region = settings.region(photo.width(), photo.height());
-    let (top, left, drop) = occlusion.hottest;
-    let heatmap = explain::render(&photo, &occlusion.map, region, drop);
-    let mut png = Vec::new();
-    heatmap.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    write_whole(&args.out, &png)?;
-    let (input_h, input_w) = occlusion.map.dim();
-    let to_photo = |x: usize, y: usize| {
-        let px = region.0 + x as f64 * region.2 / input_w as f64;
-        let py = region.1 + y as f64 * region.3 / input_h as f64;
-        (px.round() as u32, py.round() as u32)
-    };
-    let (x0, y0) = to_photo(left, top);
-    let (x1, y1) = to_photo(left + occlusion.patch, top + occlusion.patch);
-    let report = ExplainReport {
-        image: path_text(&args.image),
-        class: occlusion.class,
-        label: classifier.labels.get(occlusion.class).map_or_else(String::new, |l| l.name.clone()),
-        probability: occlusion.probability,
-        largest_drop: drop,
-        hottest_patch: [x0, y0, x1, y1],
-        heatmap: args.out.clone(),
-    };
-    print_report(&report, args.format == ReportFormat::Json, |r| {
-        format!(
-            "{}: {} (p = {:.3})\nlargest drop: {:.3}, hiding x {}-{}, y {}-{} of the photo\n\
-             heatmap: {} ({}x{}); colour scale along the bottom edge: black = no drop, \
-             pale yellow = {:.3}\n",
-            r.image,
-            r.label,
-            r.probability,
-            r.largest_drop,
-            x0,
-            x1,
-            y0,
-            y1,
-            r.heatmap.display(),
-            photo.width(),
-            photo.height(),
-            r.largest_drop
-        )
-    })?;
-    Ok(Status::Success)
 }

@@ -1,6 +1,7 @@
 //! The subcommands: glue from parsed arguments to the library's modules.
 
 mod experiment;
+mod explain;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Experiment(Experiment::ChannelUse(args)) => {
             experiment::channel_use(&args, cli.verbose)
         }
-        Command::Explain(args) => experiment::explain(&args, cli.verbose),
+        Command::Explain(args) => explain::explain(&args, cli.verbose),
     }
 }
 
