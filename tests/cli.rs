@@ -309,3 +309,34 @@ fn malformed_or_conflicting_flags_are_refused_with_the_reason() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn a_failed_write_is_an_error_and_the_summary_says_so() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    }
+    for format in ["jsonl", "json", "csv", "table"] {
+        let output = googlenet()
+            .args(["classify", "assets/chelsea.png", "--format", format, "-o", "/dev/full"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{format}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert!(lines[0].ends_with(", but the results were not all written"), "{stderr}");
+        assert!(lines[1].contains("cannot write results to /dev/full: No space left"), "{stderr}");
+        let device = std::fs::metadata("/dev/full").unwrap();
+        assert!(!device.is_file(), "/dev/full was replaced by a file");
+    }
+}
+
+#[test]
+fn a_run_that_classified_nothing_gives_no_rate() {
+    let output = googlenet().args(["classify", "missing.jpg"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    let summary = stderr.lines().last().unwrap();
+    assert!(summary.starts_with("googlenet: 0 classified, 1 failed in "), "{stderr}");
+    assert!(summary.ends_with(" s") && !summary.contains("images/s"), "{stderr}");
+}

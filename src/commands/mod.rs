@@ -128,9 +128,9 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
         Some(path) => Output::file(format, path, args.resume)?,
         None => Output::stdout(format),
     };
-    let failed =
-        run_batch(&classifier, &inputs, &args.classifier.run, |record| output.record(&record))?;
-    output.finish()?;
+    let (progress, result) =
+        run_batch(&classifier, &inputs, &args.classifier.run, |record| output.record(&record));
+    let failed = summarise(progress, result.and_then(|()| output.finish()))?;
     Ok(status(failed))
 }
 
@@ -140,7 +140,7 @@ fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let classifier = load_classifier(&args.classifier, 5, verbose)?;
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
-    let failed = run_batch(&classifier, &inputs, &args.classifier.run, |record| {
+    let (progress, result) = run_batch(&classifier, &inputs, &args.classifier.run, |record| {
         let Outcome::Predictions(predictions) = &record.outcome else {
             tally.add_failure();
             return Ok(());
@@ -154,7 +154,8 @@ fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
             }
         }
         Ok(())
-    })?;
+    });
+    let failed = summarise(progress, result)?;
     for path in &unlabelled {
         diagnostic(&format!("{path}: no known synset in the file or folder name; not counted"));
     }
@@ -172,13 +173,14 @@ fn status(failed: usize) -> Status {
 }
 
 /// Classifies `inputs` in parallel and hands their records to `sink` in input order, with a
-/// progress bar and a summary on stderr. Returns how many inputs failed.
+/// progress bar on stderr. Returns the progress, for [`summarise`] once the output is complete,
+/// and the run's result.
 fn run_batch(
     classifier: &Classifier,
     inputs: &[Input],
     run: &RunArgs,
     mut sink: impl FnMut(Record) -> Result<()>,
-) -> Result<usize> {
+) -> (Progress, Result<()>) {
     let threads = run.threads.map_or_else(default_threads, usize::from);
     let mut progress = Progress::new(inputs.len(), run.quiet);
     for input in inputs.iter().filter(|input| input.path().to_str().is_none()) {
@@ -200,9 +202,15 @@ fn run_batch(
             progress.suspend(|| sink(record))
         },
     );
+    (progress, result)
+}
+
+/// Ends the progress bar with the summary, which says whether `written` failed, and returns how
+/// many inputs failed.
+fn summarise(progress: Progress, written: Result<()>) -> Result<usize> {
     let failed = progress.failures();
-    progress.finish();
-    result.map(|()| failed)
+    progress.finish(written.is_ok());
+    written.map(|()| failed)
 }
 
 fn default_threads() -> usize {

@@ -95,21 +95,27 @@ fn writer<'a>(format: Format, out: Box<dyn Write + 'a>, fresh: bool) -> Box<dyn 
 
 /// Where results go: stdout, or a file. Streaming formats write the file in place (appending
 /// when resuming); whole-document formats write a temporary file beside it and rename it into
-/// place when finished, so the file is never seen half-written.
+/// place when finished, so the file is never seen half-written. A path that is not a regular
+/// file (`/dev/stdout`, a pipe) is written in place whatever the format.
 pub struct Output {
     writer: Box<dyn RecordWriter>,
     pending: Option<(tempfile::NamedTempFile, PathBuf)>,
+    /// Where the results go, for errors.
+    name: String,
 }
 
 impl Output {
     /// Results on stdout.
     pub fn stdout(format: Format) -> Output {
-        Output { writer: writer(format, Box::new(io::stdout()), true), pending: None }
+        let writer = writer(format, Box::new(io::stdout()), true);
+        Output { writer, pending: None, name: "stdout".into() }
     }
 
     /// Results in `path`; `append` keeps what a streaming format already wrote there.
     pub fn file(format: Format, path: &Path, append: bool) -> Result<Output> {
-        if format.streams() {
+        let name = path.display().to_string();
+        let special = path.metadata().is_ok_and(|m| !m.is_file());
+        if format.streams() || special {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(append)
@@ -118,22 +124,25 @@ impl Output {
                 .open(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let fresh = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
-            return Ok(Output { writer: writer(format, Box::new(file), fresh), pending: None });
+            let writer = writer(format, Box::new(file), fresh);
+            return Ok(Output { writer, pending: None, name });
         }
         let temp = temp_beside(path)?;
         let file = temp.as_file().try_clone()?;
         let writer = writer(format, Box::new(io::BufWriter::new(file)), true);
-        Ok(Output { writer, pending: Some((temp, path.to_owned())) })
+        Ok(Output { writer, pending: Some((temp, path.to_owned())), name })
     }
 
     /// Writes one record.
     pub fn record(&mut self, record: &Record) -> Result<()> {
-        Ok(self.writer.record(record)?)
+        let name = &self.name;
+        self.writer.record(record).with_context(|| format!("cannot write results to {name}"))
     }
 
     /// Completes the output, renaming a whole-document file into place.
-    pub fn finish(mut self) -> Result<()> {
-        self.writer.finish()?;
+    pub fn finish(&mut self) -> Result<()> {
+        let name = &self.name;
+        self.writer.finish().with_context(|| format!("cannot write results to {name}"))?;
         if let Some((temp, path)) = self.pending.take() {
             temp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
         }

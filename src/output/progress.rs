@@ -59,19 +59,30 @@ impl Progress {
         self.failed
     }
 
-    /// Clears the bar and, unless quiet, prints the one-line summary.
-    pub fn finish(self) {
+    /// Clears the bar and, unless quiet, prints the one-line summary; `written` says whether
+    /// every result reached the output.
+    pub fn finish(self, written: bool) {
         self.bar.finish_and_clear();
         if !self.quiet {
-            super::diagnostic(&summary(self.classified, self.failed, self.started.elapsed()));
+            let line = summary(self.classified, self.failed, self.started.elapsed());
+            match written {
+                true => super::diagnostic(&line),
+                false => {
+                    super::diagnostic(&format!("{line}, but the results were not all written"))
+                }
+            }
         }
     }
 }
 
+/// The counts and the time, with the rate of images classified when there were any.
 fn summary(classified: usize, failed: usize, elapsed: Duration) -> String {
     let seconds = elapsed.as_secs_f64();
-    let rate = (classified + failed) as f64 / seconds.max(1e-9);
-    format!("{classified} classified, {failed} failed in {seconds:.2} s ({rate:.1} images/s)")
+    let counts = format!("{classified} classified, {failed} failed in {seconds:.2} s");
+    if classified == 0 {
+        return counts;
+    }
+    format!("{counts} ({:.1} images/s)", classified as f64 / seconds.max(1e-9))
 }
 
 #[cfg(test)]
@@ -82,7 +93,8 @@ mod tests {
     fn the_summary_counts_and_rates() {
         assert_eq!(
             summary(98, 2, Duration::from_secs(5)),
-            "98 classified, 2 failed in 5.00 s (20.0 images/s)"
+            "98 classified, 2 failed in 5.00 s (19.6 images/s)"
         );
+        assert_eq!(summary(0, 1, Duration::from_millis(1)), "0 classified, 1 failed in 0.00 s");
     }
 }
