@@ -7,7 +7,7 @@
 //!   facts. Where a length is known only as the model runs (a `Slice` whose end is computed from
 //!   the image, say), nothing compares it with the other input's: a product of a vector of such
 //!   a length by an `8 x 10` matrix packs as many rows of a matrix that has 8, and reads past its
-//!   end (found by `fuzz/sweep.py`). An image classifier's shapes all follow from its input
+//!   end (found by a sweep of every operator's inputs). An image classifier's shapes all follow from its input
 //!   size, so a shape that does not is refused.
 //! - It accepts facts that disagree outright: a `Pow` of a `1 x 3 x 8 x 8` tensor by a
 //!   `1 x 0 x 1 x 1` exponent loaded, and died of a segmentation fault as it ran.
