@@ -5,9 +5,8 @@
 
 use anyhow::{ensure, Context, Result};
 use image::{Rgb, RgbImage};
-use tract_onnx::prelude::tract_ndarray::{s, Array2, Array3};
-
 use rayon::prelude::*;
+use tract_onnx::prelude::tract_ndarray::{s, Array2, Array3};
 
 use crate::model::Model;
 

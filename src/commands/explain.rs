@@ -1,8 +1,9 @@
 //! `googlenet explain`: the occlusion map of one photo.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::path::PathBuf;
 
 use super::{default_threads, load_classifier, print_report, Status};
 use crate::cli::{ExplainArgs, ReportFormat};

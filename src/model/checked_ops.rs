@@ -29,9 +29,9 @@ pub(crate) fn onnx() -> Onnx {
     let register = &mut onnx.op_register;
     register.insert("LayerNormalization", |ctx, node| {
         let axis = int(node, "axis").unwrap_or(-1);
-        checked(ctx, node, vec![Check::Axis { axis }])
+        checked(ctx, node, Check::Axis { axis })
     });
-    register.insert("BatchNormalization", |ctx, node| checked(ctx, node, vec![Check::Channels]));
+    register.insert("BatchNormalization", |ctx, node| checked(ctx, node, Check::Channels));
     register.insert("Conv", |ctx, node| {
         check_window(node)?;
         tract_op(ctx, node)
@@ -39,7 +39,7 @@ pub(crate) fn onnx() -> Onnx {
     for op in ["AveragePool", "MaxPool"] {
         register.insert(op, |ctx, node| {
             check_window(node)?;
-            checked(ctx, node, vec![Check::Channels])
+            checked(ctx, node, Check::Channels)
         });
     }
     register.insert("Transpose", |ctx, node| {
@@ -109,22 +109,22 @@ fn tract_op(ctx: &ParsingContext, node: &NodeProto) -> Built {
 }
 
 /// Builds tract's own operator for `node` and wraps it in [`Checked`].
-fn checked(ctx: &ParsingContext, node: &NodeProto, checks: Vec<Check>) -> Built {
+fn checked(ctx: &ParsingContext, node: &NodeProto, check: Check) -> Built {
     let (op, extra) = tract_op(ctx, node)?;
     let op_type = node.op_type.clone();
     let inner = op
         .into_any()
         .downcast::<Box<dyn Expansion>>()
         .map_err(|_| format_err!("tract-onnx's {op_type} is not an expansion"))?;
-    Ok((expand(Checked { op_type, checks, inner: *inner }), extra))
+    Ok((expand(Checked { op_type, check, inner: *inner }), extra))
 }
 
-/// An expansion that makes its [`Check`]s before its inner operator's rules or wiring run.
+/// An expansion that makes its [`Check`] before its inner operator's rules or wiring run.
 #[derive(Debug, Clone)]
 struct Checked {
     /// The ONNX operator, to name in errors.
     op_type: String,
-    checks: Vec<Check>,
+    check: Check,
     inner: Box<dyn Expansion>,
 }
 
@@ -135,33 +135,30 @@ impl Checked {
     /// the inner `wire` directly), so both make it.
     fn check_wiring(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<()> {
         let op_type = &self.op_type;
-        if self.checks.iter().any(|check| matches!(check, Check::Channels)) {
+        if let Check::Channels = self.check {
             let first = inputs.first().with_context(|| format!("{op_type} has no input"))?;
             ensure_channels(op_type, model.outlet_fact(*first)?.rank())?;
         }
         Ok(())
     }
 
-    /// The checks of axes and ranks, as rules that come before the inner operator's, so they
-    /// see each fact first.
+    /// The check of the axis or the rank, as a rule that comes before the inner operator's, so
+    /// that it sees each fact first.
     fn check_rules<'r, 'p: 'r>(
         &self,
         s: &mut Solver<'r>,
         inputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        let op_type = &self.op_type;
+        let op_type = self.op_type.clone();
         let first = inputs.first().with_context(|| format!("{op_type} has no input"))?;
-        for check in &self.checks {
-            let op_type = op_type.clone();
-            match *check {
-                Check::Axis { axis } => {
-                    s.given(&first.rank, move |_, rank| within_rank(&op_type, axis, rank))?;
-                }
-                Check::Channels => {
-                    s.given(&first.rank, move |_, rank| {
-                        ensure_channels(&op_type, usize::try_from(rank).unwrap_or(0))
-                    })?;
-                }
+        match self.check {
+            Check::Axis { axis } => {
+                s.given(&first.rank, move |_, rank| within_rank(&op_type, axis, rank))?;
+            }
+            Check::Channels => {
+                s.given(&first.rank, move |_, rank| {
+                    ensure_channels(&op_type, usize::try_from(rank).unwrap_or(0))
+                })?;
             }
         }
         Ok(())

@@ -144,7 +144,7 @@ impl Output {
         let name = &self.name;
         self.writer.finish().with_context(|| format!("cannot write results to {name}"))?;
         if let Some((temp, path)) = self.pending.take() {
-            temp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+            temp.persist(path).with_context(|| format!("cannot write results to {name}"))?;
         }
         Ok(())
     }

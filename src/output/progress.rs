@@ -65,12 +65,8 @@ impl Progress {
         self.bar.finish_and_clear();
         if !self.quiet {
             let line = summary(self.classified, self.failed, self.started.elapsed());
-            match written {
-                true => super::diagnostic(&line),
-                false => {
-                    super::diagnostic(&format!("{line}, but the results were not all written"))
-                }
-            }
+            let lost = if written { "" } else { ", but the results were not all written" };
+            super::diagnostic(&format!("{line}{lost}"));
         }
     }
 }

@@ -308,9 +308,14 @@ pub fn non_image_model() -> Vec<u8> {
 }
 
 fn encode(graph: GraphProto) -> Vec<u8> {
+    encode_at(graph, 13)
+}
+
+/// `graph` as an ONNX file of operator set `opset`.
+fn encode_at(graph: GraphProto, opset: i64) -> Vec<u8> {
     ModelProto {
-        ir_version: 7,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
         producer_name: "googlenet tests".into(),
         graph: Some(graph),
         ..Default::default()
@@ -458,13 +463,6 @@ impl Graph {
             output: vec![value_info(output, &[Some(1), Some(classes)])],
             ..Default::default()
         };
-        ModelProto {
-            ir_version: 8,
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
-            producer_name: "googlenet tests".into(),
-            graph: Some(graph),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        encode_at(graph, opset)
     }
 }
