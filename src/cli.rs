@@ -1,6 +1,7 @@
 //! Command-line definitions.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -9,6 +10,7 @@ use crate::experiment::concat_order::Order;
 use crate::output::Format;
 use crate::pipeline::discover::Shard;
 use crate::preprocess::{Preset, ResizeMode, Triple, LARGEST_MAX_PIXELS};
+use crate::similarity::DUPLICATE_THRESHOLD;
 
 /// Classify images with GoogLeNet (Inception v1) on the CPU.
 #[derive(Debug, Parser)]
@@ -38,6 +40,10 @@ pub enum Command {
     Experiment(Experiment),
     /// Show which part of a photo the decision rests on: an occlusion-sensitivity heatmap.
     Explain(ExplainArgs),
+    /// Write each image's features (the network's pooled activations) as JSON Lines or .npy.
+    Embed(EmbedArgs),
+    /// Find the photos most like a query, or groups of near-duplicates, by their features.
+    Similar(SimilarArgs),
 }
 
 /// `googlenet experiment`.
@@ -95,7 +101,7 @@ pub struct ChannelUseArgs {
 /// `googlenet explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The photo to explain.
+    /// The photo to explain: a file, an `http(s)://` URL, or `-` for stdin.
     pub image: PathBuf,
     /// Where to write the heatmap PNG (the photo's size, the map blended over it).
     #[arg(long, value_name = "PNG")]
@@ -135,6 +141,89 @@ pub struct ClassifyArgs {
     /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
     pub classifier: ClassifierArgs,
+}
+
+/// `googlenet embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Which images.
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// The node or tensor whose output, flattened, is the embedding (`googlenet inspect` lists
+    /// them) [default: what the classifier's last linear layer reads: for GoogLeNet, the 1024
+    /// values of pool5/7x7_s1].
+    #[arg(long, value_name = "NODE")]
+    pub layer: Option<String>,
+    /// Scale each embedding to unit length (L2 norm 1).
+    #[arg(long)]
+    pub normalize: bool,
+    /// Output format [default: npy when --output ends in .npy, else jsonl].
+    #[arg(long, value_enum)]
+    pub format: Option<EmbedFormat>,
+    /// Write to FILE instead of stdout (npy: FILE and FILE's stem + .paths.txt, by rename).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Skip the images already in the --output JSON Lines file and append the rest.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+    /// The model, its preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+}
+
+/// Output formats of `embed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbedFormat {
+    /// One JSON object per image and line, `{"path": ..., "embedding": [...]}`, as each is done.
+    Jsonl,
+    /// One float32 N x D NumPy array, with the path of each row in a .paths.txt file beside it.
+    Npy,
+}
+
+/// `googlenet similar`.
+#[derive(Debug, Args)]
+pub struct SimilarArgs {
+    /// Photos to find look-alikes of: files, `http(s)://` URLs, or `-` for stdin.
+    #[arg(value_name = "QUERY", required_unless_present = "duplicates")]
+    pub queries: Vec<PathBuf>,
+    /// Where to look: a folder (embedded on the way) or a .npy array that `googlenet embed
+    /// --normalize` wrote with the same model.
+    #[arg(long = "in", value_name = "DIR|NPY", required_unless_present = "duplicates")]
+    pub library: Option<PathBuf>,
+    /// Instead of look-alikes, list the groups of near-duplicates in a folder or a .npy array.
+    #[arg(long, value_name = "DIR|NPY", conflicts_with_all = ["library", "queries"])]
+    pub duplicates: Option<PathBuf>,
+    /// How many look-alikes to list per query.
+    #[arg(short = 'n', long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub top: u16,
+    /// With --duplicates: the least cosine similarity of two photos of one group.
+    #[arg(long, default_value_t = DUPLICATE_THRESHOLD, requires = "duplicates", value_parser = threshold)]
+    pub threshold: f32,
+    /// Output format [default: table when stdout is a terminal, else jsonl].
+    #[arg(long, value_enum)]
+    pub format: Option<SimilarFormat>,
+    /// The model, its preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+}
+
+/// Output formats of `similar`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimilarFormat {
+    /// Aligned text for people.
+    Table,
+    /// One JSON object per query (or group) and line.
+    Jsonl,
+    /// One JSON document, `{"results": [...]}` (or `{"groups": [...]}`).
+    Json,
+}
+
+/// A cosine similarity from -1 to 1.
+fn threshold(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(value) if (-1.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("`{text}` is not a number from -1 to 1")),
+    }
 }
 
 /// `googlenet eval`.
@@ -180,18 +269,34 @@ pub struct InspectArgs {
     pub format: ReportFormat,
 }
 
-/// Everything that sets up a classifier run.
+/// Everything that sets up a run of the network.
 #[derive(Debug, Args)]
-pub struct ClassifierArgs {
+pub struct RunnerArgs {
     /// How the work runs.
     #[command(flatten)]
     pub run: RunArgs,
-    /// The model and its labels.
+    /// Limits on downloads.
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub download: DownloadArgs,
+    /// ONNX model file [default: $GOOGLENET_MODEL, else the embedded model, else the
+    /// fetch-model cache].
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
     /// Preprocessing.
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
+}
+
+/// Everything that sets up a classifier run: the network's, and the names of its classes.
+#[derive(Debug, Args)]
+pub struct ClassifierArgs {
+    /// The model, its preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+    /// Class names, one per line in output order (`<synset> <names>` lines keep the synset)
+    /// [default: the embedded ImageNet-1k list].
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
 }
 
 /// Output formats of `eval` and `inspect`.
@@ -206,7 +311,8 @@ pub enum ReportFormat {
 /// Which images to process.
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Image files and folders (folders are searched for image files).
+    /// Image files, folders (searched for image files), `http(s)://` URLs, or `-` for one
+    /// image on stdin.
     #[arg(value_name = "PATH", required_unless_present = "files_from")]
     pub paths: Vec<PathBuf>,
     /// Read more paths from FILE, one per line (`-` for stdin).
@@ -227,6 +333,27 @@ pub struct InputArgs {
     /// Take only the K-th of N disjoint slices of the sorted inputs (1-based), e.g. `2/8`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+}
+
+/// Limits on downloading the images named by URL.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Give up connecting to a URL's server after this long.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    pub connect_timeout: Duration,
+    /// Give up downloading a URL after this long, redirects included.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    pub download_timeout: Duration,
+}
+
+/// A duration in seconds (fractions allowed), above zero and at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number"))?;
+    if value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err("expected seconds above 0 and at most 86400".into())
+    }
 }
 
 /// How the work runs.
@@ -277,19 +404,6 @@ value_enum!(ResizeMode {
     Squash => "squash": "Resize straight to the input size, ignoring the aspect ratio",
     Crop => "crop": "Resize so that the input is 224/256 of the short side, take the centre",
 });
-
-/// Which model to run and how to name its classes.
-#[derive(Debug, Args)]
-pub struct ModelArgs {
-    /// ONNX model file [default: $GOOGLENET_MODEL, else the embedded model, else the
-    /// fetch-model cache].
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
-    /// Class names, one per line in output order (`<synset> <names>` lines keep the synset)
-    /// [default: the embedded ImageNet-1k list].
-    #[arg(long, value_name = "FILE")]
-    pub labels: Option<PathBuf>,
-}
 
 /// Preprocessing settings: a preset, then any overrides.
 #[derive(Debug, Default, Args)]

@@ -38,7 +38,7 @@ pub fn occlusion(
     let (_, h, w) = image.dim();
     ensure!(patch >= 1 && patch <= h.min(w), "the patch must be 1 to {} pixels", h.min(w));
     ensure!(stride >= 1, "the stride must be at least 1 pixel");
-    let base = model.probabilities(std::slice::from_ref(image))?;
+    let base = model.run(std::slice::from_ref(image))?;
     let base = base.first().context("no probabilities")?;
     let (class, &probability) = base
         .iter()
@@ -57,7 +57,7 @@ pub fn occlusion(
                 copy
             })
             .collect();
-        let batch = model.probabilities(&occluded)?;
+        let batch = model.run(&occluded)?;
         Ok(batch.iter().map(|p| probability - p.get(class).unwrap_or(&0.0)).collect())
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;

@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod cli;
 pub mod commands;
+pub mod download;
 pub mod eval;
 pub mod experiment;
 pub mod explain;
@@ -22,6 +23,8 @@ pub mod inspect;
 pub mod kernels;
 pub mod labels;
 pub mod model;
+pub mod npy;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
+pub mod similarity;

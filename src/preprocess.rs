@@ -13,7 +13,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use tract_onnx::prelude::tract_ndarray::Array3;
 
-use crate::files::{read_at_most, Size};
+use crate::files::{read_at_most, read_up_to, Size};
 use crate::guard::{self, Breach};
 
 /// Why an image could not be turned into a tensor.
@@ -239,10 +239,11 @@ impl Preprocess {
         Ok(self.normalise(&resized))
     }
 
-    /// Decodes an image file by its content (whatever its extension says) at full size, applies
-    /// its EXIF orientation and flattens it to 8-bit RGB, refusing more than `max_pixels`.
-    pub fn decode(&self, path: &Path) -> Result<RgbImage, PreprocessError> {
-        decode_at_least(&self.read(path)?, u32::MAX, self.pixel_limit())
+    /// Decodes an image file's bytes by their content (whatever the name says) at full size,
+    /// applies the EXIF orientation and flattens them to 8-bit RGB, refusing more than
+    /// `max_pixels`.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
+        decode_at_least(bytes, u32::MAX, self.pixel_limit())
     }
 
     /// The most pixels an image may have: `max_pixels`, up to [`LARGEST_MAX_PIXELS`].
@@ -250,11 +251,24 @@ impl Preprocess {
         self.max_pixels.min(LARGEST_MAX_PIXELS)
     }
 
-    /// Reads an image file whole, refusing one larger than any image within `max_pixels` can
-    /// be without reading past that.
-    fn read(&self, path: &Path) -> Result<Vec<u8>, PreprocessError> {
-        let limit = self.pixel_limit() * MAX_BYTES_PER_PIXEL + HEADROOM_BYTES;
+    /// The most bytes an image file within `max_pixels` can hold.
+    pub fn byte_limit(&self) -> u64 {
+        self.pixel_limit() * MAX_BYTES_PER_PIXEL + HEADROOM_BYTES
+    }
+
+    /// Reads an image file whole, refusing one over [`Preprocess::byte_limit`] without reading
+    /// past that.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, PreprocessError> {
+        let limit = self.byte_limit();
         read_at_most(path, limit)?.ok_or(PreprocessError::FileTooLarge { limit })
+    }
+
+    /// Reads one image file's bytes from standard input, refusing more than
+    /// [`Preprocess::byte_limit`].
+    pub fn read_stdin(&self) -> Result<Vec<u8>, PreprocessError> {
+        let limit = self.byte_limit();
+        read_up_to(std::io::stdin().lock(), limit, 0)?
+            .ok_or(PreprocessError::FileTooLarge { limit })
     }
 
     /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
@@ -644,7 +658,7 @@ mod tests {
         assert_eq!(at_least(450).dimensions(), (1000, 800), "whole");
         let settings = Preset::Caffe.settings(224, 224);
         let scaled = settings.resize(&at_least(448)).unwrap();
-        let whole = settings.resize(&settings.decode(&path).unwrap()).unwrap();
+        let whole = settings.resize(&settings.decode(&bytes).unwrap()).unwrap();
         let diff = scaled.as_raw().iter().zip(whole.as_raw()).map(|(a, b)| a.abs_diff(*b) as u32);
         assert!(diff.max().unwrap() <= 3, "scaled decoding changes the input little");
     }
@@ -692,10 +706,7 @@ mod tests {
     fn huge_headers_are_refused_before_decoding() {
         // A valid PNG header announcing 100000 x 100000 RGB pixels, and a scrap of data.
         let png = png_file(100_000, 100_000, 2, &[chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00])]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bomb.png");
-        std::fs::write(&path, png).unwrap();
-        let err = Preset::Caffe.settings(224, 224).decode(&path).unwrap_err();
+        let err = Preset::Caffe.settings(224, 224).decode(&png).unwrap_err();
         assert!(
             matches!(err, PreprocessError::TooLarge { width: 100_000, height: 100_000, .. }),
             "{err}: {:?}",
@@ -705,9 +716,9 @@ mod tests {
             err.to_string(),
             "100000x100000 pixels is over the limit of 178956970 (--max-pixels)"
         );
-        let small = dir.path().join("small.png");
-        RgbImage::new(40, 30).save(&small).unwrap();
-        let small = std::fs::read(&small).unwrap();
+        let mut small = Vec::new();
+        let image = DynamicImage::ImageRgb8(RgbImage::new(40, 30));
+        image.write_to(&mut Cursor::new(&mut small), ImageFormat::Png).unwrap();
         assert!(matches!(
             decode_at_least(&small, u32::MAX, 1000),
             Err(PreprocessError::TooLarge { width: 40, height: 30, limit: 1000 })

@@ -21,7 +21,7 @@ fn bytes() -> Vec<u8> {
 }
 
 fn probabilities(model: &Model, input: &Array3<f32>) -> Vec<f32> {
-    model.probabilities(std::slice::from_ref(input)).unwrap().remove(0)
+    model.run(std::slice::from_ref(input)).unwrap().remove(0)
 }
 
 /// The shared model reordered to `order` in every module, loaded.

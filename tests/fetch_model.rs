@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread;
 
+use common::http::{self, Reply};
 use common::{googlenet, shared_model};
 use predicates::prelude::*;
 
@@ -16,43 +13,18 @@ use predicates::prelude::*;
 const SHARED_SHA256: &str = "6044e265ea48312f0eee639cf4649ce1c3154fe9c5698502a79ef258ab23c339";
 
 /// Serves `/good` (the body), `/truncated` (announces the body's length, sends half, closes)
-/// and 404 for anything else, until the test process ends. Returns the base URL.
+/// and 404 for anything else. Returns the base URL.
 fn serve(body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let body = Arc::new(body);
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let body = Arc::clone(&body);
-            thread::spawn(move || respond(stream, &body));
-        }
-    });
-    base
-}
-
-fn respond(mut stream: TcpStream, body: &[u8]) {
-    let mut request_line = String::new();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    reader.read_line(&mut request_line).unwrap();
-    let mut header = String::new();
-    while reader.read_line(&mut header).unwrap_or(0) > 2 {
-        header.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let head = |status: &str, len: usize| {
-        format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
-    };
-    let _ = match path {
-        "/good" => stream
-            .write_all(head("200 OK", body.len()).as_bytes())
-            .and_then(|()| stream.write_all(body)),
-        "/truncated" => stream
-            .write_all(head("200 OK", body.len()).as_bytes())
-            .and_then(|()| stream.write_all(&body[..body.len() / 2])),
-        _ => stream
-            .write_all(head("404 Not Found", 9).as_bytes())
-            .and_then(|()| stream.write_all(b"not found")),
-    };
+    http::serve(move |_, path| match path {
+        "/good" => Reply::ok("application/octet-stream", body.clone()),
+        "/truncated" => Reply::Body {
+            status: "200 OK",
+            content_type: "application/octet-stream",
+            body: body.clone(),
+            sent: Some(body.len() / 2),
+        },
+        _ => Reply::not_found(),
+    })
 }
 
 /// A fresh cache home and the model path that fetch-model writes in it.

@@ -220,7 +220,7 @@ fn model_seeds_of_allowed_operators_run_and_the_others_are_refused() {
                 assert!(OPERATORS.split(' ').any(|allowed| allowed == op), "{name} loaded");
                 let (w, h) = (model.input.width as usize, model.input.height as usize);
                 let image = tract_onnx::prelude::tract_ndarray::Array3::from_elem((3, h, w), 0.5);
-                let probabilities = model.probabilities(&[image]).unwrap();
+                let probabilities = model.run(&[image]).unwrap();
                 assert_eq!(probabilities[0].len(), model.classes, "{name}");
                 ran += 1;
             }

@@ -31,7 +31,7 @@ fn outputs_match_onnxruntime_within_1e5() {
         let input = common::read_f32(&common::with_suffix(&stem, ".input.f32"));
         let expected = common::read_f32(&common::with_suffix(&stem, ".output.f32"));
         let input = Array3::from_shape_vec((3, 224, 224), input).unwrap();
-        let actual = model.probabilities(&[input]).unwrap().remove(0);
+        let actual = model.run(&[input]).unwrap().remove(0);
         assert_eq!(actual.len(), 1000);
         let worst = actual.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
         println!("{}: max |tract - onnxruntime| = {worst:.2e}", stem.display());
@@ -86,8 +86,7 @@ fn accuracy(resize: ResizeMode, prep: &str) -> Accuracy {
     for photo in common::samples() {
         let name = photo.file_name().unwrap().to_str().unwrap().to_owned();
         let truth = name.split('_').next().unwrap().to_owned();
-        let probabilities =
-            model.probabilities(&[settings.load(&photo).unwrap()]).unwrap().remove(0);
+        let probabilities = model.run(&[settings.load(&photo).unwrap()]).unwrap().remove(0);
         let top5 = top_k(&probabilities, 5, &labels);
         let synset = |i: usize| top5[i].synset.as_deref().unwrap();
         acc.count += 1;

@@ -16,8 +16,7 @@ use crate::experiment::concat_order::{self, Comparison};
 use crate::inspect::Network;
 use crate::model::{read_proto, Model, ModelSource, Probe};
 use crate::output::{diagnostic, one_line, path_text, write_whole};
-use crate::pipeline::{run_ordered, Input, Walk};
-use crate::preprocess::Preprocess;
+use crate::pipeline::{run_ordered, Runner, Walk};
 
 /// The photo the experiments use when given no images: `assets/chelsea.png` (scikit-image,
 /// CC0; see `assets/README.md`).
@@ -29,13 +28,13 @@ const BUNDLED: (&str, &[u8]) =
 /// that cannot be used are reported on stderr; returns how many.
 fn for_each_image<R: Send>(
     paths: &[PathBuf],
-    preprocess: &Preprocess,
+    runner: &Runner,
     run: &RunArgs,
     work: impl Fn(&Array3<f32>) -> Result<R> + Sync,
     mut sink: impl FnMut(&str, R),
 ) -> Result<usize> {
     if paths.is_empty() {
-        let tensor = preprocess.tensor(BUNDLED.1).context("the bundled photo")?;
+        let tensor = runner.preprocess.tensor(BUNDLED.1).context("the bundled photo")?;
         sink(BUNDLED.0, work(&tensor)?);
         return Ok(0);
     }
@@ -51,14 +50,10 @@ fn for_each_image<R: Send>(
             chunk
                 .iter()
                 .map(|input| {
-                    let result = match input {
-                        Input::Image(path) => preprocess
-                            .load(path)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|tensor| work(&tensor))
-                            .map_err(|e| one_line(&e)),
-                        Input::Broken { reason, .. } => Err(reason.clone()),
-                    };
+                    let result = runner
+                        .tensor(input)
+                        .and_then(|tensor| work(&tensor))
+                        .map_err(|e| one_line(&e));
                     (path_text(input.path()), result)
                 })
                 .collect()
@@ -90,7 +85,7 @@ struct ConcatOrderReport {
 }
 
 pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Status> {
-    let source = ModelSource::resolve(args.classifier.model.model.as_deref())?;
+    let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
     let bytes = source.bytes()?;
     let original = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
     let network = Network::analyse(&bytes, None)?;
@@ -110,12 +105,12 @@ pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Stat
     let mut comparison = Comparison::default();
     let failed = for_each_image(
         &args.paths,
-        &original.preprocess,
-        &args.classifier.run,
+        &original.runner,
+        &args.classifier.runner.run,
         |tensor| {
             let image = std::slice::from_ref(tensor);
             let first = |p: Vec<Vec<f32>>| p.into_iter().next().context("no output");
-            Ok((first(original.model.probabilities(image)?)?, first(model.probabilities(image)?)?))
+            Ok((first(original.runner.model.run(image)?)?, first(model.run(image)?)?))
         },
         |name, (a, b)| {
             let truth = true_synset(Path::new(name))
@@ -140,7 +135,7 @@ pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Stat
 }
 
 pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status> {
-    let source = ModelSource::resolve(args.classifier.model.model.as_deref())?;
+    let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
     let bytes = source.bytes()?;
     let network = Network::analyse(&bytes, None)?;
     let proto = read_proto(&bytes)?;
@@ -159,8 +154,8 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
         let probe = Probe::new(&bytes, &inputs)?;
         failed = for_each_image(
             &args.paths,
-            &classifier.preprocess,
-            &args.classifier.run,
+            &classifier.runner,
+            &args.classifier.runner.run,
             |tensor| probe.run(tensor),
             |_, activations| {
                 // The layers' sums are independent: each is taken on a core of its own.

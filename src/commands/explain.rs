@@ -9,6 +9,7 @@ use super::{default_threads, load_classifier, print_report, Status};
 use crate::cli::{ExplainArgs, ReportFormat};
 use crate::explain;
 use crate::output::{path_text, write_whole};
+use crate::pipeline::Input;
 
 /// What `explain` reports.
 #[derive(Debug, Serialize)]
@@ -25,12 +26,14 @@ struct ExplainReport {
 pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
     let classifier = load_classifier(&args.classifier, 1, verbose)?;
     let name = args.image.display();
-    let settings = &classifier.preprocess;
-    let photo = settings.decode(&args.image).with_context(|| format!("{name}"))?;
+    let runner = &classifier.runner;
+    let settings = &runner.preprocess;
+    let bytes = runner.bytes(&Input::from_arg(&args.image)).with_context(|| format!("{name}"))?;
+    let photo = settings.decode(&bytes).with_context(|| format!("{name}"))?;
     let tensor = settings.normalise(&settings.resize(&photo).with_context(|| format!("{name}"))?);
-    let threads = args.classifier.run.threads.map_or_else(default_threads, usize::from);
+    let threads = args.classifier.runner.run.threads.map_or_else(default_threads, usize::from);
     let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
-    let occlusion = explain::occlusion(&classifier.model, &tensor, patch, stride, threads)?;
+    let occlusion = explain::occlusion(&runner.model, &tensor, patch, stride, threads)?;
     let region = settings.region(photo.width(), photo.height());
     let (top, left, drop) = occlusion.hottest;
     let heatmap = explain::render(&photo, &occlusion.map, region, drop);

@@ -1,7 +1,9 @@
 //! The subcommands: glue from parsed arguments to the library's modules.
 
+mod embed;
 mod experiment;
 mod explain;
+mod similar;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,8 +13,9 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::cli::{
     ClassifierArgs, ClassifyArgs, Cli, Command, EvalArgs, Experiment, FetchModelArgs, InputArgs,
-    InspectArgs, PreprocessArgs, ReportFormat, RunArgs,
+    InspectArgs, PreprocessArgs, ReportFormat, RunArgs, RunnerArgs,
 };
+use crate::download::Downloader;
 use crate::eval::{true_synset, Report, Tally};
 use crate::fetch::{self, Expected};
 use crate::files::{read_at_most, read_up_to, Size};
@@ -21,7 +24,7 @@ use crate::inspect::{modules, Network};
 use crate::labels::Labels;
 use crate::model::{Model, ModelSource, Origin, OutputKind};
 use crate::output::{diagnostic, path_text, resume, Format, Outcome, Output, Progress, Record};
-use crate::pipeline::{discover, run_ordered, Classifier, Input, Walk};
+use crate::pipeline::{discover, run_ordered, Classifier, Input, Runner, Walk};
 use crate::preprocess::{ChannelOrder, Preprocess, Preset};
 
 /// How a run ended, short of a fatal error.
@@ -47,6 +50,8 @@ pub fn run(cli: Cli) -> Result<Status> {
             experiment::channel_use(&args, cli.verbose)
         }
         Command::Explain(args) => explain::explain(&args, cli.verbose),
+        Command::Embed(args) => embed::embed(&args, cli.verbose),
+        Command::Similar(args) => similar::similar(&args, cli.verbose),
     }
 }
 
@@ -116,20 +121,21 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
         _ => Format::Jsonl,
     });
     ensure!(!args.resume || format == Format::Jsonl, "--resume needs --format jsonl");
-    let mut inputs = discover_inputs(&args.inputs)?;
-    let found = inputs.len();
-    if let (true, Some(path)) = (args.resume, &args.output) {
-        let done = resume::completed_paths(path)?;
-        inputs.retain(|input| !done.contains(&path_text(input.path())));
-    }
-    ensure!(found > 0, "no images found in {}", describe_paths(&args.inputs));
+    let resume = args.output.as_deref().filter(|_| args.resume);
+    let inputs = pending_inputs(&args.inputs, resume)?;
     let classifier = load_classifier(&args.classifier, args.top_k, verbose)?;
     let mut output = match &args.output {
         Some(path) => Output::file(format, path, args.resume)?,
         None => Output::stdout(format),
     };
-    let (progress, result) =
-        run_batch(&classifier, &inputs, &args.classifier.run, |record| output.record(&record));
+    let (progress, result) = run_batch(
+        &inputs,
+        &args.classifier.runner.run,
+        classifier.runner.model.batch_size,
+        "classified",
+        |chunk| classifier.classify(chunk),
+        |record| output.record(&record),
+    );
     let failed = summarise(progress, result.and_then(|()| output.finish()))?;
     Ok(status(failed))
 }
@@ -140,21 +146,24 @@ fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let classifier = load_classifier(&args.classifier, 5, verbose)?;
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
-    let (progress, result) = run_batch(&classifier, &inputs, &args.classifier.run, |record| {
-        let Outcome::Predictions(predictions) = &record.outcome else {
-            tally.add_failure();
-            return Ok(());
-        };
-        let truth = true_synset(Path::new(&record.path));
-        match truth.as_deref().and_then(|synset| classifier.labels.by_synset(synset)) {
-            Some((index, _)) => tally.add(index, predictions),
-            None => {
+    let batch = classifier.runner.model.batch_size;
+    let work = |chunk: &[Input]| classifier.classify(chunk);
+    let (progress, result) =
+        run_batch(&inputs, &args.classifier.runner.run, batch, "classified", work, |record| {
+            let Outcome::Predictions(predictions) = &record.outcome else {
                 tally.add_failure();
-                unlabelled.push(record.path);
+                return Ok(());
+            };
+            let truth = true_synset(Path::new(&record.path));
+            match truth.as_deref().and_then(|synset| classifier.labels.by_synset(synset)) {
+                Some((index, _)) => tally.add(index, predictions),
+                None => {
+                    tally.add_failure();
+                    unlabelled.push(record.path);
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
     let failed = summarise(progress, result)?;
     for path in &unlabelled {
         diagnostic(&format!("{path}: no known synset in the file or folder name; not counted"));
@@ -172,36 +181,33 @@ fn status(failed: usize) -> Status {
     }
 }
 
-/// Classifies `inputs` in parallel and hands their records to `sink` in input order, with a
-/// progress bar on stderr. Returns the progress, for [`summarise`] once the output is complete,
-/// and the run's result.
+/// Runs `work` over `inputs` in chunks of `batch` on the threads of `run`, and hands the
+/// records to `sink` in input order, with a progress bar on stderr that counts each success as
+/// `verb`. Returns the progress, for [`summarise`] once the output is complete, and the run's
+/// result.
 fn run_batch(
-    classifier: &Classifier,
     inputs: &[Input],
     run: &RunArgs,
+    batch: usize,
+    verb: &'static str,
+    work: impl Fn(&[Input]) -> Vec<Record> + Sync,
     mut sink: impl FnMut(Record) -> Result<()>,
 ) -> (Progress, Result<()>) {
     let threads = run.threads.map_or_else(default_threads, usize::from);
-    let mut progress = Progress::new(inputs.len(), run.quiet);
+    let mut progress = Progress::new(inputs.len(), run.quiet, verb);
     for input in inputs.iter().filter(|input| input.path().to_str().is_none()) {
         progress.warn(&format!(
             "{}: name is not valid UTF-8; shown with U+FFFD",
             path_text(input.path())
         ));
     }
-    let result = run_ordered(
-        inputs,
-        threads,
-        classifier.model.batch_size,
-        |chunk| classifier.classify(chunk),
-        |record| {
-            match &record.outcome {
-                Outcome::Predictions(_) => progress.classified(),
-                Outcome::Error(reason) => progress.failed(&record.path, reason),
-            }
-            progress.suspend(|| sink(record))
-        },
-    );
+    let result = run_ordered(inputs, threads, batch, work, |record| {
+        match &record.outcome {
+            Outcome::Error(reason) => progress.failed(&record.path, reason),
+            Outcome::Predictions(_) | Outcome::Embedding(_) => progress.done(),
+        }
+        progress.suspend(|| sink(record))
+    });
     (progress, result)
 }
 
@@ -217,10 +223,26 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// [`discover_inputs`], less those already in the JSON Lines file `resume`; an error when
+/// there are none at all.
+fn pending_inputs(args: &InputArgs, resume: Option<&Path>) -> Result<Vec<Input>> {
+    let mut inputs = discover_inputs(args)?;
+    ensure!(!inputs.is_empty(), "no images found in {}", describe_paths(args));
+    if let Some(path) = resume {
+        let done = resume::completed_paths(path)?;
+        inputs.retain(|input| !done.contains(&path_text(input.path())));
+    }
+    Ok(inputs)
+}
+
 /// The inputs named on the command line and by `--files-from`, walked, sorted and sharded.
 fn discover_inputs(args: &InputArgs) -> Result<Vec<Input>> {
     let mut roots = args.paths.clone();
     if let Some(list) = &args.files_from {
+        ensure!(
+            list != Path::new("-") || !roots.iter().any(|root| root == Path::new("-")),
+            "stdin cannot hold both the list of --files-from - and an image (-)"
+        );
         roots.extend(read_path_list(list)?);
     }
     let walk = Walk::new(!args.no_recursive, &args.include, &args.exclude)?;
@@ -277,7 +299,7 @@ fn describe_paths(args: &InputArgs) -> String {
 
 /// Resolves and loads the model, its labels and its preprocessing.
 fn load_classifier(args: &ClassifierArgs, top_k: u16, verbose: bool) -> Result<Classifier> {
-    let source = ModelSource::resolve(args.model.model.as_deref())?;
+    let source = ModelSource::resolve(args.runner.model.as_deref())?;
     load_classifier_from(&source, &source.bytes()?, args, top_k, verbose)
 }
 
@@ -289,21 +311,45 @@ fn load_classifier_from(
     top_k: u16,
     verbose: bool,
 ) -> Result<Classifier> {
-    let (model_args, run) = (&args.model, &args.run);
-    let started = Instant::now();
-    let model = Model::load_read(source, bytes, usize::from(run.batch_size))?;
-    let labels = load_labels(model_args.labels.as_deref(), model.classes)?;
+    let runner = load_runner(source, bytes, &args.runner, Head::Scores, verbose)?;
+    let classes = runner.model.classes;
+    let labels = load_labels(args.labels.as_deref(), classes)?;
     let top_k = usize::from(top_k);
-    ensure!(
-        top_k <= model.classes,
-        "--top-k {top_k} exceeds the {} classes the model scores",
-        model.classes
-    );
+    ensure!(top_k <= classes, "--top-k {top_k} exceeds the {classes} classes the model scores");
+    Ok(Classifier { runner, labels, top_k })
+}
+
+/// What a loaded plan returns.
+#[derive(Debug, Clone, Copy)]
+enum Head<'a> {
+    /// The class scores.
+    Scores,
+    /// The features: of the layer named, or by default those the classifier reads.
+    Features(Option<&'a str>),
+}
+
+/// Loads the model of `source` (read: `bytes`) for `head`, with its preprocessing and the
+/// client for URLs.
+fn load_runner(
+    source: &ModelSource,
+    bytes: &[u8],
+    args: &RunnerArgs,
+    head: Head,
+    verbose: bool,
+) -> Result<Runner> {
+    let started = Instant::now();
+    let batch = usize::from(args.run.batch_size);
+    let model = match head {
+        Head::Scores => Model::from_bytes(bytes, batch),
+        Head::Features(layer) => Model::features(bytes, batch, layer),
+    }
+    .with_context(|| format!("cannot load model {source}"))?;
     let (preprocess, preset) = preprocess_for(&model, source.origin, &args.preprocess);
     if verbose {
         describe(source, &model, &preprocess, preset, started);
     }
-    Ok(Classifier { model, labels, preprocess, top_k })
+    let downloader = Downloader::new(args.download.connect_timeout, args.download.download_timeout);
+    Ok(Runner { model, preprocess, downloader })
 }
 
 /// The label list: `--labels FILE` or the embedded ImageNet-1k list, checked against the
@@ -358,12 +404,13 @@ fn suggested_preset(model: &Model, origin: Origin) -> Preset {
 
 fn describe(source: &ModelSource, model: &Model, p: &Preprocess, preset: Preset, started: Instant) {
     let output = match model.output_kind {
-        OutputKind::Probabilities => "probabilities (the graph ends in Softmax)",
-        OutputKind::Logits => "logits (softmax applied)",
+        OutputKind::Probabilities => "classes, probabilities (the graph ends in Softmax)",
+        OutputKind::Logits => "classes, logits (softmax applied)",
+        OutputKind::Features => "features",
     };
     diagnostic(&format!("model: {source}"));
     diagnostic(&format!(
-        "input `{}` {}x3x{}x{}; output `{}`: {} classes, {output}",
+        "input `{}` {}x3x{}x{}; output `{}`: {} {output}",
         model.input.name,
         model.batch_size,
         model.input.height,

@@ -4,4 +4,4 @@
 
 pub mod channel_use;
 pub mod concat_order;
-mod weights;
+pub mod weights;

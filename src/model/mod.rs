@@ -4,6 +4,7 @@
 mod allowlist;
 pub(crate) mod attributes;
 mod checked_ops;
+mod features;
 mod graph_size;
 mod shapes;
 mod source;
@@ -34,6 +35,8 @@ pub enum OutputKind {
     Probabilities,
     /// Unnormalised scores: softmax is applied to them.
     Logits,
+    /// Features from inside the network, returned as they are.
+    Features,
 }
 
 /// The model's image input as read from the graph.
@@ -54,11 +57,11 @@ pub struct Model {
     plan: Arc<TypedSimplePlan>,
     /// The image input.
     pub input: InputSpec,
-    /// The name of the output that holds the class scores.
+    /// The name of the output: the class scores, or the features.
     pub output_name: String,
-    /// Whether the output is already a probability distribution.
+    /// What the output holds.
     pub output_kind: OutputKind,
-    /// How many classes the output scores.
+    /// How many values the output holds per image: the classes it scores, or the features.
     pub classes: usize,
     /// How many images one run of the plan takes.
     pub batch_size: usize,
@@ -67,25 +70,39 @@ pub struct Model {
 impl Model {
     /// Loads, checks and optimises the model of `source` for batches of `batch_size` images.
     pub fn load(source: &ModelSource, batch_size: usize) -> Result<Model> {
-        Model::load_read(source, &source.bytes()?, batch_size)
-    }
-
-    /// [`Model::load`] for the bytes of `source` already read.
-    pub fn load_read(source: &ModelSource, bytes: &[u8], batch_size: usize) -> Result<Model> {
-        Model::from_bytes(bytes, batch_size).with_context(|| format!("cannot load model {source}"))
+        Model::from_bytes(&source.bytes()?, batch_size)
+            .with_context(|| format!("cannot load model {source}"))
     }
 
     /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
     /// Reshape nodes that pin the batch to 1 are rewritten to copy it from their input.
     pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {
-        guard::catch_load(|| Model::prepare(bytes, batch_size))
+        guard::catch_load(|| Model::prepare(read_proto(bytes)?, batch_size, None))
     }
 
-    fn prepare(bytes: &[u8], batch_size: usize) -> Result<Model> {
+    /// [`Model::from_bytes`] for a plan that returns features instead of class scores: the
+    /// output of the node or tensor `layer`, or by default what the classifier's last linear
+    /// layer reads, followed back through reshapes to the layer that computes it (the global
+    /// average pool of a CNN).
+    pub fn features(bytes: &[u8], batch_size: usize, layer: Option<&str>) -> Result<Model> {
+        guard::catch_load(|| {
+            let proto = read_proto(bytes)?;
+            let tensor = match layer {
+                Some(layer) => layer.to_owned(),
+                None => features::feature_tensor(&proto)?,
+            };
+            Model::prepare(proto, batch_size, Some(&tensor))
+        })
+    }
+
+    /// Prepares the plan for the first output, or the tensor or node named `features`.
+    fn prepare(mut proto: ModelProto, batch_size: usize, features: Option<&str>) -> Result<Model> {
         ensure!(batch_size >= 1, "the batch size must be at least 1");
         let onnx = onnx();
-        let mut proto = read_proto(bytes)?;
-        let output_kind = output_kind(&proto)?;
+        let output_kind = match features {
+            Some(_) => OutputKind::Features,
+            None => output_kind(&proto)?,
+        };
         if batch_size > 1 {
             free_batch(&mut proto);
         }
@@ -95,11 +112,18 @@ impl Model {
         let input = input_spec(&model)?;
         let fact = f32::fact([batch_size, 3, input.height as usize, input.width as usize]);
         model.set_input_fact(0, fact.into())?;
-        let scores = *model.outputs.first().context("the model has no output")?;
-        model.select_output_outlets(&[scores])?;
+        match features {
+            Some(name) => model.select_outputs_by_name([name]).map_err(|_| {
+                anyhow::anyhow!("no node or tensor `{name}`: `googlenet inspect` lists the layers")
+            })?,
+            None => {
+                model.select_output_outlets(&[*model.outputs.first().context("no output")?])?
+            }
+        }
+        let output = *model.outputs.first().context("the model has no output")?;
         let output_name = model
-            .outlet_label(scores)
-            .map_or_else(|| model.node(scores.node).name.clone(), str::to_owned);
+            .outlet_label(output)
+            .map_or_else(|| model.node(output.node).name.clone(), str::to_owned);
         let optimised = optimise(model)
             .with_context(|| format!("cannot prepare the model for batches of {batch_size}"))?;
         let classes = class_count(&optimised, batch_size)?;
@@ -108,8 +132,9 @@ impl Model {
     }
 
     /// Runs up to [`Model::batch_size`] `3 x H x W` images through the network in one call and
-    /// returns each one's class probabilities. A short batch is padded.
-    pub fn probabilities(&self, images: &[Array3<f32>]) -> Result<Vec<Vec<f32>>> {
+    /// returns each one's output: its class probabilities (softmax applied to logits), or its
+    /// features, flattened. A short batch is padded.
+    pub fn run(&self, images: &[Array3<f32>]) -> Result<Vec<Vec<f32>>> {
         let input = self.batch(images)?.into_tvalue();
         let outputs = guard::catch(|| self.plan.run(tvec!(input)))?;
         let output = outputs.first().context("the model returned no output")?;
@@ -119,7 +144,7 @@ impl Model {
             .chunks_exact(self.classes)
             .take(images.len())
             .map(|row| match self.output_kind {
-                OutputKind::Probabilities => row.to_vec(),
+                OutputKind::Probabilities | OutputKind::Features => row.to_vec(),
                 OutputKind::Logits => crate::classify::softmax(row),
             })
             .collect())
@@ -379,14 +404,14 @@ fn output_kind(proto: &ModelProto) -> Result<OutputKind> {
     })
 }
 
-/// The number of scores the output holds per image.
+/// The number of values the output holds per image.
 fn class_count(model: &TypedModel, batch_size: usize) -> Result<usize> {
     let fact = model.output_fact(0)?;
     let shape = fact.shape.as_concrete().context("the output shape is not fixed")?;
     let classes = shape.iter().product::<usize>() / batch_size;
     ensure!(
         classes > 0 && shape.first() == Some(&batch_size),
-        "the output {shape:?} does not hold one row of scores per image of a batch of {batch_size}"
+        "the output {shape:?} does not hold one row per image of a batch of {batch_size}"
     );
     Ok(classes)
 }

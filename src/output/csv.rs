@@ -36,6 +36,8 @@ impl<W: Write> RecordWriter for CsvWriter<W> {
                 }
             }
             Outcome::Error(reason) => writeln!(self.out, "{path},,,,,,{}", field(reason))?,
+            // `embed` offers no CSV: its rows are features, not ranks.
+            Outcome::Embedding(_) => {}
         }
         self.out.flush()
     }

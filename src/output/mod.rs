@@ -38,6 +38,8 @@ pub struct Record {
 pub enum Outcome {
     /// The top-k classes, most probable first.
     Predictions(Vec<Prediction>),
+    /// The image's features (`embed`).
+    Embedding(Vec<f32>),
     /// A one-line reason the image was not classified.
     Error(String),
 }
@@ -151,9 +153,14 @@ impl Output {
 }
 
 /// A temporary file in the folder of `path`, to be renamed onto it once complete.
-fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+/// Its mode is that of a new file (0666 less the umask), not the owner-only mode of temporary
+/// files.
+pub(crate) fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    tempfile::Builder::new()
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder
         .prefix(".googlenet-output-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))

@@ -10,13 +10,15 @@ pub struct Progress {
     bar: ProgressBar,
     quiet: bool,
     started: Instant,
-    classified: usize,
+    /// What the summary says of an image done: `classified`, `embedded`.
+    verb: &'static str,
+    done: usize,
     failed: usize,
 }
 
 impl Progress {
-    /// A progress report over `total` images.
-    pub fn new(total: usize, quiet: bool) -> Progress {
+    /// A progress report over `total` images, each done one counted as `verb` (`classified`).
+    pub fn new(total: usize, quiet: bool, verb: &'static str) -> Progress {
         let target =
             if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
         let bar = ProgressBar::with_draw_target(Some(total as u64), target);
@@ -27,12 +29,12 @@ impl Progress {
             };
             bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
         }
-        Progress { bar, quiet, started: Instant::now(), classified: 0, failed: 0 }
+        Progress { bar, quiet, started: Instant::now(), verb, done: 0, failed: 0 }
     }
 
-    /// Counts an image classified.
-    pub fn classified(&mut self) {
-        self.classified += 1;
+    /// Counts an image done.
+    pub fn done(&mut self) {
+        self.done += 1;
         self.bar.inc(1);
     }
 
@@ -64,21 +66,21 @@ impl Progress {
     pub fn finish(self, written: bool) {
         self.bar.finish_and_clear();
         if !self.quiet {
-            let line = summary(self.classified, self.failed, self.started.elapsed());
+            let line = summary(self.verb, self.done, self.failed, self.started.elapsed());
             let lost = if written { "" } else { ", but the results were not all written" };
             super::diagnostic(&format!("{line}{lost}"));
         }
     }
 }
 
-/// The counts and the time, with the rate of images classified when there were any.
-fn summary(classified: usize, failed: usize, elapsed: Duration) -> String {
+/// The counts and the time, with the rate of images done when there were any.
+fn summary(verb: &str, done: usize, failed: usize, elapsed: Duration) -> String {
     let seconds = elapsed.as_secs_f64();
-    let counts = format!("{classified} classified, {failed} failed in {seconds:.2} s");
-    if classified == 0 {
+    let counts = format!("{done} {verb}, {failed} failed in {seconds:.2} s");
+    if done == 0 {
         return counts;
     }
-    format!("{counts} ({:.1} images/s)", classified as f64 / seconds.max(1e-9))
+    format!("{counts} ({:.1} images/s)", done as f64 / seconds.max(1e-9))
 }
 
 #[cfg(test)]
@@ -88,9 +90,10 @@ mod tests {
     #[test]
     fn the_summary_counts_and_rates() {
         assert_eq!(
-            summary(98, 2, Duration::from_secs(5)),
+            summary("classified", 98, 2, Duration::from_secs(5)),
             "98 classified, 2 failed in 5.00 s (19.6 images/s)"
         );
-        assert_eq!(summary(0, 1, Duration::from_millis(1)), "0 classified, 1 failed in 0.00 s");
+        let none = summary("embedded", 0, 1, Duration::from_millis(1));
+        assert_eq!(none, "0 embedded, 1 failed in 0.00 s");
     }
 }

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
+use crate::download::is_url;
+
 /// File extensions, lower-case, that a folder walk takes as images.
 pub const IMAGE_EXTENSIONS: &[&str] =
     &["jpg", "jpeg", "jpe", "jfif", "png", "gif", "bmp", "dib", "tif", "tiff", "webp"];
@@ -18,6 +20,10 @@ pub const IMAGE_EXTENSIONS: &[&str] =
 pub enum Input {
     /// A file to classify.
     Image(PathBuf),
+    /// One image's bytes on standard input, named `-`.
+    Stdin,
+    /// An image to download, named by its `http://` or `https://` URL.
+    Url(String),
     /// A place the walk could not enter, and why.
     Broken {
         /// The folder or link concerned.
@@ -28,10 +34,21 @@ pub enum Input {
 }
 
 impl Input {
-    /// The path this input concerns.
+    /// The input a command-line argument names: `-` for stdin, a URL, or a file.
+    pub fn from_arg(arg: &Path) -> Input {
+        match arg.to_str() {
+            Some("-") => Input::Stdin,
+            Some(url) if is_url(url) => Input::Url(url.to_owned()),
+            _ => Input::Image(arg.to_owned()),
+        }
+    }
+
+    /// The path this input concerns, as its record names it: the file, the URL, or `-`.
     pub fn path(&self) -> &Path {
         match self {
             Input::Image(path) | Input::Broken { path, .. } => path,
+            Input::Stdin => Path::new("-"),
+            Input::Url(url) => Path::new(url),
         }
     }
 }
@@ -54,13 +71,15 @@ impl Walk {
 
     /// Every input under `roots`, sorted by path, without duplicates. Files given directly are
     /// taken whatever their extension; files found in folders only with an image extension.
+    /// `-` is stdin and a root that starts with `http://` or `https://` a URL, whatever the
+    /// file system holds.
     pub fn discover(&self, roots: &[PathBuf]) -> Vec<Input> {
         let mut inputs: Vec<Input> = Vec::new();
         for root in roots {
-            if root.is_dir() {
-                self.walk(root, &mut inputs);
-            } else if self.wanted(root) {
-                inputs.push(Input::Image(root.clone()));
+            match Input::from_arg(root) {
+                Input::Image(path) if path.is_dir() => self.walk(&path, &mut inputs),
+                input if self.wanted(input.path()) => inputs.push(input),
+                _ => {}
             }
         }
         inputs.sort_by(|a, b| a.path().cmp(b.path()).then_with(|| a.cmp(b)));

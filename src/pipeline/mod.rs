@@ -15,24 +15,85 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use tract_onnx::prelude::tract_ndarray::Array3;
 
 use crate::classify::top_k;
+use crate::download::Downloader;
 use crate::labels::Labels;
 use crate::model::Model;
 use crate::output::{self, Outcome, Record};
 use crate::preprocess::Preprocess;
 pub use discover::{Input, Walk};
 
-/// A model with its labels and preprocessing: inputs in, records out.
+/// A model with its preprocessing, and the means to read its inputs: inputs in, output rows
+/// out.
 #[derive(Debug)]
-pub struct Classifier {
+pub struct Runner {
     /// The network.
     pub model: Model,
-    /// Names of its classes.
-    pub labels: Labels,
     /// How images become its input.
     pub preprocess: Preprocess,
+    /// The client for inputs named by URL.
+    pub downloader: Downloader,
+}
+
+impl Runner {
+    /// The bytes of one input: its file, standard input, or its download.
+    pub fn bytes(&self, input: &Input) -> Result<Vec<u8>> {
+        Ok(match input {
+            Input::Image(path) => self.preprocess.read(path)?,
+            Input::Stdin => self.preprocess.read_stdin()?,
+            Input::Url(url) => {
+                self.downloader.get(url, self.preprocess.byte_limit()).context("cannot download")?
+            }
+            Input::Broken { reason, .. } => bail!("{reason}"),
+        })
+    }
+
+    /// The input tensor of one input.
+    pub fn tensor(&self, input: &Input) -> Result<Array3<f32>> {
+        Ok(self.preprocess.tensor(&self.bytes(input)?)?)
+    }
+
+    /// Runs up to one batch of inputs: each one's output row ([`Model::run`]), or its error on
+    /// one line.
+    pub fn run(&self, inputs: &[Input]) -> Vec<Result<Vec<f32>, String>> {
+        let mut rows: Vec<Option<Result<Vec<f32>, String>>> = Vec::with_capacity(inputs.len());
+        let mut tensors = Vec::new();
+        for input in inputs {
+            match self.tensor(input) {
+                Ok(tensor) => {
+                    tensors.push(tensor);
+                    rows.push(None);
+                }
+                Err(err) => rows.push(Some(Err(output::one_line(&err)))),
+            }
+        }
+        // A chunk whose every input failed before inference costs no run of the network.
+        let inference = if tensors.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.model.run(&tensors).context("inference failed")
+        };
+        let mut done = match inference {
+            Ok(batch) => batch.into_iter().map(Ok).collect(),
+            Err(err) => vec![Err(output::one_line(&err)); tensors.len()],
+        }
+        .into_iter();
+        rows.into_iter()
+            .map(|row| row.or_else(|| done.next()).unwrap_or_else(|| Err("no result".into())))
+            .collect()
+    }
+}
+
+/// A [`Runner`] with the labels of its classes: inputs in, records out.
+#[derive(Debug)]
+pub struct Classifier {
+    /// The model, preprocessing and input readers.
+    pub runner: Runner,
+    /// Names of its classes.
+    pub labels: Labels,
     /// How many classes each record keeps.
     pub top_k: usize,
 }
@@ -40,48 +101,19 @@ pub struct Classifier {
 impl Classifier {
     /// Classifies up to one batch of inputs; each gets its predictions or its own error.
     pub fn classify(&self, inputs: &[Input]) -> Vec<Record> {
-        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(inputs.len());
-        let mut tensors = Vec::new();
-        for input in inputs {
-            match input {
-                Input::Image(path) => match self.preprocess.load(path) {
-                    Ok(tensor) => {
-                        tensors.push(tensor);
-                        outcomes.push(None);
-                    }
-                    Err(err) => outcomes.push(Some(error(&err.into()))),
-                },
-                Input::Broken { reason, .. } => outcomes.push(Some(Outcome::Error(reason.clone()))),
-            }
-        }
-        // A chunk whose every input failed before inference costs no run of the network.
-        let inference = if tensors.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.model.probabilities(&tensors).context("inference failed")
-        };
-        let mut classified = match inference {
-            Ok(batch) => batch
-                .iter()
-                .map(|p| Outcome::Predictions(top_k(p, self.top_k, &self.labels)))
-                .collect::<Vec<_>>(),
-            Err(err) => vec![error(&err); tensors.len()],
-        }
-        .into_iter();
+        let rows = self.runner.run(inputs);
         inputs
             .iter()
-            .zip(outcomes)
-            .map(|(input, outcome)| {
-                let outcome = outcome.or_else(|| classified.next());
-                let outcome = outcome.unwrap_or_else(|| Outcome::Error("no result".into()));
+            .zip(rows)
+            .map(|(input, row)| {
+                let outcome = match row {
+                    Ok(p) => Outcome::Predictions(top_k(&p, self.top_k, &self.labels)),
+                    Err(reason) => Outcome::Error(reason),
+                };
                 Record::new(input.path(), outcome)
             })
             .collect()
     }
-}
-
-fn error(err: &anyhow::Error) -> Outcome {
-    Outcome::Error(output::one_line(err))
 }
 
 /// Runs `work` over consecutive chunks of `items` on `threads` threads and passes every result

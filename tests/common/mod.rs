@@ -2,6 +2,8 @@
 //! models built here with random weights.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -35,7 +37,8 @@ pub fn samples() -> Vec<PathBuf> {
 
 /// Decodes the image at `path` whole and upright, under the default pixel limit.
 pub fn decode(path: &Path) -> Result<image::RgbImage, googlenet::preprocess::PreprocessError> {
-    googlenet::preprocess::Preset::Caffe.settings(224, 224).decode(path)
+    let bytes = std::fs::read(path).map_err(googlenet::preprocess::PreprocessError::Io)?;
+    googlenet::preprocess::Preset::Caffe.settings(224, 224).decode(&bytes)
 }
 
 /// A committed sample photo.

@@ -1,0 +1,80 @@
+//! `googlenet embed`: each image's features, as JSON Lines or a NumPy array.
+
+use anyhow::{ensure, Context, Result};
+
+use super::{load_runner, pending_inputs, run_batch, status, summarise, Head, Status};
+use crate::cli::{EmbedArgs, EmbedFormat};
+use crate::model::ModelSource;
+use crate::npy::NpyWriter;
+use crate::output::{Format, Outcome, Output, Record};
+use crate::pipeline::{Input, Runner};
+use crate::similarity::normalise;
+
+pub(super) fn embed(args: &EmbedArgs, verbose: bool) -> Result<Status> {
+    let npy_named = args.output.as_deref().and_then(|p| p.extension()).is_some_and(|e| e == "npy");
+    let format =
+        args.format.unwrap_or(if npy_named { EmbedFormat::Npy } else { EmbedFormat::Jsonl });
+    ensure!(!args.resume || format == EmbedFormat::Jsonl, "--resume needs --format jsonl");
+    let resume = args.output.as_deref().filter(|_| args.resume);
+    let inputs = pending_inputs(&args.inputs, resume)?;
+    let source = ModelSource::resolve(args.runner.model.as_deref())?;
+    let head = Head::Features(args.layer.as_deref());
+    let runner = load_runner(&source, &source.bytes()?, &args.runner, head, verbose)?;
+    let (run, batch) = (&args.runner.run, runner.model.batch_size);
+    let one_per_line = format == EmbedFormat::Npy;
+    let work = |chunk: &[Input]| embeddings(&runner, chunk, args.normalize, one_per_line);
+    let failed = match format {
+        EmbedFormat::Jsonl => {
+            let mut output = match &args.output {
+                Some(path) => Output::file(Format::Jsonl, path, args.resume)?,
+                None => Output::stdout(Format::Jsonl),
+            };
+            let (progress, result) =
+                run_batch(&inputs, run, batch, "embedded", work, |record| output.record(&record));
+            summarise(progress, result.and_then(|()| output.finish()))?
+        }
+        EmbedFormat::Npy => {
+            let path = args.output.as_deref().context("--format npy needs --output FILE.npy")?;
+            let mut npy = NpyWriter::create(path)?;
+            let (progress, result) =
+                run_batch(&inputs, run, batch, "embedded", work, |record| match &record.outcome {
+                    Outcome::Embedding(values) => npy.row(&record.path, values),
+                    _ => Ok(()),
+                });
+            summarise(progress, result.and_then(|()| npy.finish()))?
+        }
+    };
+    Ok(status(failed))
+}
+
+/// The records of one chunk: each input's features, scaled to unit length with `normalize`.
+/// With `one_per_line`, a path with a line break is an error: it could not be listed one per
+/// line beside the array.
+pub(super) fn embeddings(
+    runner: &Runner,
+    inputs: &[Input],
+    normalize: bool,
+    one_per_line: bool,
+) -> Vec<Record> {
+    let rows = runner.run(inputs);
+    inputs
+        .iter()
+        .zip(rows)
+        .map(|(input, row)| {
+            let line_break = input.path().to_string_lossy().contains(['\n', '\r']);
+            let outcome = match row {
+                Ok(_) if one_per_line && line_break => Outcome::Error(
+                    "a name with a line break cannot be listed in the .paths.txt file".into(),
+                ),
+                Ok(mut values) => {
+                    if normalize {
+                        normalise(&mut values);
+                    }
+                    Outcome::Embedding(values)
+                }
+                Err(reason) => Outcome::Error(reason),
+            };
+            Record::new(input.path(), outcome)
+        })
+        .collect()
+}
