@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::crops::Crops;
 use crate::experiment::concat_order::Order;
 use crate::output::Format;
 use crate::pipeline::discover::Shard;
@@ -138,6 +139,9 @@ pub struct ClassifyArgs {
     /// Skip the images already in the --output JSON Lines file and append the rest.
     #[arg(long, requires = "output")]
     pub resume: bool,
+    /// Average the probabilities of 1, 10 or 144 crops of each photo (the paper's protocol).
+    #[arg(long, default_value = "1", value_name = "N")]
+    pub crops: Crops,
     /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
     pub classifier: ClassifierArgs,
@@ -238,6 +242,9 @@ pub struct EvalArgs {
     /// How many of the most confused (true, predicted) pairs to list.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub confusions: usize,
+    /// Average the probabilities of 1, 10 or 144 crops of each photo (the paper's protocol).
+    #[arg(long, default_value = "1", value_name = "N")]
+    pub crops: Crops,
     /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
     pub classifier: ClassifierArgs,

@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod cli;
 pub mod commands;
+pub mod crops;
 pub mod download;
 pub mod eval;
 pub mod experiment;

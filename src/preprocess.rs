@@ -229,21 +229,30 @@ impl Preprocess {
 
     /// [`Preprocess::load`] for an image file's bytes.
     pub fn tensor(&self, bytes: &[u8]) -> Result<Array3<f32>, PreprocessError> {
+        Ok(self.normalise(&self.input_image(bytes)?))
+    }
+
+    /// An image file's bytes decoded and fitted to the input size, not yet normalised.
+    pub fn input_image(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
         let factor = match self.resize {
             ResizeMode::Squash => 2.0,
             ResizeMode::Crop => 2.0 * 256.0 / 224.0,
         };
         let side = (f64::from(self.width.max(self.height)) * factor).ceil() as u32;
-        let image = decode_at_least(bytes, side, self.pixel_limit())?;
-        let resized = self.resize(&image)?;
-        Ok(self.normalise(&resized))
+        self.resize(&self.decode_at_least(bytes, side)?)
     }
 
     /// Decodes an image file's bytes by their content (whatever the name says) at full size,
     /// applies the EXIF orientation and flattens them to 8-bit RGB, refusing more than
     /// `max_pixels`.
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
-        decode_at_least(bytes, u32::MAX, self.pixel_limit())
+        self.decode_at_least(bytes, u32::MAX)
+    }
+
+    /// [`Preprocess::decode`], but a large JPEG is decoded at a reduced DCT scale whose sides
+    /// are both at least `side` pixels.
+    pub fn decode_at_least(&self, bytes: &[u8], side: u32) -> Result<RgbImage, PreprocessError> {
+        decode_at_least(bytes, side, self.pixel_limit())
     }
 
     /// The most pixels an image may have: `max_pixels`, up to [`LARGEST_MAX_PIXELS`].
@@ -273,23 +282,11 @@ impl Preprocess {
 
     /// Fits `image` to the input size by the configured resize mode (bilinear, antialiased).
     pub fn resize(&self, image: &RgbImage) -> Result<RgbImage, PreprocessError> {
-        let (src_w, src_h) = image.dimensions();
-        let src = ImageRef::new(src_w, src_h, image.as_raw(), PixelType::U8x3)
-            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
-        let mut dst = ResizeImage::new(self.width, self.height, PixelType::U8x3);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-        let options = match self.resize {
-            ResizeMode::Squash => options,
-            ResizeMode::Crop => {
-                let (left, top, width, height) = self.centre_crop(src_w, src_h);
-                options.crop(left, top, width, height)
-            }
+        let region = match self.resize {
+            ResizeMode::Squash => None,
+            ResizeMode::Crop => Some(self.centre_crop(image.width(), image.height())),
         };
-        Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
-        RgbImage::from_raw(self.width, self.height, dst.into_vec())
-            .ok_or_else(|| PreprocessError::Resize("resizer returned a short buffer".into()))
+        resize_exact(image, region, self.width, self.height)
     }
 
     /// The part of a `src_w x src_h` image that the input shows: `(left, top, width, height)`
@@ -328,6 +325,29 @@ impl Preprocess {
         }
         tensor
     }
+}
+
+/// The part `region` of `image` (`(left, top, width, height)` in its pixels; all of it when
+/// `None`) resized to `width` x `height`, bilinear and antialiased as Pillow resizes.
+pub fn resize_exact(
+    image: &RgbImage,
+    region: Option<(f64, f64, f64, f64)>,
+    width: u32,
+    height: u32,
+) -> Result<RgbImage, PreprocessError> {
+    let src = ImageRef::new(image.width(), image.height(), image.as_raw(), PixelType::U8x3)
+        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    let mut dst = ResizeImage::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let options = match region {
+        Some((left, top, w, h)) => options.crop(left, top, w, h),
+        None => options,
+    };
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    RgbImage::from_raw(width, height, dst.into_vec())
+        .ok_or_else(|| PreprocessError::Resize("resizer returned a short buffer".into()))
 }
 
 /// [`Preprocess::decode`], letting a JPEG be decoded at a reduced DCT scale as long as both

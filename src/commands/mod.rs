@@ -15,6 +15,7 @@ use crate::cli::{
     ClassifierArgs, ClassifyArgs, Cli, Command, EvalArgs, Experiment, FetchModelArgs, InputArgs,
     InspectArgs, PreprocessArgs, ReportFormat, RunArgs, RunnerArgs,
 };
+use crate::crops::Crops;
 use crate::download::Downloader;
 use crate::eval::{true_synset, Report, Tally};
 use crate::fetch::{self, Expected};
@@ -123,7 +124,8 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     ensure!(!args.resume || format == Format::Jsonl, "--resume needs --format jsonl");
     let resume = args.output.as_deref().filter(|_| args.resume);
     let inputs = pending_inputs(&args.inputs, resume)?;
-    let classifier = load_classifier(&args.classifier, args.top_k, verbose)?;
+    let mut classifier = load_classifier(&args.classifier, args.top_k, verbose)?;
+    classifier.runner.crops = args.crops;
     let mut output = match &args.output {
         Some(path) => Output::file(format, path, args.resume)?,
         None => Output::stdout(format),
@@ -143,7 +145,8 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
 fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let inputs = discover_inputs(&args.inputs)?;
     ensure!(!inputs.is_empty(), "no images found in {}", describe_paths(&args.inputs));
-    let classifier = load_classifier(&args.classifier, 5, verbose)?;
+    let mut classifier = load_classifier(&args.classifier, 5, verbose)?;
+    classifier.runner.crops = args.crops;
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
     let batch = classifier.runner.model.batch_size;
@@ -349,7 +352,7 @@ fn load_runner(
         describe(source, &model, &preprocess, preset, started);
     }
     let downloader = Downloader::new(args.download.connect_timeout, args.download.download_timeout);
-    Ok(Runner { model, preprocess, downloader })
+    Ok(Runner { model, preprocess, downloader, crops: Crops::One })
 }
 
 /// The label list: `--labels FILE` or the embedded ImageNet-1k list, checked against the

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use tract_onnx::prelude::tract_ndarray::Array3;
 
 use crate::classify::top_k;
+use crate::crops::{self, Crops};
 use crate::download::Downloader;
 use crate::labels::Labels;
 use crate::model::Model;
@@ -36,6 +37,8 @@ pub struct Runner {
     pub preprocess: Preprocess,
     /// The client for inputs named by URL.
     pub downloader: Downloader,
+    /// How many crops of each image are run, their outputs averaged.
+    pub crops: Crops,
 }
 
 impl Runner {
@@ -56,35 +59,56 @@ impl Runner {
         Ok(self.preprocess.tensor(&self.bytes(input)?)?)
     }
 
-    /// Runs up to one batch of inputs: each one's output row ([`Model::run`]), or its error on
-    /// one line.
+    /// Runs up to one batch of inputs: each one's output row ([`Model::run`], averaged over
+    /// its crops), or its error on one line. The crops of all the inputs go through the model
+    /// in batches of its batch size.
     pub fn run(&self, inputs: &[Input]) -> Vec<Result<Vec<f32>, String>> {
-        let mut rows: Vec<Option<Result<Vec<f32>, String>>> = Vec::with_capacity(inputs.len());
-        let mut tensors = Vec::new();
+        let mut images = Vec::new();
+        let mut rows: Vec<Result<usize, String>> = Vec::with_capacity(inputs.len());
         for input in inputs {
-            match self.tensor(input) {
-                Ok(tensor) => {
-                    tensors.push(tensor);
-                    rows.push(None);
+            match self
+                .bytes(input)
+                .and_then(|b| Ok(crops::images(&self.preprocess, &b, self.crops)?))
+            {
+                Ok(crops) => {
+                    rows.push(Ok(crops.len()));
+                    images.extend(crops);
                 }
-                Err(err) => rows.push(Some(Err(output::one_line(&err)))),
+                Err(err) => rows.push(Err(output::one_line(&err))),
             }
         }
         // A chunk whose every input failed before inference costs no run of the network.
-        let inference = if tensors.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.model.run(&tensors).context("inference failed")
-        };
-        let mut done = match inference {
-            Ok(batch) => batch.into_iter().map(Ok).collect(),
-            Err(err) => vec![Err(output::one_line(&err)); tensors.len()],
+        let mut outputs = Vec::with_capacity(images.len());
+        for batch in images.chunks(self.model.batch_size) {
+            let tensors: Vec<Array3<f32>> =
+                batch.iter().map(|i| self.preprocess.normalise(i)).collect();
+            match self.model.run(&tensors).context("inference failed") {
+                Ok(batch) => outputs.extend(batch.into_iter().map(Ok)),
+                Err(err) => outputs.extend(vec![Err(output::one_line(&err)); tensors.len()]),
+            }
         }
-        .into_iter();
+        let mut outputs = outputs.into_iter();
         rows.into_iter()
-            .map(|row| row.or_else(|| done.next()).unwrap_or_else(|| Err("no result".into())))
+            .map(|row| {
+                let crops: Vec<Result<Vec<f32>, String>> = outputs.by_ref().take(row?).collect();
+                mean(crops)
+            })
             .collect()
     }
+}
+
+/// The mean of the output rows of one input's crops, or the first crop's error.
+fn mean(rows: Vec<Result<Vec<f32>, String>>) -> Result<Vec<f32>, String> {
+    let count = rows.len() as f32;
+    let mut rows = rows.into_iter();
+    let mut sum = rows.next().unwrap_or_else(|| Err("no result".into()))?;
+    for row in rows {
+        sum.iter_mut().zip(row?).for_each(|(total, value)| *total += value);
+    }
+    if count > 1.0 {
+        sum.iter_mut().for_each(|value| *value /= count);
+    }
+    Ok(sum)
 }
 
 /// A [`Runner`] with the labels of its classes: inputs in, records out.
