@@ -69,6 +69,46 @@ fn modules_reproduce_table_1_of_the_paper() {
     );
 }
 
+/// The naive module's cost, from the paper's table alone: a module fed C channels of an H x W
+/// map (the stage before it) with #1x1, #3x3 and #5x5 outputs has C x (#1x1 + 9 #3x3 +
+/// 25 #5x5) weights, one bias per output, and H x W multiply-adds per weight.
+#[test]
+fn modules_cost_what_the_naive_module_would_without_reductions() {
+    let table = inspect_json(&["--modules"]);
+    let ours = table["stages"].as_array().unwrap();
+    let paper: Vec<_> =
+        paper_table().into_iter().filter(|row| row["stage"] != "dropout (40%)").collect();
+    let size = |text: &str| -> Vec<u64> { text.split('x').map(|d| d.parse().unwrap()).collect() };
+    let mut checked = 0;
+    for (index, row) in
+        paper.iter().enumerate().filter(|(_, r)| r["stage"].starts_with("inception"))
+    {
+        let stage = ours.iter().find(|s| s["stage"] == row["stage"].as_str()).unwrap();
+        let input = size(&paper[index - 1]["output_size"])[2];
+        let output = size(&row["output_size"]);
+        let n = |column: &str| row[column].parse::<u64>().unwrap();
+        let weights = input * (n("n1x1") + 9 * n("n3x3") + 25 * n("n5x5"));
+        let name = &row["stage"];
+        assert_eq!(stage["naive_params"], weights + n("n1x1") + n("n3x3") + n("n5x5"), "{name}");
+        assert_eq!(stage["naive_macs"], weights * output[0] * output[1], "{name}");
+        let share = stage["share_3x3_channels"].as_f64().unwrap();
+        assert!((share - n("n3x3") as f64 / output[2] as f64).abs() < 1e-9, "{name}");
+        let ops =
+            stage["share_3x3_macs"].as_f64().unwrap() + stage["share_5x5_macs"].as_f64().unwrap();
+        assert!(ops > 0.5 && ops < 1.0, "{name}: the 3x3 and 5x5 branches hold most of the work");
+        checked += 1;
+    }
+    assert_eq!(checked, 9);
+    let text = googlenet().args(["inspect", "--modules"]).output().unwrap().stdout;
+    let text = String::from_utf8(text).unwrap();
+    let total = text.lines().rfind(|l| l.starts_with("total")).unwrap();
+    let total: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(
+        total,
+        ["total", "5,849,136", "23,723,664", "4.1x", "1,103,972,352", "3,881,213,952", "3.5x"]
+    );
+}
+
 #[test]
 fn layers_total_the_known_parameters_and_multiply_adds() {
     let network = inspect_json(&[]);

@@ -66,6 +66,8 @@ pub struct Branch {
     pub channels: usize,
     /// First and last channel of the branch in the module's output.
     pub range: [usize; 2],
+    /// Multiply-adds per image of the branch's nodes.
+    pub macs: u64,
 }
 
 /// An Inception module found in the graph.
@@ -79,6 +81,8 @@ pub struct Module {
     pub order: String,
     /// The branches in concatenation order.
     pub branches: Vec<Branch>,
+    /// Channels of the tensor the branches read.
+    pub input_channels: Option<usize>,
     /// Indices into [`Network::layers`] of every node of the module.
     #[serde(skip)]
     pub members: Vec<usize>,
@@ -185,7 +189,8 @@ fn module(wiring: &Wiring, index: usize, concat: &Layer) -> Option<Module> {
         if *source.get_or_insert(from) != from {
             return None;
         }
-        let branch = classify_branch(&nodes, wiring.layers, start)?;
+        let mut branch = classify_branch(&nodes, wiring.layers, start)?;
+        branch.macs = nodes.iter().map(|&i| wiring.layers[i].macs).sum();
         start += branch.channels;
         branches.push(branch);
         members.extend(nodes);
@@ -198,11 +203,13 @@ fn module(wiring: &Wiring, index: usize, concat: &Layer) -> Option<Module> {
     }
     members.sort_unstable();
     let names: Vec<&str> = members.iter().map(|&i| wiring.layers[i].name.as_str()).collect();
+    let input = source.and_then(|tensor| wiring.producer.get(tensor));
     Some(Module {
         name: common_prefix(&names),
         concat: concat.name.clone(),
         order,
         branches,
+        input_channels: input.and_then(|&i| wiring.layers[i].channels()),
         members,
     })
 }
@@ -220,7 +227,7 @@ fn classify_branch(nodes: &[usize], layers: &[Layer], start: usize) -> Option<Br
         _ => return None,
     };
     let channels = ops.last()?.channels()?;
-    Some(Branch { kind, reduce, channels, range: [start, start + channels - 1] })
+    Some(Branch { kind, reduce, channels, range: [start, start + channels - 1], macs: 0 })
 }
 
 /// The longest common prefix of the names, cut back to the last `/`.
@@ -265,6 +272,10 @@ pub struct Stage {
     pub params: u64,
     /// Multiply-adds per image of the stage's nodes.
     pub macs: u64,
+    /// An Inception module's cost without its 1x1 reductions (the paper's naive module: 1x1,
+    /// 3x3 and 5x5 convolutions and a 3x3 max-pool straight on the module's input).
+    #[serde(flatten)]
+    pub naive: Option<Naive>,
     /// The paper's (rounded) parameter figure, with `--paper`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paper_params: Option<&'static str>,
@@ -288,6 +299,7 @@ impl Stage {
             pool_proj: None,
             params: 0,
             macs: 0,
+            naive: None,
             paper_params: None,
             paper_ops: None,
         }
@@ -296,6 +308,56 @@ impl Stage {
     fn add(&mut self, layer: &Layer) {
         self.params += layer.params;
         self.macs += layer.macs;
+    }
+}
+
+/// What an Inception module would cost without dimension reduction, and how much of it goes to
+/// the 3x3 and 5x5 branches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Naive {
+    /// Parameters of the naive module (weights and biases of its three convolutions).
+    pub naive_params: u64,
+    /// Its multiply-adds per image.
+    pub naive_macs: u64,
+    /// Its output channels: the three convolutions' and all the input's, passed by the pool.
+    pub naive_channels: usize,
+    /// The 3x3 branch's share of the real module's output channels.
+    pub share_3x3_channels: f64,
+    /// The 5x5 branch's share of the output channels.
+    pub share_5x5_channels: f64,
+    /// The 3x3 branch's share of the module's multiply-adds, its reduction included.
+    pub share_3x3_macs: f64,
+    /// The 5x5 branch's share of the multiply-adds, its reduction included.
+    pub share_5x5_macs: f64,
+}
+
+impl Naive {
+    /// The naive cost of `module`, whose output is `height x width` and whose real cost is
+    /// `macs`; `None` when its input's channels are not known.
+    fn of(module: &Module, (height, width): (u64, u64), macs: u64) -> Option<Naive> {
+        let input = module.input_channels? as u64;
+        let branch = |kind| module.branch(kind);
+        let (one, three, five) = (
+            branch(BranchKind::OneByOne)?,
+            branch(BranchKind::ThreeByThree)?,
+            branch(BranchKind::FiveByFive)?,
+        );
+        let weights: u64 = [(one, 1), (three, 9), (five, 25)]
+            .iter()
+            .map(|(b, area)| input * area * b.channels as u64)
+            .sum();
+        let biases: u64 = [one, three, five].iter().map(|b| b.channels as u64).sum();
+        let channels: usize = module.branches.iter().map(|b| b.channels).sum();
+        let share = |part: f64, whole: f64| if whole > 0.0 { part / whole } else { 0.0 };
+        Some(Naive {
+            naive_params: weights + biases,
+            naive_macs: weights * height * width,
+            naive_channels: one.channels + three.channels + five.channels + input as usize,
+            share_3x3_channels: share(three.channels as f64, channels as f64),
+            share_5x5_channels: share(five.channels as f64, channels as f64),
+            share_3x3_macs: share(three.macs as f64, macs as f64),
+            share_5x5_macs: share(five.macs as f64, macs as f64),
+        })
     }
 }
 
@@ -368,6 +430,11 @@ fn module_stage(module: &Module, layers: &[Layer]) -> Stage {
     stage.n5x5 = branch(BranchKind::FiveByFive).map(|b| b.channels);
     stage.pool_proj = branch(BranchKind::PoolProj).map(|b| b.channels);
     module.members.iter().for_each(|&i| stage.add(&layers[i]));
+    let size = concat.map(|c| {
+        let dim = |i: usize| c.shape.get(i).and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+        (dim(2), dim(3))
+    });
+    stage.naive = size.and_then(|size| Naive::of(module, size, stage.macs));
     stage
 }
 
@@ -479,7 +546,69 @@ pub fn to_text(stages: &[Stage], modules: &[Module]) -> String {
         let _ =
             writeln!(text, "  {:<width$}  {}  {}", module.name, module.order, ranges.join(", "));
     }
-    text
+    text + &naive_text(stages)
+}
+
+/// Each module's cost against the naive module's, and the shares of its 3x3 and 5x5 branches.
+fn naive_text(stages: &[Stage]) -> String {
+    let modules: Vec<(&Stage, &Naive)> =
+        stages.iter().filter_map(|s| Some((s, s.naive.as_ref()?))).collect();
+    if modules.is_empty() {
+        return String::new();
+    }
+    let times = |naive: u64, real: u64| format!("{:.1}x", naive as f64 / real.max(1) as f64);
+    let percent = |share: f64| format!("{:.0}%", share * 100.0);
+    let header = [
+        "module",
+        "params",
+        "naive",
+        "ratio",
+        "mult-adds",
+        "naive",
+        "ratio",
+        "3x3 ch",
+        "5x5 ch",
+        "3x3 ops",
+        "5x5 ops",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 11]> = modules
+        .iter()
+        .map(|(stage, naive)| {
+            [
+                stage.stage.clone(),
+                thousands(stage.params),
+                thousands(naive.naive_params),
+                times(naive.naive_params, stage.params),
+                thousands(stage.macs),
+                thousands(naive.naive_macs),
+                times(naive.naive_macs, stage.macs),
+                percent(naive.share_3x3_channels),
+                percent(naive.share_5x5_channels),
+                percent(naive.share_3x3_macs),
+                percent(naive.share_5x5_macs),
+            ]
+        })
+        .collect();
+    let sum = |value: fn(&(&Stage, &Naive)) -> u64| modules.iter().map(value).sum::<u64>();
+    let (params, naive_params) = (sum(|m| m.0.params), sum(|m| m.1.naive_params));
+    let (macs, naive_macs) = (sum(|m| m.0.macs), sum(|m| m.1.naive_macs));
+    let totals: [String; 11] = std::array::from_fn(|i| match i {
+        0 => "total".into(),
+        1 => thousands(params),
+        2 => thousands(naive_params),
+        3 => times(naive_params, params),
+        4 => thousands(macs),
+        5 => thousands(naive_macs),
+        6 => times(naive_macs, macs),
+        _ => String::new(),
+    });
+    let right: [bool; 11] = std::array::from_fn(|i| i >= 1);
+    format!(
+        "\ncost without the 1x1 reductions (the paper's naive module, on the same input), and the \
+         shares of\nthe 3x3 and 5x5 branches in the output channels and the multiply-adds:\n{}",
+        aligned(&header, &rows, &totals, &right)
+    )
 }
 
 #[cfg(test)]
