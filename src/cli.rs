@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::crops::Crops;
 use crate::experiment::concat_order::Order;
+use crate::inspect::modules::BranchKind;
 use crate::output::Format;
 use crate::pipeline::discover::Shard;
 use crate::preprocess::{Preset, ResizeMode, Triple, LARGEST_MAX_PIXELS};
@@ -54,6 +55,34 @@ pub enum Experiment {
     ConcatOrder(ConcatOrderArgs),
     /// How much each input channel of a 1x1 convolution is used, and which branch it came from.
     ChannelUse(ChannelUseArgs),
+    /// Remove a branch of Inception modules, or the LRN layers, and compare the outputs.
+    Ablate(AblateArgs),
+}
+
+/// `googlenet experiment ablate`.
+#[derive(Debug, Args)]
+pub struct AblateArgs {
+    /// The branch to remove (its last convolution's weights and bias made zero).
+    #[arg(long, value_enum, required_unless_present = "lrn", conflicts_with = "lrn")]
+    pub branch: Option<BranchKind>,
+    /// Remove it from this module only (repeatable; `all` for every one) [default: all].
+    #[arg(long = "module", value_name = "NAME", requires = "branch")]
+    pub modules: Vec<String>,
+    /// Remove the LRN layers instead (their readers read their input).
+    #[arg(long)]
+    pub lrn: bool,
+    /// Write the variant as an ONNX file (usable with `classify --model`).
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Images or folders to compare on [default: the bundled photo of a cat].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The model, its labels, preprocessing, and how the work runs.
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
 }
 
 /// `googlenet experiment concat-order`.
@@ -400,6 +429,13 @@ value_enum!(Format {
     Jsonl => "jsonl": "One JSON object per image and line, written as each image is done",
     Csv => "csv": "One row per image and rank, written as each image is done",
     Json => "json": "One JSON document, {\"results\": [...]}, written at the end",
+});
+
+value_enum!(BranchKind {
+    OneByOne => "1x1": "The 1x1 convolution",
+    ThreeByThree => "3x3": "The 3x3 convolution after its reduction",
+    FiveByFive => "5x5": "The 5x5 convolution after its reduction",
+    PoolProj => "pool": "The projection after the max-pool",
 });
 
 value_enum!(Preset {

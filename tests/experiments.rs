@@ -1,14 +1,16 @@
 //! The experiments on the real network: concatenation orders with and without compensation,
-//! channel use against a direct computation, and occlusion maps on a photo whose object sits
-//! in a known place.
+//! channel use against a direct computation, occlusion maps on a photo whose object sits in a
+//! known place, and ablated branches.
 
 mod common;
 
 use common::{googlenet, reference_input, reference_stems, shared_model};
 use googlenet::classify::ranking;
+use googlenet::experiment::ablate::{ablate, Ablation};
 use googlenet::experiment::channel_use::ChannelUse;
 use googlenet::experiment::concat_order::{reorder, Order};
 use googlenet::explain::occlusion;
+use googlenet::inspect::modules::BranchKind;
 use googlenet::inspect::Network;
 use googlenet::model::{read_proto, Model, Probe};
 use googlenet::preprocess::Preset;
@@ -211,4 +213,62 @@ fn the_occlusion_map_is_hottest_where_the_object_is() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let [x0, y0, x1, y1] = [0, 1, 2, 3].map(|i| report["hottest_patch"][i].as_u64().unwrap());
     assert!((x0 + x1) / 2 < u64::from(w) && (y0 + y1) / 2 < u64::from(h), "{report}");
+}
+
+/// The concatenated output of `module` (channels first) for one input, from `bytes`.
+fn concat_output(bytes: &[u8], module: &str, input: &Array3<f32>) -> Vec<f32> {
+    let probe = Probe::new(bytes, &[&format!("{module}/output")]).unwrap();
+    probe.run(input).unwrap().remove(0).iter().copied().collect()
+}
+
+#[test]
+fn ablating_a_branch_zeroes_exactly_its_channels_of_the_concatenation() {
+    let bytes = bytes();
+    let proto = read_proto(&bytes).unwrap();
+    let network = Network::analyse(&bytes, None).unwrap();
+    let input = reference_input(&reference_stems()[0]);
+    let module = "inception_4c";
+    let original = concat_output(&bytes, module, &input);
+    let plane = 14 * 14;
+    // inception_4c: 1x1 0..127, 3x3 128..383, 5x5 384..447, pool proj 448..511.
+    for (kind, first, last) in
+        [(BranchKind::ThreeByThree, 128, 383), (BranchKind::PoolProj, 448, 511)]
+    {
+        let ablation = Ablation::Branch { kind, modules: vec![module.into()] };
+        let (variant, changed) = ablate(&proto, &network, &ablation).unwrap();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        let ablated = concat_output(&variant.encode_to_vec(), module, &input);
+        assert_eq!(ablated.len(), original.len());
+        for (channel, (a, b)) in ablated.chunks(plane).zip(original.chunks(plane)).enumerate() {
+            if (first..=last).contains(&channel) {
+                assert!(a.iter().all(|v| *v == 0.0), "{kind:?}: channel {channel} is not zero");
+            } else {
+                assert_eq!(a, b, "{kind:?}: channel {channel} changed");
+            }
+        }
+    }
+    let (without_lrn, removed) = ablate(&proto, &network, &Ablation::Lrn).unwrap();
+    assert_eq!(removed, ["pool1/norm1", "conv2/norm2"]);
+    assert!(without_lrn.graph.as_ref().unwrap().node.iter().all(|n| n.op_type != "LRN"));
+    assert!(Model::from_bytes(&without_lrn.encode_to_vec(), 1).is_ok());
+}
+
+#[test]
+fn ablate_reports_what_it_removed_and_saves_the_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("no-5x5.onnx");
+    let output = googlenet()
+        .args(["experiment", "ablate", "--branch", "5x5", "--module", "inception_5b", "--format"])
+        .args(["json", "--model", shared_model().to_str().unwrap(), "--save"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["removed"], "the 5x5 branch of inception_5b");
+    assert_eq!(report["changed"], serde_json::json!(["inception_5b/5x5"]));
+    assert_eq!(report["comparison"]["images"], 1);
+    assert!(Model::from_bytes(&std::fs::read(&saved).unwrap(), 1).is_ok());
+    let both = googlenet().args(["experiment", "ablate", "--branch", "1x1", "--lrn"]).output();
+    assert_eq!(both.unwrap().status.code(), Some(1), "one ablation at a time");
 }

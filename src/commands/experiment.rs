@@ -1,4 +1,4 @@
-//! `googlenet experiment concat-order` and `googlenet experiment channel-use`.
+//! `googlenet experiment concat-order`, `channel-use` and `ablate`.
 
 use std::path::{Path, PathBuf};
 
@@ -6,17 +6,19 @@ use anyhow::{ensure, Context, Result};
 use prost::Message;
 use rayon::prelude::*;
 use serde::Serialize;
+use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::tract_ndarray::Array3;
 
 use super::{default_threads, load_classifier_from, print_report, status, Status};
-use crate::cli::{ChannelUseArgs, ConcatOrderArgs, ReportFormat, RunArgs};
+use crate::cli::{AblateArgs, ChannelUseArgs, ConcatOrderArgs, ReportFormat, RunArgs};
 use crate::eval::true_synset;
+use crate::experiment::ablate::{self, Ablation};
 use crate::experiment::channel_use::{self, ChannelUse};
 use crate::experiment::concat_order::{self, Comparison};
 use crate::inspect::Network;
 use crate::model::{read_proto, Model, ModelSource, Probe};
 use crate::output::{diagnostic, one_line, path_text, write_whole};
-use crate::pipeline::{run_ordered, Runner, Walk};
+use crate::pipeline::{run_ordered, Classifier, Runner, Walk};
 
 /// The photo the experiments use when given no images: `assets/chelsea.png` (scikit-image,
 /// CC0; see `assets/README.md`).
@@ -97,27 +99,9 @@ pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Stat
         &args.modules,
         compensate,
     )?;
-    let variant_bytes = variant.proto.encode_to_vec();
-    if let Some(path) = &args.save {
-        write_whole(path, &variant_bytes)?;
-    }
-    let model = Model::from_bytes(&variant_bytes, 1).context("cannot load the variant")?;
-    let mut comparison = Comparison::default();
-    let failed = for_each_image(
-        &args.paths,
-        &original.runner,
-        &args.classifier.runner.run,
-        |tensor| {
-            let image = std::slice::from_ref(tensor);
-            let first = |p: Vec<Vec<f32>>| p.into_iter().next().context("no output");
-            Ok((first(original.runner.model.run(image)?)?, first(model.run(image)?)?))
-        },
-        |name, (a, b)| {
-            let truth = true_synset(Path::new(name))
-                .and_then(|synset| original.labels.by_synset(&synset).map(|(index, _)| index));
-            comparison.add(&a, &b, truth);
-        },
-    )?;
+    let run = &args.classifier.runner.run;
+    let (comparison, failed) =
+        compare(&original, &variant.proto, args.save.as_deref(), &args.paths, run)?;
     let report = ConcatOrderReport {
         order: args.order.to_string(),
         compensated: compensate,
@@ -132,6 +116,78 @@ pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Stat
         format!("{}\n{saved}{}", r.summary, r.comparison.to_text())
     })?;
     Ok(status(failed))
+}
+
+/// What `experiment ablate` reports.
+#[derive(Debug, Serialize)]
+struct AblateReport {
+    removed: String,
+    changed: Vec<String>,
+    saved: Option<PathBuf>,
+    comparison: Comparison,
+}
+
+pub(super) fn ablate(args: &AblateArgs, verbose: bool) -> Result<Status> {
+    let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
+    let bytes = source.bytes()?;
+    let original = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
+    let network = Network::analyse(&bytes, None)?;
+    let (ablation, removed) = match args.branch {
+        Some(kind) => {
+            let modules: Vec<String> =
+                args.modules.iter().filter(|m| *m != "all").cloned().collect();
+            let which =
+                if modules.is_empty() { "every module".to_owned() } else { modules.join(", ") };
+            let name = kind.title();
+            (Ablation::Branch { kind, modules }, format!("the {name} branch of {which}"))
+        }
+        None => (Ablation::Lrn, "the LRN layers".to_owned()),
+    };
+    let (variant, changed) = ablate::ablate(&read_proto(&bytes)?, &network, &ablation)?;
+    let run = &args.classifier.runner.run;
+    let (comparison, failed) =
+        compare(&original, &variant, args.save.as_deref(), &args.paths, run)?;
+    let report = AblateReport { removed, changed, saved: args.save.clone(), comparison };
+    print_report(&report, args.format == ReportFormat::Json, |r| {
+        let saved = r.saved.as_ref().map_or(String::new(), |p| format!("saved: {}\n", p.display()));
+        let nodes = r.changed.join(", ");
+        format!("removed {} ({nodes})\n{saved}{}", r.removed, r.comparison.to_text())
+    })?;
+    Ok(status(failed))
+}
+
+/// Runs `original` and the `variant` (written to `save` first, when given) on every image
+/// under `paths`, and compares their probabilities. Returns the comparison and how many images
+/// failed.
+fn compare(
+    original: &Classifier,
+    variant: &ModelProto,
+    save: Option<&Path>,
+    paths: &[PathBuf],
+    run: &RunArgs,
+) -> Result<(Comparison, usize)> {
+    let bytes = variant.encode_to_vec();
+    if let Some(path) = save {
+        write_whole(path, &bytes)?;
+    }
+    let model = Model::from_bytes(&bytes, 1).context("cannot load the variant")?;
+    let mut comparison = Comparison::default();
+    let failed = for_each_image(
+        paths,
+        &original.runner,
+        run,
+        |tensor| {
+            let image = std::slice::from_ref(tensor);
+            let first = |p: Vec<Vec<f32>>| p.into_iter().next().context("no output");
+            Ok((first(original.runner.model.run(image)?)?, first(model.run(image)?)?))
+        },
+        |name, (a, b)| {
+            let truth = true_synset(Path::new(name))
+                .and_then(|synset| original.labels.by_synset(&synset).map(|(index, _)| index));
+            comparison.add(&a, &b, truth);
+        },
+    )?;
+    Ok((comparison, failed))
 }
 
 pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status> {

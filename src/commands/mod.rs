@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Experiment(Experiment::ChannelUse(args)) => {
             experiment::channel_use(&args, cli.verbose)
         }
+        Command::Experiment(Experiment::Ablate(args)) => experiment::ablate(&args, cli.verbose),
         Command::Explain(args) => explain::explain(&args, cli.verbose),
         Command::Embed(args) => embed::embed(&args, cli.verbose),
         Command::Similar(args) => similar::similar(&args, cli.verbose),

@@ -106,7 +106,7 @@ pub fn reorder(
 }
 
 /// The modules named in `only`, or all of them.
-fn chosen(network: &Network, only: &[String]) -> Result<Vec<Module>> {
+pub(super) fn chosen(network: &Network, only: &[String]) -> Result<Vec<Module>> {
     let modules = find_modules(network);
     ensure!(!modules.is_empty(), "the model has no Inception modules");
     if only.is_empty() {
@@ -220,6 +220,13 @@ pub struct Comparison {
     pub original_correct: usize,
     /// Of those, how many the variant gets right (top-1).
     pub variant_correct: usize,
+    /// Of the labelled images, how many have the true class in the original's top 5.
+    pub original_top5_correct: usize,
+    /// And in the variant's top 5.
+    pub variant_top5_correct: usize,
+    /// The mean over the labelled images of the variant's probability of the true class less
+    /// the original's.
+    pub mean_true_probability_change: f64,
 }
 
 impl Comparison {
@@ -232,9 +239,17 @@ impl Comparison {
         self.top1_agree += usize::from(a.first() == b.first());
         self.top5_agree += usize::from(a.iter().take(5).eq(b.iter().take(5)));
         if let Some(truth) = truth {
+            let in_top5 =
+                |ranking: &[usize]| usize::from(ranking.iter().take(5).any(|&c| c == truth));
+            let change = |p: &[f32]| f64::from(p.get(truth).copied().unwrap_or(0.0));
+            let sum = self.mean_true_probability_change * self.labelled as f64;
             self.labelled += 1;
             self.original_correct += usize::from(a.first() == Some(&truth));
             self.variant_correct += usize::from(b.first() == Some(&truth));
+            self.original_top5_correct += in_top5(&a);
+            self.variant_top5_correct += in_top5(&b);
+            self.mean_true_probability_change =
+                (sum + change(variant) - change(original)) / self.labelled as f64;
         }
     }
 
@@ -247,9 +262,15 @@ impl Comparison {
             self.max_abs_diff, self.top1_agree, self.top5_agree
         );
         if self.labelled > 0 {
+            let labelled = self.labelled;
             text += &format!(
-                "top-1 accuracy on the {} labelled images: original {}, variant {}\n",
-                self.labelled, self.original_correct, self.variant_correct
+                "on the {labelled} labelled images: top-1 original {}, variant {}; top-5 original \
+                 {}, variant {}; mean change of the true class's probability {:+.4}\n",
+                self.original_correct,
+                self.variant_correct,
+                self.original_top5_correct,
+                self.variant_top5_correct,
+                self.mean_true_probability_change
             );
         }
         text

@@ -45,7 +45,8 @@ impl BranchKind {
         }
     }
 
-    fn title(self) -> &'static str {
+    /// The branch's name in Table 1: `1x1`, `3x3`, `5x5`, `pool proj`.
+    pub fn title(self) -> &'static str {
         match self {
             BranchKind::OneByOne => "1x1",
             BranchKind::ThreeByThree => "3x3",
