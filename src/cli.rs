@@ -59,18 +59,9 @@ pub enum Experiment {
     Ablate(AblateArgs),
 }
 
-/// `googlenet experiment ablate`.
+/// What the experiments that build a variant of the network share.
 #[derive(Debug, Args)]
-pub struct AblateArgs {
-    /// The branch to remove (its last convolution's weights and bias made zero).
-    #[arg(long, value_enum, required_unless_present = "lrn", conflicts_with = "lrn")]
-    pub branch: Option<BranchKind>,
-    /// Remove it from this module only (repeatable; `all` for every one) [default: all].
-    #[arg(long = "module", value_name = "NAME", requires = "branch")]
-    pub modules: Vec<String>,
-    /// Remove the LRN layers instead (their readers read their input).
-    #[arg(long)]
-    pub lrn: bool,
+pub struct VariantArgs {
     /// Write the variant as an ONNX file (usable with `classify --model`).
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,
@@ -85,6 +76,23 @@ pub struct AblateArgs {
     pub classifier: ClassifierArgs,
 }
 
+/// `googlenet experiment ablate`.
+#[derive(Debug, Args)]
+pub struct AblateArgs {
+    /// The branch to remove (its last convolution's weights and bias made zero).
+    #[arg(long, value_enum, required_unless_present = "lrn", conflicts_with = "lrn")]
+    pub branch: Option<BranchKind>,
+    /// Remove it from this module only (repeatable; `all` for every one) [default: all].
+    #[arg(long = "module", value_name = "NAME", requires = "branch")]
+    pub modules: Vec<String>,
+    /// Remove the LRN layers instead (their readers read their input).
+    #[arg(long)]
+    pub lrn: bool,
+    /// Where the variant goes and what it is compared on.
+    #[command(flatten)]
+    pub variant: VariantArgs,
+}
+
 /// `googlenet experiment concat-order`.
 #[derive(Debug, Args)]
 pub struct ConcatOrderArgs {
@@ -97,18 +105,9 @@ pub struct ConcatOrderArgs {
     /// Reorder the Concat only, without permuting the next layers' input channels to match.
     #[arg(long)]
     pub no_compensate: bool,
-    /// Write the variant as an ONNX file (usable with `classify --model`).
-    #[arg(long, value_name = "PATH")]
-    pub save: Option<PathBuf>,
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-    pub format: ReportFormat,
-    /// Images or folders to compare on [default: the bundled photo of a cat].
-    #[arg(value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-    /// The model, its labels, preprocessing, and how the work runs.
+    /// Where the variant goes and what it is compared on.
     #[command(flatten)]
-    pub classifier: ClassifierArgs,
+    pub variant: VariantArgs,
 }
 
 /// `googlenet experiment channel-use`.

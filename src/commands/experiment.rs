@@ -10,7 +10,7 @@ use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::tract_ndarray::Array3;
 
 use super::{default_threads, load_classifier_from, print_report, status, Status};
-use crate::cli::{AblateArgs, ChannelUseArgs, ConcatOrderArgs, ReportFormat, RunArgs};
+use crate::cli::{AblateArgs, ChannelUseArgs, ConcatOrderArgs, ReportFormat, RunArgs, VariantArgs};
 use crate::eval::true_synset;
 use crate::experiment::ablate::{self, Ablation};
 use crate::experiment::channel_use::{self, ChannelUse};
@@ -87,9 +87,9 @@ struct ConcatOrderReport {
 }
 
 pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Status> {
-    let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
+    let source = ModelSource::resolve(args.variant.classifier.runner.model.as_deref())?;
     let bytes = source.bytes()?;
-    let original = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
+    let original = load_classifier_from(&source, &bytes, &args.variant.classifier, 5, verbose)?;
     let network = Network::analyse(&bytes, None)?;
     let compensate = !args.no_compensate;
     let variant = concat_order::reorder(
@@ -99,19 +99,17 @@ pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Stat
         &args.modules,
         compensate,
     )?;
-    let run = &args.classifier.runner.run;
-    let (comparison, failed) =
-        compare(&original, &variant.proto, args.save.as_deref(), &args.paths, run)?;
+    let (comparison, failed) = compare(&original, &variant.proto, &args.variant)?;
     let report = ConcatOrderReport {
         order: args.order.to_string(),
         compensated: compensate,
         modules: variant.modules.iter().map(|(name, _)| name.clone()).collect(),
         permuted_weights: variant.permuted,
-        saved: args.save.clone(),
+        saved: args.variant.save.clone(),
         summary: concat_order::describe(&variant, &args.order, compensate),
         comparison,
     };
-    print_report(&report, args.format == ReportFormat::Json, |r| {
+    print_report(&report, args.variant.format == ReportFormat::Json, |r| {
         let saved = r.saved.as_ref().map_or(String::new(), |p| format!("saved: {}\n", p.display()));
         format!("{}\n{saved}{}", r.summary, r.comparison.to_text())
     })?;
@@ -128,9 +126,9 @@ struct AblateReport {
 }
 
 pub(super) fn ablate(args: &AblateArgs, verbose: bool) -> Result<Status> {
-    let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
+    let source = ModelSource::resolve(args.variant.classifier.runner.model.as_deref())?;
     let bytes = source.bytes()?;
-    let original = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
+    let original = load_classifier_from(&source, &bytes, &args.variant.classifier, 5, verbose)?;
     let network = Network::analyse(&bytes, None)?;
     let (ablation, removed) = match args.branch {
         Some(kind) => {
@@ -144,11 +142,9 @@ pub(super) fn ablate(args: &AblateArgs, verbose: bool) -> Result<Status> {
         None => (Ablation::Lrn, "the LRN layers".to_owned()),
     };
     let (variant, changed) = ablate::ablate(&read_proto(&bytes)?, &network, &ablation)?;
-    let run = &args.classifier.runner.run;
-    let (comparison, failed) =
-        compare(&original, &variant, args.save.as_deref(), &args.paths, run)?;
-    let report = AblateReport { removed, changed, saved: args.save.clone(), comparison };
-    print_report(&report, args.format == ReportFormat::Json, |r| {
+    let (comparison, failed) = compare(&original, &variant, &args.variant)?;
+    let report = AblateReport { removed, changed, saved: args.variant.save.clone(), comparison };
+    print_report(&report, args.variant.format == ReportFormat::Json, |r| {
         let saved = r.saved.as_ref().map_or(String::new(), |p| format!("saved: {}\n", p.display()));
         let nodes = r.changed.join(", ");
         format!("removed {} ({nodes})\n{saved}{}", r.removed, r.comparison.to_text())
@@ -156,26 +152,24 @@ pub(super) fn ablate(args: &AblateArgs, verbose: bool) -> Result<Status> {
     Ok(status(failed))
 }
 
-/// Runs `original` and the `variant` (written to `save` first, when given) on every image
-/// under `paths`, and compares their probabilities. Returns the comparison and how many images
+/// Runs `original` and the `variant` (written to `--save` first, when given) on every image
+/// of `args`, and compares their probabilities. Returns the comparison and how many images
 /// failed.
 fn compare(
     original: &Classifier,
     variant: &ModelProto,
-    save: Option<&Path>,
-    paths: &[PathBuf],
-    run: &RunArgs,
+    args: &VariantArgs,
 ) -> Result<(Comparison, usize)> {
     let bytes = variant.encode_to_vec();
-    if let Some(path) = save {
+    if let Some(path) = &args.save {
         write_whole(path, &bytes)?;
     }
     let model = Model::from_bytes(&bytes, 1).context("cannot load the variant")?;
     let mut comparison = Comparison::default();
     let failed = for_each_image(
-        paths,
+        &args.paths,
         &original.runner,
-        run,
+        &args.classifier.runner.run,
         |tensor| {
             let image = std::slice::from_ref(tensor);
             let first = |p: Vec<Vec<f32>>| p.into_iter().next().context("no output");
