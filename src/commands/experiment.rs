@@ -86,19 +86,18 @@ struct ConcatOrderReport {
     summary: String,
 }
 
-pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Status> {
-    let source = ModelSource::resolve(args.variant.classifier.runner.model.as_deref())?;
+/// The model a variant is built from: loaded as a classifier, its ONNX graph, and its layers.
+fn original(args: &VariantArgs, verbose: bool) -> Result<(Classifier, ModelProto, Network)> {
+    let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
     let bytes = source.bytes()?;
-    let original = load_classifier_from(&source, &bytes, &args.variant.classifier, 5, verbose)?;
-    let network = Network::analyse(&bytes, None)?;
+    let classifier = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
+    Ok((classifier, read_proto(&bytes)?, Network::analyse(&bytes, None)?))
+}
+
+pub(super) fn concat_order(args: &ConcatOrderArgs, verbose: bool) -> Result<Status> {
+    let (original, proto, network) = original(&args.variant, verbose)?;
     let compensate = !args.no_compensate;
-    let variant = concat_order::reorder(
-        &read_proto(&bytes)?,
-        &network,
-        &args.order,
-        &args.modules,
-        compensate,
-    )?;
+    let variant = concat_order::reorder(&proto, &network, &args.order, &args.modules, compensate)?;
     let (comparison, failed) = compare(&original, &variant.proto, &args.variant)?;
     let report = ConcatOrderReport {
         order: args.order.to_string(),
@@ -126,10 +125,7 @@ struct AblateReport {
 }
 
 pub(super) fn ablate(args: &AblateArgs, verbose: bool) -> Result<Status> {
-    let source = ModelSource::resolve(args.variant.classifier.runner.model.as_deref())?;
-    let bytes = source.bytes()?;
-    let original = load_classifier_from(&source, &bytes, &args.variant.classifier, 5, verbose)?;
-    let network = Network::analyse(&bytes, None)?;
+    let (original, proto, network) = original(&args.variant, verbose)?;
     let (ablation, removed) = match args.branch {
         Some(kind) => {
             let modules: Vec<String> =
@@ -141,7 +137,7 @@ pub(super) fn ablate(args: &AblateArgs, verbose: bool) -> Result<Status> {
         }
         None => (Ablation::Lrn, "the LRN layers".to_owned()),
     };
-    let (variant, changed) = ablate::ablate(&read_proto(&bytes)?, &network, &ablation)?;
+    let (variant, changed) = ablate::ablate(&proto, &network, &ablation)?;
     let (comparison, failed) = compare(&original, &variant, &args.variant)?;
     let report = AblateReport { removed, changed, saved: args.variant.save.clone(), comparison };
     print_report(&report, args.variant.format == ReportFormat::Json, |r| {

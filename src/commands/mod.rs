@@ -144,8 +144,7 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
 }
 
 fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
-    let inputs = discover_inputs(&args.inputs)?;
-    ensure!(!inputs.is_empty(), "no images found in {}", describe_paths(&args.inputs));
+    let inputs = pending_inputs(&args.inputs, None)?;
     let mut classifier = load_classifier(&args.classifier, 5, verbose)?;
     classifier.runner.crops = args.crops;
     let mut tally = Tally::default();
