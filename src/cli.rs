@@ -1,5 +1,6 @@
 //! Command-line definitions.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Find the photos most like a query, or groups of near-duplicates, by their features.
     Similar(SimilarArgs),
+    /// Keep the model loaded and classify photos sent over HTTP, with a page to drop them on.
+    Serve(ServeArgs),
 }
 
 /// `googlenet experiment`.
@@ -173,6 +176,66 @@ pub struct ClassifyArgs {
     /// The model, its labels, preprocessing, and how the work runs.
     #[command(flatten)]
     pub classifier: ClassifierArgs,
+}
+
+/// `googlenet serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen. Any address but loopback lets other machines use the classifier.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+    /// How many classes an answer keeps when the request does not say (`?top_k=`).
+    #[arg(short = 'k', long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub top_k: u16,
+    /// The largest request body, in bytes or with a K, M or G suffix (powers of 1024).
+    #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = size)]
+    pub max_body: u64,
+    /// Connections served at once; a connection beyond them is answered 503 at once.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections: u16,
+    /// Requests waiting for a worker; a request beyond them is answered 503 at once.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub queue: u16,
+    /// The longest a request may take: its headers, its body, the wait and the run.
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = seconds)]
+    pub request_timeout: Duration,
+    /// How long a worker waits for more requests to fill a batch of --batch-size images.
+    #[arg(long, default_value_t = 2, value_name = "MS")]
+    pub batch_wait: u16,
+    /// Worker threads running the model [default: one per core].
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// The most images a worker runs through the network at once, from one or more requests.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub batch_size: u16,
+    /// ONNX model file [default: $GOOGLENET_MODEL, else the embedded model, else the
+    /// fetch-model cache].
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Class names, one per line in output order (`<synset> <names>` lines keep the synset)
+    /// [default: the embedded ImageNet-1k list].
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Preprocessing.
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
+}
+
+/// A size in bytes: a whole number, optionally followed by K, M or G (powers of 1024).
+fn size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let value: u64 =
+        digits.parse().map_err(|_| format!("`{text}` is not a size such as 512K or 64M"))?;
+    value
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("`{text}` is not a size above 0 that fits in 64 bits"))
 }
 
 /// `googlenet embed`.

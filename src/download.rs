@@ -51,6 +51,13 @@ pub struct Downloader {
     agent: ureq::Agent,
 }
 
+/// The default limits: 10 s to connect, 60 s for a whole download.
+impl Default for Downloader {
+    fn default() -> Downloader {
+        Downloader::new(Duration::from_secs(10), Duration::from_secs(60))
+    }
+}
+
 impl Downloader {
     /// A client that gives up connecting after `connect` and downloading after `total`.
     pub fn new(connect: Duration, total: Duration) -> Downloader {

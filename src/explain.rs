@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use tract_onnx::prelude::tract_ndarray::{s, Array2, Array3};
 
 use crate::model::Model;
+use crate::preprocess::Preprocess;
 
 /// The occlusion map of one image.
 #[derive(Debug, Clone)]
@@ -24,6 +25,60 @@ pub struct Occlusion {
     pub hottest: (usize, usize, f32),
     /// Side of the patch in input pixels.
     pub patch: usize,
+}
+
+/// A photo's occlusion map, drawn over it.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The map, in the network's input pixels.
+    pub occlusion: Occlusion,
+    /// The photo with the map blended over it and the colour scale along its bottom edge.
+    pub heatmap: RgbImage,
+    /// The part of the photo the network saw, `(left, top, width, height)` in photo pixels.
+    pub region: (f64, f64, f64, f64),
+}
+
+impl Explanation {
+    /// The heatmap as a PNG file's bytes.
+    pub fn png(&self) -> Result<Vec<u8>> {
+        let mut png = Vec::new();
+        self.heatmap.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        Ok(png)
+    }
+
+    /// The hottest patch as `[x0, y0, x1, y1]` in photo pixels.
+    pub fn hottest_patch(&self) -> [u32; 4] {
+        let (input_h, input_w) = self.occlusion.map.dim();
+        let (left, top, width, height) = self.region;
+        let to_photo = |x: usize, y: usize| {
+            let px = left + x as f64 * width / input_w as f64;
+            let py = top + y as f64 * height / input_h as f64;
+            (px.round() as u32, py.round() as u32)
+        };
+        let (y, x, _) = self.occlusion.hottest;
+        let patch = self.occlusion.patch;
+        let (x0, y0) = to_photo(x, y);
+        let (x1, y1) = to_photo(x + patch, y + patch);
+        [x0, y0, x1, y1]
+    }
+}
+
+/// Decodes the photo in `bytes`, maps how occluding each part of it changes `model`'s top
+/// class ([`occlusion`]) and draws the map over it ([`render`]).
+pub fn explain(
+    model: &Model,
+    settings: &Preprocess,
+    bytes: &[u8],
+    patch: usize,
+    stride: usize,
+    threads: usize,
+) -> Result<Explanation> {
+    let photo = settings.decode(bytes)?;
+    let tensor = settings.normalise(&settings.resize(&photo)?);
+    let occlusion = occlusion(model, &tensor, patch, stride, threads)?;
+    let region = settings.region(photo.width(), photo.height());
+    let heatmap = render(&photo, &occlusion.map, region, occlusion.hottest.2);
+    Ok(Explanation { occlusion, heatmap, region })
 }
 
 /// Occludes `image` (`3 x H x W`, normalised) with `patch`-pixel squares every `stride` pixels

@@ -28,4 +28,5 @@ pub mod npy;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
+pub mod serve;
 pub mod similarity;

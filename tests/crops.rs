@@ -3,22 +3,15 @@
 
 mod common;
 
-use common::{googlenet, samples, shared_model};
-use serde_json::Value;
+use common::{classify_records, samples, shared_model};
 
 /// The probabilities of every class for each path, in input order.
 fn probabilities(args: &[&str]) -> Vec<Vec<f64>> {
-    let output = googlenet()
-        .args(["classify", "-q", "-k", "1000", "--model", shared_model().to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap();
+    let model = shared_model();
+    let fixed = ["-k", "1000", "--model", model.to_str().unwrap()];
+    classify_records(fixed.iter().chain(args))
+        .into_iter()
+        .map(|record| {
             let mut by_index = vec![0.0; 1000];
             for p in record["predictions"].as_array().unwrap() {
                 by_index[p["index"].as_u64().unwrap() as usize] =

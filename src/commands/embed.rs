@@ -7,8 +7,7 @@ use crate::cli::{EmbedArgs, EmbedFormat};
 use crate::model::ModelSource;
 use crate::npy::NpyWriter;
 use crate::output::{Format, Outcome, Output, Record};
-use crate::pipeline::{Input, Runner};
-use crate::similarity::normalise;
+use crate::pipeline::{embedding_records, Input, Runner};
 
 pub(super) fn embed(args: &EmbedArgs, verbose: bool) -> Result<Status> {
     let npy_named = args.output.as_deref().and_then(|p| p.extension()).is_some_and(|e| e == "npy");
@@ -56,25 +55,13 @@ pub(super) fn embeddings(
     normalize: bool,
     one_per_line: bool,
 ) -> Vec<Record> {
-    let rows = runner.run(inputs);
-    inputs
-        .iter()
-        .zip(rows)
-        .map(|(input, row)| {
-            let line_break = input.path().to_string_lossy().contains(['\n', '\r']);
-            let outcome = match row {
-                Ok(_) if one_per_line && line_break => Outcome::Error(
-                    "a name with a line break cannot be listed in the .paths.txt file".into(),
-                ),
-                Ok(mut values) => {
-                    if normalize {
-                        normalise(&mut values);
-                    }
-                    Outcome::Embedding(values)
-                }
-                Err(reason) => Outcome::Error(reason),
-            };
-            Record::new(input.path(), outcome)
-        })
-        .collect()
+    let mut records = embedding_records(inputs, runner.run(inputs), normalize);
+    for record in records.iter_mut().filter(|r| one_per_line && r.path.contains(['\n', '\r'])) {
+        if let Outcome::Embedding(_) = record.outcome {
+            record.outcome = Outcome::Error(
+                "a name with a line break cannot be listed in the .paths.txt file".into(),
+            );
+        }
+    }
+    records
 }

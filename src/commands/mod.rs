@@ -3,6 +3,7 @@
 mod embed;
 mod experiment;
 mod explain;
+mod serve;
 mod similar;
 
 use std::io::{IsTerminal, Write};
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Explain(args) => explain::explain(&args, cli.verbose),
         Command::Embed(args) => embed::embed(&args, cli.verbose),
         Command::Similar(args) => similar::similar(&args, cli.verbose),
+        Command::Serve(args) => serve::serve(&args, cli.verbose),
     }
 }
 
@@ -340,19 +342,33 @@ fn load_runner(
     head: Head,
     verbose: bool,
 ) -> Result<Runner> {
-    let started = Instant::now();
     let batch = usize::from(args.run.batch_size);
+    let (model, preprocess, _) = load_model(source, bytes, batch, &args.preprocess, head, verbose)?;
+    let downloader = Downloader::new(args.download.connect_timeout, args.download.download_timeout);
+    Ok(Runner { model, preprocess, downloader, crops: Crops::One })
+}
+
+/// Loads the model of `source` (read: `bytes`) for `head` and batches of `batch`, with its
+/// preprocessing and the preset that preprocessing starts from.
+fn load_model(
+    source: &ModelSource,
+    bytes: &[u8],
+    batch: usize,
+    args: &PreprocessArgs,
+    head: Head,
+    verbose: bool,
+) -> Result<(Model, Preprocess, Preset)> {
+    let started = Instant::now();
     let model = match head {
         Head::Scores => Model::from_bytes(bytes, batch),
         Head::Features(layer) => Model::features(bytes, batch, layer),
     }
     .with_context(|| format!("cannot load model {source}"))?;
-    let (preprocess, preset) = preprocess_for(&model, source.origin, &args.preprocess);
+    let (preprocess, preset) = preprocess_for(&model, source.origin, args);
     if verbose {
         describe(source, &model, &preprocess, preset, started);
     }
-    let downloader = Downloader::new(args.download.connect_timeout, args.download.download_timeout);
-    Ok(Runner { model, preprocess, downloader, crops: Crops::One })
+    Ok((model, preprocess, preset))
 }
 
 /// The label list: `--labels FILE` or the embedded ImageNet-1k list, checked against the

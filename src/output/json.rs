@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use super::{Record, RecordWriter};
 
-/// The document's schema.
-#[derive(Serialize)]
-struct Document<'a> {
-    results: &'a [Record],
+/// The document's schema, which `googlenet serve` answers too.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    /// Every record, in input order.
+    pub results: &'a [Record],
 }
 
 /// Collects records and writes them as one pretty-printed document when finished.

@@ -2,7 +2,7 @@
 //! diagnostics go to stderr through [`diagnostic`].
 
 mod csv;
-mod json;
+pub mod json;
 mod jsonl;
 mod progress;
 pub mod resume;

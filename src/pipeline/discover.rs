@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -24,6 +25,13 @@ pub enum Input {
     Stdin,
     /// An image to download, named by its `http://` or `https://` URL.
     Url(String),
+    /// An image sent to `googlenet serve`, named as its request names it.
+    Upload {
+        /// The multipart file name, or `-` for a raw request body.
+        name: String,
+        /// The image file's bytes.
+        bytes: Arc<[u8]>,
+    },
     /// A place the walk could not enter, and why.
     Broken {
         /// The folder or link concerned.
@@ -48,7 +56,7 @@ impl Input {
         match self {
             Input::Image(path) | Input::Broken { path, .. } => path,
             Input::Stdin => Path::new("-"),
-            Input::Url(url) => Path::new(url),
+            Input::Url(url) | Input::Upload { name: url, .. } => Path::new(url),
         }
     }
 }

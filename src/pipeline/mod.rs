@@ -25,6 +25,7 @@ use crate::labels::Labels;
 use crate::model::Model;
 use crate::output::{self, Outcome, Record};
 use crate::preprocess::Preprocess;
+use crate::similarity::normalise;
 pub use discover::{Input, Walk};
 
 /// A model with its preprocessing, and the means to read its inputs: inputs in, output rows
@@ -42,7 +43,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// The bytes of one input: its file, standard input, or its download.
+    /// The bytes of one input: its file, standard input, its download or its upload.
     pub fn bytes(&self, input: &Input) -> Result<Vec<u8>> {
         Ok(match input {
             Input::Image(path) => self.preprocess.read(path)?,
@@ -50,6 +51,7 @@ impl Runner {
             Input::Url(url) => {
                 self.downloader.get(url, self.preprocess.byte_limit()).context("cannot download")?
             }
+            Input::Upload { bytes, .. } => bytes.to_vec(),
             Input::Broken { reason, .. } => bail!("{reason}"),
         })
     }
@@ -62,7 +64,7 @@ impl Runner {
     /// Runs up to one batch of inputs: each one's output row ([`Model::run`], averaged over
     /// its crops), or its error on one line. The crops of all the inputs go through the model
     /// in batches of its batch size.
-    pub fn run(&self, inputs: &[Input]) -> Vec<Result<Vec<f32>, String>> {
+    pub fn run(&self, inputs: &[Input]) -> Vec<RowResult> {
         let mut images = Vec::new();
         let mut rows: Vec<Result<usize, String>> = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -90,7 +92,7 @@ impl Runner {
         let mut outputs = outputs.into_iter();
         rows.into_iter()
             .map(|row| {
-                let crops: Vec<Result<Vec<f32>, String>> = outputs.by_ref().take(row?).collect();
+                let crops: Vec<RowResult> = outputs.by_ref().take(row?).collect();
                 mean(crops)
             })
             .collect()
@@ -98,7 +100,7 @@ impl Runner {
 }
 
 /// The mean of the output rows of one input's crops, or the first crop's error.
-fn mean(rows: Vec<Result<Vec<f32>, String>>) -> Result<Vec<f32>, String> {
+fn mean(rows: Vec<RowResult>) -> RowResult {
     let count = rows.len() as f32;
     let mut rows = rows.into_iter();
     let mut sum = rows.next().unwrap_or_else(|| Err("no result".into()))?;
@@ -125,19 +127,41 @@ pub struct Classifier {
 impl Classifier {
     /// Classifies up to one batch of inputs; each gets its predictions or its own error.
     pub fn classify(&self, inputs: &[Input]) -> Vec<Record> {
-        let rows = self.runner.run(inputs);
-        inputs
-            .iter()
-            .zip(rows)
-            .map(|(input, row)| {
-                let outcome = match row {
-                    Ok(p) => Outcome::Predictions(top_k(&p, self.top_k, &self.labels)),
-                    Err(reason) => Outcome::Error(reason),
-                };
-                Record::new(input.path(), outcome)
-            })
-            .collect()
+        self.records(inputs, self.runner.run(inputs), self.top_k)
     }
+
+    /// The records of `inputs` from their output rows ([`Runner::run`]), each keeping its `k`
+    /// most probable classes.
+    pub fn records(&self, inputs: &[Input], rows: Vec<RowResult>, k: usize) -> Vec<Record> {
+        records(inputs, rows, |p| Outcome::Predictions(top_k(&p, k, &self.labels)))
+    }
+}
+
+/// One input's output row, or why it has none, on one line.
+pub type RowResult = Result<Vec<f32>, String>;
+
+/// The records of `inputs` from their feature rows ([`Runner::run`] of a features model), each
+/// scaled to unit length with `normalize`.
+pub fn embedding_records(inputs: &[Input], rows: Vec<RowResult>, normalize: bool) -> Vec<Record> {
+    records(inputs, rows, |mut values| {
+        if normalize {
+            normalise(&mut values);
+        }
+        Outcome::Embedding(values)
+    })
+}
+
+/// Each input's record: `outcome` of its row, or its error.
+fn records(
+    inputs: &[Input],
+    rows: Vec<RowResult>,
+    outcome: impl Fn(Vec<f32>) -> Outcome,
+) -> Vec<Record> {
+    inputs
+        .iter()
+        .zip(rows)
+        .map(|(input, row)| Record::new(input.path(), row.map_or_else(Outcome::Error, &outcome)))
+        .collect()
 }
 
 /// Runs `work` over consecutive chunks of `items` on `threads` threads and passes every result

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,33 @@ pub fn googlenet() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("googlenet").unwrap();
     cmd.env_remove("GOOGLENET_MODEL");
     cmd
+}
+
+/// The JSON Lines records `googlenet classify --quiet ARGS...` prints, after checking that
+/// it succeeded.
+pub fn classify_records<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> Vec<serde_json::Value> {
+    let output =
+        googlenet().args(["classify", "--quiet", "--format", "jsonl"]).args(args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// A PNG of 40000 x 40000 RGB pixels (4.8 GB) in a few bytes: a header and an empty zlib
+/// stream, so that a decoder gets as far as allocating the image.
+pub fn png_bomb() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, 40_000, 40_000);
+    encoder.set_color(png::ColorType::Rgb);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_chunk(png::chunk::IDAT, &[0x78, 0x9c, 0x03, 0, 0, 0, 0, 1]).unwrap();
+    drop(writer);
+    bytes
 }
 
 /// Deterministic pseudo-random floats in -scale..scale.
