@@ -307,6 +307,7 @@ fn the_model_its_features_and_a_heatmap() {
     assert_eq!(response.status(), 200);
     let model: Value =
         serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(model["name"], "googlenet-bvlc");
     assert_eq!(model["classes"], 1000);
     assert_eq!(model["features"], 1024);
     assert_eq!(model["preset"], "caffe");

@@ -40,6 +40,7 @@ pub(super) fn serve(args: &ServeArgs, verbose: bool) -> Result<Status> {
             .map(runner)
             .map_err(|err| format!("this model's features cannot be found: {}", one_line(&err)));
     let info = ModelInfo {
+        name: source.path.file_stem().map_or_else(String::new, |n| n.to_string_lossy().into()),
         source: source.to_string(),
         input: InputInfo {
             name: model.input.name.clone(),

@@ -40,6 +40,8 @@ pub struct Limits {
 /// What `GET /v1/model` answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
+    /// The model file's name without its extension, such as `googlenet-bvlc`.
+    pub name: String,
     /// Where the model came from, as `--verbose` says it.
     pub source: String,
     /// The input tensor.
