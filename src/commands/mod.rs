@@ -79,7 +79,9 @@ fn inspect(args: &InspectArgs) -> Result<Status> {
             }
         };
         let (nodes, total) = model.profile(&tensor, args.runs)?;
-        let profile = Profile::new(&nodes, total, args.runs);
+        let network = Network::analyse(&source.bytes()?, None)?;
+        let macs = network.layers.iter().map(|l| (l.name.clone(), l.macs)).collect();
+        let profile = Profile::new(&nodes, total, args.runs, &macs);
         print_report(&profile, json, Profile::to_text)?;
         return Ok(Status::Success);
     }

@@ -25,6 +25,11 @@ pub struct Timing {
     pub ms: f64,
     /// Share of the whole run, 0..1.
     pub share: f64,
+    /// For a node that multiplies and adds (a convolution, a product): its multiply-adds as the
+    /// graph states them (a direct convolution's), times two, per second, in billions. An
+    /// algorithm that does fewer multiplications (Winograd's) shows as more GFLOP/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
 }
 
 /// A profiled run.
@@ -43,8 +48,14 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Gathers node times into the profile of a run of `total` on average over `runs`.
-    pub fn new(nodes: &[NodeTime], total: Duration, runs: usize) -> Profile {
+    /// Gathers node times into the profile of a run of `total` on average over `runs`; `macs`
+    /// gives the multiply-adds of the nodes that have them, by name.
+    pub fn new(
+        nodes: &[NodeTime],
+        total: Duration,
+        runs: usize,
+        macs: &HashMap<String, u64>,
+    ) -> Profile {
         let total_ms = ms(total);
         let share = |t: f64| if total_ms > 0.0 { t / total_ms } else { 0.0 };
         let layers: Vec<Timing> = nodes
@@ -55,6 +66,10 @@ impl Profile {
                 nodes: None,
                 ms: ms(n.time),
                 share: share(ms(n.time)),
+                gflops: macs
+                    .get(&n.name)
+                    .filter(|&&m| m > 0 && !n.time.is_zero())
+                    .map(|&m| 2.0 * m as f64 / n.time.as_secs_f64() / 1e9),
             })
             .collect();
         let mut by_op: HashMap<&str, (f64, usize)> = HashMap::new();
@@ -71,6 +86,7 @@ impl Profile {
                 nodes: Some(count),
                 ms: t,
                 share: share(t),
+                gflops: None,
             })
             .collect();
         operators.sort_by(|a, b| b.ms.total_cmp(&a.ms).then_with(|| a.name.cmp(&b.name)));
@@ -89,16 +105,17 @@ impl Profile {
                 t.op.clone().or_else(|| t.nodes.map(|n| n.to_string())).unwrap_or_default(),
                 format!("{:.2}", t.ms),
                 format!("{:.1}%", t.share * 100.0),
+                t.gflops.map_or_else(String::new, |g| format!("{g:.1}")),
             ]
         };
-        let none: [String; 4] = Default::default();
-        let header = ["operator", "nodes", "ms", "share"].map(String::from);
-        let rows: Vec<[String; 4]> = self.operators.iter().map(row).collect();
-        text.push_str(&aligned(&header, &rows, &none, &[false, true, true, true]));
+        let none: [String; 5] = Default::default();
+        let header = ["operator", "nodes", "ms", "share", ""].map(String::from);
+        let rows: Vec<[String; 5]> = self.operators.iter().map(row).collect();
+        text.push_str(&aligned(&header, &rows, &none, &[false, true, true, true, true]));
         let _ = writeln!(text);
-        let header = ["layer", "op", "ms", "share"].map(String::from);
-        let rows: Vec<[String; 4]> = self.layers.iter().map(row).collect();
-        text.push_str(&aligned(&header, &rows, &none, &[false, false, true, true]));
+        let header = ["layer", "op", "ms", "share", "GFLOP/s"].map(String::from);
+        let rows: Vec<[String; 5]> = self.layers.iter().map(row).collect();
+        text.push_str(&aligned(&header, &rows, &none, &[false, false, true, true, true]));
         text
     }
 }
@@ -119,12 +136,17 @@ mod tests {
             time: Duration::from_millis(ms),
         };
         let nodes = [node("a", "Conv", 30), node("b", "Lrn", 40), node("c", "Conv", 20)];
-        let profile = Profile::new(&nodes, Duration::from_millis(100), 3);
+        let macs = HashMap::from([("a".to_owned(), 1_500_000_000)]);
+        let profile = Profile::new(&nodes, Duration::from_millis(100), 3, &macs);
         assert_eq!(profile.operators[0].name, "Conv");
         assert_eq!(profile.operators[0].nodes, Some(2));
         assert!((profile.operators[0].ms - 50.0).abs() < 1e-9);
         assert!((profile.operators[1].share - 0.4).abs() < 1e-9);
         assert!((profile.nodes_ms - 90.0).abs() < 1e-9);
         assert!(profile.to_text().contains("Lrn"));
+        // 1.5 G multiply-adds in 30 ms: 100 GFLOP/s; nodes without multiply-adds show none.
+        let a = profile.layers.iter().find(|l| l.name == "a").unwrap();
+        assert!((a.gflops.unwrap() - 100.0).abs() < 1e-6);
+        assert!(profile.layers.iter().filter(|l| l.name != "a").all(|l| l.gflops.is_none()));
     }
 }

@@ -29,6 +29,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
 use super::glue::zeros;
 use super::window::{Axis, Tap};
+use super::winograd::{self, WinogradConv};
 
 /// How much of the patches is gathered at a time: a band of output pixels whose patches stay in
 /// the L2 cache while the matrix product reads them.
@@ -43,25 +44,47 @@ pub struct FastConv {
     /// bias.
     weights: Arc<PackedWeights>,
     /// Whether negative outputs are stored as zero (a ReLU folded in).
-    relu: bool,
+    pub relu: bool,
 }
 
 impl Eq for FastConv {}
 
-/// Replaces every tract `Conv` that [`FastConv`] computes with it, with the ReLU after it
-/// folded in, when this CPU runs one of the product's kernels. Returns how many.
+/// The constants of a plain convolution: its weights (OIHW, flattened), one bias per output
+/// channel, and the weights' shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plain {
+    /// `out x in x kh x kw`, row-major.
+    pub weights: Vec<f32>,
+    /// One per output channel.
+    pub bias: Vec<f32>,
+    /// `[out, in, kh, kw]`.
+    pub shape: [usize; 4],
+}
+
+/// Replaces every tract `Conv` that [`FastConv`] computes with it, or with [`WinogradConv`]
+/// where that suits the window and the input, with the ReLU after it folded in, when this CPU
+/// runs one of the product's kernels. Returns how many.
 pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
     let Some(kernel) = Kernel::detect() else { return Ok(0) };
     let mut replaced = 0;
     for id in 0..model.nodes().len() {
         let node = model.node(id);
         let Some(conv) = node.op_as::<Conv>() else { continue };
-        let Some(mut fast) = FastConv::for_node(model, node, conv, kernel)? else { continue };
+        let Some(plain) = Plain::of(model, node, conv)? else { continue };
         let relu = relu_after(model, node)?;
-        fast.relu = relu.is_some();
+        let spec = conv.pool_spec.clone();
+        let op: Box<dyn TypedOp> = if winograd_suits(model, node, &spec)? {
+            let mut winograd = WinogradConv::new(spec, kernel, &plain);
+            winograd.relu = relu.is_some();
+            Box::new(winograd)
+        } else {
+            let mut fast = FastConv::new(spec, kernel, &plain);
+            fast.relu = relu.is_some();
+            Box::new(fast)
+        };
         let mut patch = TypedModelPatch::default();
         let input = patch.tap_model(model, node.inputs[0])?;
-        let output = patch.wire_node(&node.name, fast, &[input])?;
+        let output = patch.wire_node(&node.name, op, &[input])?;
         patch.shunt_outside(model, OutletId::new(relu.unwrap_or(id), 0), output[0])?;
         patch.obliterate(id)?;
         if let Some(relu) = relu {
@@ -71,6 +94,13 @@ pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
         replaced += 1;
     }
     Ok(replaced)
+}
+
+/// Whether `node`'s input has a known size over which [`WinogradConv`] computes `spec`.
+fn winograd_suits(model: &TypedModel, node: &TypedNode, spec: &PoolSpec) -> TractResult<bool> {
+    let shape = &model.outlet_fact(node.inputs[0])?.shape;
+    let sides = shape.as_concrete().and_then(|dims| Some((*dims.get(2)?, *dims.get(3)?)));
+    Ok(sides.is_some_and(|(height, width)| winograd::suits(spec, height, width)))
 }
 
 /// The node after `conv` when it is a ReLU (tract's `max(x, 0)` with a zero constant of no
@@ -106,15 +136,10 @@ fn constant(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Arc<Tens
     Ok(Some(value.cast_to_dt(cast.to)?.into_owned().into_arc_tensor()))
 }
 
-impl FastConv {
-    /// The fast form of `conv` at `node`, when its data is f32 NCHW with two spatial axes, its
+impl Plain {
+    /// The constants of `conv` at `node`, when its data is f32 NCHW with two spatial axes, its
     /// kernel (OIHW) and bias are constants, it has one group and no dilation.
-    fn for_node(
-        model: &TypedModel,
-        node: &TypedNode,
-        conv: &Conv,
-        kernel: Kernel,
-    ) -> TractResult<Option<Self>> {
+    fn of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Plain>> {
         let spec = &conv.pool_spec;
         let plain = conv.q_params.is_none()
             && conv.group == 1
@@ -136,24 +161,30 @@ impl FastConv {
         if weights.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
             return Ok(None);
         }
-        let [out_channels, in_channels, kh, kw] = weights.shape() else { return Ok(None) };
-        if [*kh, *kw] != spec.kernel_shape[..]
-            || *in_channels != spec.input_channels
-            || *out_channels != spec.output_channels
+        let &[out_channels, in_channels, kh, kw] = weights.shape() else { return Ok(None) };
+        if [kh, kw] != spec.kernel_shape[..]
+            || in_channels != spec.input_channels
+            || out_channels != spec.output_channels
         {
             return Ok(None);
         }
         let bias: Vec<f32> = bias.to_plain_array_view::<f32>()?.iter().copied().collect();
         let bias = match bias[..] {
-            [one] => vec![one; *out_channels],
-            _ if bias.len() == *out_channels => bias,
+            [one] => vec![one; out_channels],
+            _ if bias.len() == out_channels => bias,
             _ => return Ok(None),
         };
-        let weights = weights.to_plain_array_view::<f32>()?;
-        let weights = weights.as_slice().context("a tensor is contiguous")?;
-        let weights = PackedWeights::new(weights, &bias, *out_channels, in_channels * kh * kw);
-        let weights = Arc::new(weights);
-        Ok(Some(FastConv { spec: spec.clone(), kernel, weights, relu: false }))
+        let weights = weights.to_plain_array_view::<f32>()?.iter().copied().collect();
+        Ok(Some(Plain { weights, bias, shape: [out_channels, in_channels, kh, kw] }))
+    }
+}
+
+impl FastConv {
+    /// The operator for `spec` with `plain`'s weights and bias, packed for the product.
+    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> FastConv {
+        let [out, inputs, kh, kw] = plain.shape;
+        let weights = PackedWeights::new(&plain.weights, &plain.bias, out, inputs * kh * kw);
+        FastConv { spec, kernel, weights: Arc::new(weights), relu: false }
     }
 
     /// Convolves `input` (N, C, H, W) into a new array.
@@ -418,9 +449,13 @@ mod tests {
             (PoolSpec::new(DataFormat::NCHW, tvec![3, 3], same, None, None, 3, 4), 27),
             (PoolSpec::new(DataFormat::NCHW, tvec![1, 1], PaddingSpec::Valid, None, None, 3, 4), 3),
         ];
+        let Some(kernel) = Kernel::detect() else { return };
         for (spec, depth) in geometries {
-            let model = convolution(&spec, &[2, 3, 17, 12], &[4], false, true);
-            let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
+            let [kh, kw] = spec.kernel_shape[..] else { panic!("2-D") };
+            let shape = [4, 3, kh, kw];
+            let weights = random(&shape, 7).iter().copied().collect();
+            let plain = Plain { weights, bias: vec![0.5; 4], shape };
+            let conv = FastConv::new(spec.clone(), kernel, &plain);
             let input: ArrayD<f32> = random(&[2, 3, 17, 12], 3);
             let whole = conv.convolve(&input.view(), usize::MAX).unwrap();
             for bytes in [1, 4 * depth * PANEL * 2, 4 * depth * PANEL * 3] {

@@ -1,6 +1,6 @@
 //! The project's own operators, put in place of tract's in a typed model before it is
 //! optimised: convolution as a matrix product with this project's SIMD kernel ([`conv`],
-//! [`gemm`]), max-pool ([`maxpool`]) and LRN ([`lrn`]), with their window geometry
+//! [`gemm`]; 3x3 layers by Winograd's F(2x2, 3x3), [`winograd`]), max-pool ([`maxpool`]) and LRN ([`lrn`]), with their window geometry
 //! ([`window`]) and the glue into tract ([`glue`]).
 //!
 //! This is the only module with `unsafe` code (besides the allocation guard): the matrix
@@ -19,6 +19,7 @@ mod gemm;
 mod lrn;
 mod maxpool;
 mod window;
+mod winograd;
 
 use tract_onnx::tract_core::internal::{TractResult, TypedModel};
 
