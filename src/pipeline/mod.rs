@@ -5,15 +5,15 @@
 //! [`run_ordered`] is a few scoped threads and a reorder map rather than rayon: rayon's
 //! parallel iterators either collect every result before handing one on (`collect`) or hand
 //! them on out of order (`for_each`), and the stream in input order, holding one chunk per
-//! worker, is what keeps memory flat over a million photos and every finished record in a
+//! worker and a bounded window of finished results, is what keeps memory flat over a million photos and every finished record in a
 //! killed run's output. Where every result is wanted at once (`explain`'s patch positions, the
 //! channel-use sums), rayon does the work.
 
 pub mod discover;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex, PoisonError};
 
 use anyhow::{bail, Context, Result};
 use tract_onnx::prelude::tract_ndarray::Array3;
@@ -166,9 +166,9 @@ fn records(
 
 /// Runs `work` over consecutive chunks of `items` on `threads` threads and passes every result
 /// to `sink` in item order, each as soon as all before it are done. Workers take chunks in
-/// order, so results arrive nearly in order; each worker holds one chunk's tensors at a time
-/// and only the (small) results wait to be sunk. A `sink` error stops the workers and is
-/// returned.
+/// order and never more than [`look_ahead`] chunks past the oldest one not yet sunk, so a
+/// stalled worker holds up a bounded number of finished results, not the whole run. A `sink`
+/// error stops the workers and is returned.
 pub fn run_ordered<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
@@ -177,41 +177,87 @@ pub fn run_ordered<T: Sync, R: Send>(
     mut sink: impl FnMut(R) -> Result<()>,
 ) -> Result<()> {
     let chunks: Vec<&[T]> = items.chunks(chunk.max(1)).collect();
+    let threads = threads.clamp(1, chunks.len().max(1));
     let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let window = Window::new(look_ahead(threads));
     let (sender, receiver) = mpsc::sync_channel::<(usize, Vec<R>)>(2 * threads);
     std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, chunks.len().max(1)) {
+        for _ in 0..threads {
             let sender = sender.clone();
-            let (chunks, next, stop, work) = (&chunks, &next, &stop, &work);
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(chunk) = chunks.get(index) else { break };
-                    if sender.send((index, work(chunk))).is_err() {
-                        break;
-                    }
+            let (chunks, next, window, work) = (&chunks, &next, &window, &work);
+            scope.spawn(move || loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(index) else { break };
+                if !window.wait_for(index) || sender.send((index, work(chunk))).is_err() {
+                    break;
                 }
             });
         }
         drop(sender);
-        let result = sink_in_order(receiver, &mut sink);
-        stop.store(true, Ordering::Relaxed);
+        let result = sink_in_order(receiver, &window, &mut sink);
+        window.stop();
         result
     })
 }
 
+/// How many chunks past the oldest unsunk one the workers of [`run_ordered`] may start.
+fn look_ahead(threads: usize) -> usize {
+    4 * threads
+}
+
+/// The chunks [`run_ordered`]'s workers may start: those less than `ahead` past the oldest
+/// one not yet sunk, until the run stops.
+struct Window {
+    ahead: usize,
+    /// The oldest chunk not yet sunk, and whether the run has stopped.
+    state: Mutex<(usize, bool)>,
+    moved: Condvar,
+}
+
+impl Window {
+    fn new(ahead: usize) -> Self {
+        Window { ahead, state: Mutex::new((0, false)), moved: Condvar::new() }
+    }
+
+    /// Waits until chunk `index` may start; false if the run stopped instead.
+    fn wait_for(&self, index: usize) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, stopped) = *self
+            .moved
+            .wait_while(state, |(due, stopped)| !*stopped && index >= *due + self.ahead)
+            .unwrap_or_else(PoisonError::into_inner);
+        !stopped
+    }
+
+    /// Every chunk before `due` has been sunk.
+    fn advance(&self, due: usize) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 = due;
+        self.moved.notify_all();
+    }
+
+    /// No more chunks may start.
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.moved.notify_all();
+    }
+}
+
 fn sink_in_order<R>(
     receiver: mpsc::Receiver<(usize, Vec<R>)>,
+    window: &Window,
     sink: &mut impl FnMut(R) -> Result<()>,
 ) -> Result<()> {
     let mut waiting: BTreeMap<usize, Vec<R>> = BTreeMap::new();
     let mut due = 0;
     for (index, results) in receiver {
         waiting.insert(index, results);
+        let before = due;
         while let Some(results) = waiting.remove(&due) {
             results.into_iter().try_for_each(&mut *sink)?;
             due += 1;
+        }
+        if due > before {
+            window.advance(due);
         }
     }
     Ok(())
@@ -259,7 +305,32 @@ mod tests {
             |r| if r == 5 { anyhow::bail!("reader went away") } else { Ok(()) },
         );
         assert!(result.is_err());
-        assert!(done.load(Ordering::Relaxed) < 1000);
+        // Chunk 5 fails, so no chunk from 5 + the look-ahead on may start.
+        assert!(done.load(Ordering::Relaxed) <= 5 + look_ahead(2));
+    }
+
+    #[test]
+    fn a_stalled_chunk_holds_back_only_the_look_ahead() {
+        let items: Vec<u32> = (0..1000).collect();
+        let done = AtomicUsize::new(0);
+        let seen_by_first = AtomicUsize::new(0);
+        run_ordered(
+            &items,
+            2,
+            1,
+            |chunk| {
+                if chunk[0] == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    seen_by_first.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                chunk.to_vec()
+            },
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), 1000);
+        assert!(seen_by_first.load(Ordering::SeqCst) < look_ahead(2));
     }
 
     #[test]
