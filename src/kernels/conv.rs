@@ -17,7 +17,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use tract_onnx::prelude::tract_ndarray::{Array3, ArrayViewD};
+use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
@@ -27,7 +27,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
-use super::glue::zeros;
+use super::glue::{output, zeros};
 use super::window::{Axis, Tap};
 use super::winograd::{self, WinogradConv};
 
@@ -220,41 +220,39 @@ impl FastConv {
         let padded = [(&rows, &taps[0]), (&columns, &taps[1])]
             .iter()
             .any(|(axis, taps)| taps.iter().any(|tap| tap.outputs != (0..axis.output)));
-        let mut output = Array3::from_shape_vec(
-            (shape[0], self.weights.rows(), pixels),
-            zeros(shape[0] * self.weights.rows() * pixels)?,
-        )?;
         let mut phased = zeros(if columns.stride > 1 {
             shape[1] * rows.input * columns.phased_len()
         } else {
             0
         })?;
-        let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
-        for (image, mut out) in images.zip(output.outer_iter_mut()) {
-            let out = out.as_slice_mut().context("a new array is contiguous")?;
-            let lines = if columns.stride == 1 {
-                image
-            } else {
-                let split = phased.chunks_exact_mut(columns.phased_len());
-                for (line, out) in image.chunks_exact(columns.input).zip(split) {
-                    columns.split(line, out);
-                }
-                &phased
-            };
-            for start in (0..pixels).step_by(band_pixels) {
-                let band = start..(start + band_pixels).min(pixels);
-                let width = band.len();
-                let panels = &mut panels[..gemm::panels_len(depth, width)];
-                if padded {
-                    panels.fill(0.0);
-                }
-                gather(lines, [&rows, &columns], [&taps[0], &taps[1]], band.clone(), depth, panels);
-                let c = &mut out[band.start..];
-                gemm::multiply(self.kernel, &self.weights, panels, width, c, pixels, self.relu);
-            }
-        }
+        let window = [&taps[0][..], &taps[1][..]];
         let out_shape = [shape[0], self.weights.rows(), rows.output, columns.output];
-        Ok(output.into_shape_with_order(&out_shape[..])?.into_dyn().into())
+        output(&out_shape, |output| {
+            let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
+            for (image, out) in images.zip(output.chunks_exact_mut(self.weights.rows() * pixels)) {
+                let lines = if columns.stride == 1 {
+                    image
+                } else {
+                    let split = phased.chunks_exact_mut(columns.phased_len());
+                    for (line, out) in image.chunks_exact(columns.input).zip(split) {
+                        columns.split(line, out);
+                    }
+                    &phased
+                };
+                for start in (0..pixels).step_by(band_pixels) {
+                    let band = start..(start + band_pixels).min(pixels);
+                    let width = band.len();
+                    let panels = &mut panels[..gemm::panels_len(depth, width)];
+                    if padded {
+                        panels.fill(0.0);
+                    }
+                    gather(lines, [&rows, &columns], window, band.clone(), depth, panels);
+                    let c = &mut out[band.start..];
+                    gemm::multiply(self.kernel, &self.weights, panels, width, c, pixels, self.relu);
+                }
+            }
+            Ok(())
+        })
     }
 }
 

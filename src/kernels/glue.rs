@@ -1,7 +1,7 @@
 //! What the project's own tract operators ([`super::lrn`], [`super::maxpool`], [`super::conv`])
 //! share.
 
-use tract_onnx::prelude::{TractError, TractResult};
+use tract_onnx::prelude::{Tensor, TractError, TractResult};
 
 use crate::files::Size;
 use crate::guard::MAX_ALLOCATION_BYTES;
@@ -9,6 +9,25 @@ use crate::guard::MAX_ALLOCATION_BYTES;
 /// A buffer of `len` zeros, or an error where [`crate::guard::catch`] would refuse it: a refused
 /// `vec!` aborts the process, where a refused tensor of tract's is an error.
 pub fn zeros(len: usize) -> TractResult<Vec<f32>> {
+    within_limit(len)?;
+    Ok(vec![0.0; len])
+}
+
+/// An operator's output: a zeroed f32 tensor of `shape` that `fill` writes, handed to tract as
+/// it is (an `ndarray` array would be copied into a tensor), or an error where [`zeros`] gives
+/// one.
+pub fn output(
+    shape: &[usize],
+    fill: impl FnOnce(&mut [f32]) -> TractResult<()>,
+) -> TractResult<Tensor> {
+    within_limit(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX))?;
+    let mut tensor = Tensor::zero::<f32>(shape)?;
+    let mut view = tensor.to_plain_array_view_mut::<f32>()?;
+    fill(view.as_slice_mut().ok_or_else(|| TractError::msg("a new tensor is contiguous"))?)?;
+    Ok(tensor)
+}
+
+fn within_limit(len: usize) -> TractResult<()> {
     let bytes = (len as u64).saturating_mul(4);
     if bytes > MAX_ALLOCATION_BYTES {
         return Err(TractError::msg(format!(
@@ -17,7 +36,7 @@ pub fn zeros(len: usize) -> TractResult<Vec<f32>> {
             Size(MAX_ALLOCATION_BYTES)
         )));
     }
-    Ok(vec![0.0; len])
+    Ok(())
 }
 
 /// Implements tract's `EvalOp` for an operator of one f32 input whose

@@ -12,12 +12,12 @@
               is the product of its shape"
 )]
 
-use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx_opl::lrn::Lrn;
 
-use super::glue::zeros;
+use super::glue::{output, zeros};
 
 /// LRN over the channels (axis 1) of a float NCHW tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,29 +61,30 @@ impl FastLrn {
         let (batch, channels) = (shape[0], shape[1]);
         let plane: usize = shape[2..].iter().product();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
-        let mut output = zeros(data.len())?;
         let mut squares = zeros(channels * plane)?;
         let mut sum = zeros(plane)?;
         let below = (self.size - 1) / 2;
         let above = self.size / 2;
         let scale = self.alpha / self.size as f32;
-        for n in 0..batch {
-            let x = &data[n * channels * plane..][..channels * plane];
-            for (s, v) in squares.iter_mut().zip(x) {
-                *s = v * v;
-            }
-            for c in 0..channels {
-                sum.fill(0.0);
-                for j in c.saturating_sub(below)..=(c + above).min(channels - 1) {
-                    for (acc, s) in sum.iter_mut().zip(&squares[j * plane..][..plane]) {
-                        *acc += s;
-                    }
+        output(&shape, |output| {
+            for n in 0..batch {
+                let x = &data[n * channels * plane..][..channels * plane];
+                for (s, v) in squares.iter_mut().zip(x) {
+                    *s = v * v;
                 }
-                let out = &mut output[(n * channels + c) * plane..][..plane];
-                self.normalise(&x[c * plane..][..plane], &sum, out, scale);
+                for c in 0..channels {
+                    sum.fill(0.0);
+                    for j in c.saturating_sub(below)..=(c + above).min(channels - 1) {
+                        for (acc, s) in sum.iter_mut().zip(&squares[j * plane..][..plane]) {
+                            *acc += s;
+                        }
+                    }
+                    let out = &mut output[(n * channels + c) * plane..][..plane];
+                    self.normalise(&x[c * plane..][..plane], &sum, out, scale);
+                }
             }
-        }
-        Ok(ArrayD::from_shape_vec(shape, output)?.into())
+            Ok(())
+        })
     }
 
     fn normalise(&self, x: &[f32], sum: &[f32], out: &mut [f32], scale: f32) {

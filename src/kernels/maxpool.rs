@@ -14,13 +14,13 @@
               inside both the input and the output of that axis"
 )]
 
-use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::glue::zeros;
+use super::glue::{output, zeros};
 use super::window::{Axis, Tap};
 
 /// Max-pooling over the last two axes of a float NCHW tensor.
@@ -74,20 +74,27 @@ impl FastMaxPool {
         );
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
-        let planes = shape[0] * shape[1];
-        let mut down = zeros(planes * rows.output * columns.input)?;
-        let plane_in = data.chunks_exact(rows.input * columns.input);
-        for (plane, out) in plane_in.zip(down.chunks_exact_mut(rows.output * columns.input)) {
-            pool_lines(&row_taps, rows.stride, plane, out, columns.input);
-        }
-        let mut output = zeros(planes * rows.output * columns.output)?;
+        let (plane_in, plane_out) = (rows.input * columns.input, rows.output * columns.output);
+        // One plane's column pass at a time, in a buffer that stays in the L1/L2 cache.
+        let mut down = zeros(rows.output * columns.input)?;
         let mut phases = zeros(columns.phased_len())?;
-        let lines = down.chunks_exact(columns.input);
-        for (line, out) in lines.zip(output.chunks_exact_mut(columns.output)) {
-            pool_line(&columns, &column_taps, line, out, &mut phases);
-        }
+        let flat = columns.stride == 1 && columns.output == columns.input;
         let out_shape = [shape[0], shape[1], rows.output, columns.output];
-        Ok(ArrayD::from_shape_vec(&out_shape[..], output)?.into())
+        output(&out_shape, |output| {
+            for (plane, out) in data.chunks_exact(plane_in).zip(output.chunks_exact_mut(plane_out))
+            {
+                pool_lines(&row_taps, rows.stride, plane, &mut down, columns.input);
+                if flat {
+                    pool_rows_flat(&column_taps, &down, out, columns.input);
+                    continue;
+                }
+                let lines = down.chunks_exact(columns.input);
+                for (line, out) in lines.zip(out.chunks_exact_mut(columns.output)) {
+                    pool_line(&columns, &column_taps, line, out, &mut phases);
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -104,6 +111,39 @@ fn pool_line(axis: &Axis, taps: &[Tap], line: &[f32], out: &mut [f32], phases: &
     for tap in taps {
         let out = &mut out[tap.outputs.clone()];
         max_into(out, &values[axis.phased_start(tap)..][..out.len()]);
+    }
+}
+
+/// Pools every line of a plane of `width`-value lines along the line at once, for a stride of
+/// 1 and as many outputs as inputs a line: each tap is one flat `max` over the whole plane
+/// (reading across line ends), then the few outputs near each line's ends that some tap does
+/// not reach are computed again from the taps that do, which undoes what came across.
+fn pool_rows_flat(taps: &[Tap], lines: &[f32], out: &mut [f32], width: usize) {
+    out.fill(f32::NEG_INFINITY);
+    let len = out.len();
+    let mut everywhere = 0..width;
+    for tap in taps.iter().filter(|tap| !tap.outputs.is_empty()) {
+        everywhere = everywhere.start.max(tap.outputs.start)..everywhere.end.min(tap.outputs.end);
+        // Output `i` reads `i + source - start`, inside the plane.
+        let (source, start) = (tap.source, tap.outputs.start);
+        let (from, to) =
+            (start.saturating_sub(source), (len + start).saturating_sub(source).min(len));
+        if from < to {
+            max_into(&mut out[from..to], &lines[from + source - start..][..to - from]);
+        }
+    }
+    let edges: Vec<usize> = (0..everywhere.start.min(width))
+        .chain(everywhere.end.max(everywhere.start)..width)
+        .collect();
+    for (line, out) in lines.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        for &x in &edges {
+            out[x] = taps
+                .iter()
+                .filter(|tap| tap.outputs.contains(&x))
+                .fold(f32::NEG_INFINITY, |m, tap| {
+                    larger(m, line[x - tap.outputs.start + tap.source])
+                });
+        }
     }
 }
 
@@ -146,7 +186,7 @@ windowed_op!(FastMaxPool);
 mod tests {
     use super::super::glue::{self, random};
     use super::*;
-    use tract_onnx::prelude::tract_ndarray::{Array, IxDyn};
+    use tract_onnx::prelude::tract_ndarray::{Array, ArrayD, IxDyn};
 
     fn spec(kernel: [usize; 2], strides: [usize; 2], padding: PaddingSpec, c: usize) -> PoolSpec {
         PoolSpec::new(
@@ -185,6 +225,10 @@ mod tests {
             (spec([2, 3], [1, 2], PaddingSpec::Valid, 3), [1, 3, 6, 11]),
             (spec([2, 2], [2, 2], PaddingSpec::Valid, 1), [1, 1, 5, 5]),
             (spec([5, 5], [1, 3], explicit([2, 0], [2, 4]), 2), [1, 2, 4, 3]),
+            // stride 1 with as many outputs as inputs, padded unevenly; and with fewer
+            (spec([3, 3], [1, 1], explicit([0, 2], [2, 0]), 2), [1, 2, 6, 7]),
+            (spec([3, 3], [1, 1], PaddingSpec::Valid, 2), [1, 2, 6, 7]),
+            (spec([1, 5], [1, 1], explicit([0, 2], [0, 2]), 2), [2, 2, 3, 4]),
         ];
         for (seed, (spec, shape)) in cases.into_iter().enumerate() {
             let input = random(&shape, seed as u32);

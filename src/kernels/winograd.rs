@@ -18,14 +18,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use tract_onnx::prelude::tract_ndarray::{Array4, ArrayViewD};
+use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::conv::Plain;
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
-use super::glue::zeros;
+use super::glue::{output, zeros};
 use super::window::Axis;
 
 /// How much of the transformed input and of the products is held at a time: a band of tiles
@@ -107,30 +107,27 @@ impl WinogradConv {
         let region = gemm::panels_len(channels, band);
         let mut panels = zeros(16 * region)?;
         let mut products = zeros(16 * out * band)?;
-        let mut output = Array4::from_shape_vec(
-            (shape[0], out, height, width),
-            zeros(shape[0] * out * height * width)?,
-        )?;
-        let images = data.chunks_exact(channels * height * width);
-        for (image, mut result) in images.zip(output.outer_iter_mut()) {
-            let result = result.as_slice_mut().context("a new array is contiguous")?;
-            for start in (0..count).step_by(band) {
-                let range = start..(start + band).min(count);
-                let columns = range.len();
-                tiles.transform_input(image, channels, range.clone(), &mut panels, region);
-                let products = &mut products[..16 * out * columns];
-                for ((u, v), m) in self
-                    .weights
-                    .iter()
-                    .zip(panels.chunks_exact(region))
-                    .zip(products.chunks_exact_mut(out * columns))
-                {
-                    gemm::multiply(self.kernel, u, v, columns, m, columns, false);
+        output(&[shape[0], out, height, width], |output| {
+            let images = data.chunks_exact(channels * height * width);
+            for (image, result) in images.zip(output.chunks_exact_mut(out * height * width)) {
+                for start in (0..count).step_by(band) {
+                    let range = start..(start + band).min(count);
+                    let columns = range.len();
+                    tiles.transform_input(image, channels, range.clone(), &mut panels, region);
+                    let products = &mut products[..16 * out * columns];
+                    for ((u, v), m) in self
+                        .weights
+                        .iter()
+                        .zip(panels.chunks_exact(region))
+                        .zip(products.chunks_exact_mut(out * columns))
+                    {
+                        gemm::multiply(self.kernel, u, v, columns, m, columns, false);
+                    }
+                    tiles.transform_output(products, range, &self.bias, self.relu, result);
                 }
-                tiles.transform_output(products, range, &self.bias, self.relu, result);
             }
-        }
-        Ok(output.into_dyn().into())
+            Ok(())
+        })
     }
 }
 
@@ -172,7 +169,7 @@ impl Tiles {
                 let at = gemm::panel_index(channels, channel, group * LANES);
                 let count = corners.len();
                 for (position, lanes) in v.iter().enumerate() {
-                    panels[position * region + at..][..count].copy_from_slice(&lanes[..count]);
+                    copy_lanes(&mut panels[position * region + at..][..count], &lanes[..count]);
                 }
             }
         }
@@ -204,6 +201,19 @@ impl Tiles {
         }
     }
 
+    /// Where the two output lines of a group of [`LANES`] tiles start in a plane, if the
+    /// group is whole and its tiles lie side by side inside one pair of lines: then each line
+    /// takes `2 * LANES` consecutive values.
+    fn whole_rows(&self, corners: &[(usize, usize)]) -> Option<impl Iterator<Item = usize>> {
+        let (&(top, left), &(last_top, last_left)) = (corners.first()?, corners.last()?);
+        let whole = corners.len() == LANES
+            && last_top == top
+            && last_left + 2 <= self.width
+            && top + 2 <= self.height;
+        let width = self.width;
+        whole.then(|| (top..top + 2).map(move |row| row * width + left))
+    }
+
     /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the 16
     /// products (`out x range.len()` each), into `result` (`out x H x W`), [`LANES`] tiles at
     /// a time.
@@ -226,7 +236,7 @@ impl Tiles {
                 let mut m = [[0f32; LANES]; 16];
                 for (position, lanes) in m.iter_mut().enumerate() {
                     let from = (position * out + channel) * columns + group * LANES;
-                    lanes[..count].copy_from_slice(&products[from..][..count]);
+                    copy_lanes(&mut lanes[..count], &products[from..][..count]);
                 }
                 let mut y = output_transform(&m);
                 for lanes in &mut y {
@@ -236,6 +246,17 @@ impl Tiles {
                             *value = value.max(0.0);
                         }
                     }
+                }
+                if let Some(rows) = self.whole_rows(corners) {
+                    for (i, row) in rows.enumerate() {
+                        let line = &mut result[row..][..2 * LANES];
+                        for (pair, (&a, &b)) in
+                            line.chunks_exact_mut(2).zip(y[2 * i].iter().zip(&y[2 * i + 1]))
+                        {
+                            pair.copy_from_slice(&[a, b]);
+                        }
+                    }
+                    continue;
                 }
                 for (lane, &(top, left)) in corners.iter().enumerate() {
                     for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
@@ -247,6 +268,16 @@ impl Tiles {
                 }
             }
         }
+    }
+}
+
+/// Copies `from` into `to` (equal lengths, at most [`LANES`]); a whole group is one fixed-size
+/// move rather than a call to `memcpy`.
+#[inline(always)]
+fn copy_lanes(to: &mut [f32], from: &[f32]) {
+    match (<&mut Lanes>::try_from(&mut *to), <&Lanes>::try_from(from)) {
+        (Ok(to), Ok(from)) => *to = *from,
+        _ => to.copy_from_slice(from),
     }
 }
 
@@ -328,11 +359,17 @@ mod tests {
     #[test]
     fn matches_the_direct_convolution() {
         let Some(kernel) = Kernel::detect() else { return };
-        // Even and odd sides, a band's worth of tiles and more, channels not a multiple of 8.
-        for (seed, (shape, out)) in
-            [([1, 3, 4, 4], 2), ([2, 6, 9, 7], 5), ([1, 64, 28, 28], 19), ([1, 20, 7, 7], 9)]
-                .into_iter()
-                .enumerate()
+        // Even and odd sides, a band's worth of tiles and more, channels not a multiple of 8,
+        // groups of tiles within a pair of lines and across them.
+        for (seed, (shape, out)) in [
+            ([1, 3, 4, 4], 2),
+            ([2, 6, 9, 7], 5),
+            ([1, 64, 28, 28], 19),
+            ([1, 20, 7, 7], 9),
+            ([1, 4, 5, 33], 3),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let spec = same(shape[1], out);
             let weights = random(&[out, shape[1], 3, 3], 11 + seed as u32);
