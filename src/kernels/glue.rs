@@ -1,5 +1,5 @@
-//! What the project's own tract operators ([`super::lrn`], [`super::maxpool`], [`super::conv`])
-//! share.
+//! What the project's own tract operators ([`super::lrn`], [`super::maxpool`], [`super::conv`],
+//! [`super::winograd`]) share.
 
 use tract_onnx::prelude::{Tensor, TractError, TractResult};
 
@@ -122,5 +122,22 @@ mod tests {
             zeros(over).unwrap_err().to_string(),
             "the model needs a buffer of 4097 MiB, over the limit of 4 GiB"
         );
+    }
+
+    #[test]
+    fn outputs_are_filled_in_place_and_bounded_like_buffers() {
+        let tensor = output(&[2, 3], |values| {
+            values.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(tensor.shape(), [2, 3]);
+        let values = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(values.iter().copied().collect::<Vec<_>>(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let over = usize::try_from(MAX_ALLOCATION_BYTES / 4 / 1024 + 1).unwrap();
+        let refused = output(&[1024, over], |_| Ok(())).unwrap_err().to_string();
+        assert!(refused.contains("over the limit of 4 GiB"), "{refused}");
+        let overflowing = output(&[usize::MAX, 2], |_| Ok(())).unwrap_err().to_string();
+        assert!(overflowing.contains("over the limit"), "{overflowing}");
     }
 }
