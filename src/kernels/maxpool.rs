@@ -3,8 +3,9 @@
 //! tract's `OptMaxPool` walks every output through a generic n-dimensional patch iterator; in
 //! GoogLeNet its thirteen pools cost about as much as all the 1x1 convolutions. Here the pool
 //! is separable: first down the columns of each channel plane (whole lines at a time), then
-//! along the rows of the result (a strided row split into phases first), each tap of the window
-//! one flat `max` over a contiguous run that the compiler vectorises. Padding is never
+//! along the rows of the result (strided rows split into phases first), each tap of the window
+//! one flat `max` over a contiguous run that the compiler vectorises: where the phases are as
+//! long as the output rows, over the whole plane at once. Padding is never
 //! materialised: a tap only touches the outputs whose source lies inside the input, which is
 //! what ONNX's `-inf` padding means.
 
@@ -75,17 +76,24 @@ impl FastMaxPool {
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
         let (plane_in, plane_out) = (rows.input * columns.input, rows.output * columns.output);
-        // One plane's column pass at a time, in a buffer that stays in the L1/L2 cache.
+        // One plane's column pass at a time, in buffers that stay in the L1/L2 cache.
         let mut down = zeros(rows.output * columns.input)?;
-        let mut phases = zeros(columns.phased_len())?;
-        let flat = columns.stride == 1 && columns.output == columns.input;
+        // Along the lines, a plane is pooled whole when its lines split into phases as long as
+        // its output lines (always with stride 1 and as many outputs as inputs, and for
+        // GoogLeNet's strided pools); otherwise line by line.
+        let flat = columns.input.div_ceil(columns.stride) == columns.output;
+        let mut phases = zeros(match (flat, columns.stride) {
+            (true, 1) => 0,
+            (true, _) => columns.stride * rows.output * columns.output,
+            (false, _) => columns.phased_len(),
+        })?;
         let out_shape = [shape[0], shape[1], rows.output, columns.output];
         output(&out_shape, |output| {
             for (plane, out) in data.chunks_exact(plane_in).zip(output.chunks_exact_mut(plane_out))
             {
                 pool_lines(&row_taps, rows.stride, plane, &mut down, columns.input);
                 if flat {
-                    pool_rows_flat(&column_taps, &down, out, columns.input);
+                    pool_plane(&columns, &column_taps, &down, out, &mut phases);
                     continue;
                 }
                 let lines = down.chunks_exact(columns.input);
@@ -114,35 +122,75 @@ fn pool_line(axis: &Axis, taps: &[Tap], line: &[f32], out: &mut [f32], phases: &
     }
 }
 
-/// Pools every line of a plane of `width`-value lines along the line at once, for a stride of
-/// 1 and as many outputs as inputs a line: each tap is one flat `max` over the whole plane
-/// (reading across line ends), then the few outputs near each line's ends that some tap does
-/// not reach are computed again from the taps that do, which undoes what came across.
-fn pool_rows_flat(taps: &[Tap], lines: &[f32], out: &mut [f32], width: usize) {
+/// Pools every line of a plane along `axis` at once, for lines whose phases are as long as
+/// the output lines (see [`Axis::split`]): the lines are split into phases phase by phase over
+/// the plane (into `phased`; with stride 1 the lines are their only phase), so that each tap is
+/// one flat `max` over the whole plane, reading across line ends. Then the few outputs near
+/// each line's ends that some tap does not reach are computed again from the taps that do,
+/// which undoes what came across.
+fn pool_plane(axis: &Axis, taps: &[Tap], lines: &[f32], out: &mut [f32], phased: &mut [f32]) {
+    let (width, stride, len) = (axis.output, axis.stride, out.len());
+    let phased: &[f32] = if stride == 1 {
+        lines
+    } else {
+        split_plane(axis, lines, phased, len);
+        phased
+    };
     out.fill(f32::NEG_INFINITY);
-    let len = out.len();
     let mut everywhere = 0..width;
     for tap in taps.iter().filter(|tap| !tap.outputs.is_empty()) {
         everywhere = everywhere.start.max(tap.outputs.start)..everywhere.end.min(tap.outputs.end);
-        // Output `i` reads `i + source - start`, inside the plane.
-        let (source, start) = (tap.source, tap.outputs.start);
-        let (from, to) =
-            (start.saturating_sub(source), (len + start).saturating_sub(source).min(len));
+        // Output `i` of the plane reads `i + skip - start` of the tap's phase.
+        let phase = &phased[tap.source % stride * len..][..len];
+        let (skip, start) = (tap.source / stride, tap.outputs.start);
+        let (from, to) = (start.saturating_sub(skip), (len + start).saturating_sub(skip).min(len));
         if from < to {
-            max_into(&mut out[from..to], &lines[from + source - start..][..to - from]);
+            max_into(&mut out[from..to], &phase[from + skip - start..][..to - from]);
         }
     }
     let edges: Vec<usize> = (0..everywhere.start.min(width))
         .chain(everywhere.end.max(everywhere.start)..width)
         .collect();
-    for (line, out) in lines.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+    for (line, out) in lines.chunks_exact(axis.input).zip(out.chunks_exact_mut(width)) {
         for &x in &edges {
             out[x] = taps
                 .iter()
                 .filter(|tap| tap.outputs.contains(&x))
                 .fold(f32::NEG_INFINITY, |m, tap| {
-                    larger(m, line[x - tap.outputs.start + tap.source])
+                    larger(m, line[tap.source + (x - tap.outputs.start) * stride])
                 });
+        }
+    }
+}
+
+/// Splits every line of a plane along `axis` into its phases (see [`Axis::split`]), phase by
+/// phase over the plane: phase `p` of line `l` starts at `p * len + l * axis.output`.
+fn split_plane(axis: &Axis, lines: &[f32], phased: &mut [f32], len: usize) {
+    let width = axis.output;
+    let lines = lines.chunks_exact(axis.input);
+    if axis.stride == 2 {
+        // The common case, in a form the compiler turns into vector shuffles.
+        let (even, odd) = phased.split_at_mut(len);
+        let pairs = even.chunks_exact_mut(width).zip(odd.chunks_exact_mut(width));
+        for (line, (even, odd)) in lines.zip(pairs) {
+            for ((pair, e), o) in line.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if let [.., last] = line {
+                if line.len() % 2 == 1 {
+                    even[width - 1] = *last;
+                }
+            }
+        }
+        return;
+    }
+    for (line, index) in lines.zip(0..) {
+        for (offset, phase) in phased.chunks_exact_mut(len).enumerate() {
+            let from = line.get(offset..).unwrap_or_default().iter().step_by(axis.stride);
+            for (to, &x) in phase[index * width..][..width].iter_mut().zip(from) {
+                *to = x;
+            }
         }
     }
 }
@@ -229,6 +277,8 @@ mod tests {
             (spec([3, 3], [1, 1], explicit([0, 2], [2, 0]), 2), [1, 2, 6, 7]),
             (spec([3, 3], [1, 1], PaddingSpec::Valid, 2), [1, 2, 6, 7]),
             (spec([1, 5], [1, 1], explicit([0, 2], [0, 2]), 2), [2, 2, 3, 4]),
+            // stride 2 over an odd width whose last value every tap's output reads
+            (spec([3, 1], [2, 2], PaddingSpec::Valid, 2), [1, 2, 7, 9]),
         ];
         for (seed, (spec, shape)) in cases.into_iter().enumerate() {
             let input = random(&shape, seed as u32);
