@@ -81,7 +81,7 @@ impl FastMaxPool {
         // Along the lines, a plane is pooled whole when its lines split into phases as long as
         // its output lines (always with stride 1 and as many outputs as inputs, and for
         // GoogLeNet's strided pools); otherwise line by line.
-        let flat = columns.input.div_ceil(columns.stride) == columns.output;
+        let flat = columns.phase_len() == columns.output;
         let mut phases = zeros(match (flat, columns.stride) {
             (true, 1) => 0,
             (true, _) => columns.stride * rows.output * columns.output,
@@ -133,7 +133,9 @@ fn pool_plane(axis: &Axis, taps: &[Tap], lines: &[f32], out: &mut [f32], phased:
     let phased: &[f32] = if stride == 1 {
         lines
     } else {
-        split_plane(axis, lines, phased, len);
+        for (index, line) in lines.chunks_exact(axis.input).enumerate() {
+            axis.split_apart(line, &mut phased[index * width..], len);
+        }
         phased
     };
     out.fill(f32::NEG_INFINITY);
@@ -159,38 +161,6 @@ fn pool_plane(axis: &Axis, taps: &[Tap], lines: &[f32], out: &mut [f32], phased:
                 .fold(f32::NEG_INFINITY, |m, tap| {
                     larger(m, line[tap.source + (x - tap.outputs.start) * stride])
                 });
-        }
-    }
-}
-
-/// Splits every line of a plane along `axis` into its phases (see [`Axis::split`]), phase by
-/// phase over the plane: phase `p` of line `l` starts at `p * len + l * axis.output`.
-fn split_plane(axis: &Axis, lines: &[f32], phased: &mut [f32], len: usize) {
-    let width = axis.output;
-    let lines = lines.chunks_exact(axis.input);
-    if axis.stride == 2 {
-        // The common case, in a form the compiler turns into vector shuffles.
-        let (even, odd) = phased.split_at_mut(len);
-        let pairs = even.chunks_exact_mut(width).zip(odd.chunks_exact_mut(width));
-        for (line, (even, odd)) in lines.zip(pairs) {
-            for ((pair, e), o) in line.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
-                *e = pair[0];
-                *o = pair[1];
-            }
-            if let [.., last] = line {
-                if line.len() % 2 == 1 {
-                    even[width - 1] = *last;
-                }
-            }
-        }
-        return;
-    }
-    for (line, index) in lines.zip(0..) {
-        for (offset, phase) in phased.chunks_exact_mut(len).enumerate() {
-            let from = line.get(offset..).unwrap_or_default().iter().step_by(axis.stride);
-            for (to, &x) in phase[index * width..][..width].iter_mut().zip(from) {
-                *to = x;
-            }
         }
     }
 }

@@ -60,20 +60,46 @@ impl Axis {
             .collect()
     }
 
+    /// How many values each phase of a split line holds (see [`Axis::split`]).
+    pub fn phase_len(&self) -> usize {
+        self.input.div_ceil(self.stride)
+    }
+
     /// The length of one input line along this axis split into `stride` phases by
     /// [`Axis::split`].
     pub fn phased_len(&self) -> usize {
-        self.input.div_ceil(self.stride) * self.stride
+        self.phase_len() * self.stride
     }
 
     /// Writes `line`, one input line along this axis, split into `stride` phases into `out`:
     /// phase `p` holds every `stride`-th value from offset `p`, so that each tap reads one
     /// contiguous run (from [`Axis::phased_start`]) instead of a strided one.
     pub fn split(&self, line: &[f32], out: &mut [f32]) {
-        let per_phase = self.input.div_ceil(self.stride);
-        for (offset, phase) in out.chunks_exact_mut(per_phase).enumerate() {
+        self.split_apart(line, out, self.phase_len());
+    }
+
+    /// [`Axis::split`] with phase `p` written at `p * apart` in `out` (`apart` at least
+    /// [`Axis::phase_len`]), so that the phases of many lines can lie side by side.
+    pub fn split_apart(&self, line: &[f32], out: &mut [f32], apart: usize) {
+        let per_phase = self.phase_len();
+        if self.stride == 2 {
+            // The common case, in a form the compiler turns into vector shuffles.
+            let (even, odd) = out.split_at_mut(apart);
+            let (even, odd) = (&mut even[..per_phase], &mut odd[..per_phase]);
+            for ((pair, e), o) in line.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if let [.., last] = line {
+                if line.len() % 2 == 1 {
+                    even[per_phase - 1] = *last;
+                }
+            }
+            return;
+        }
+        for (offset, phase) in out.chunks_mut(apart).take(self.stride).enumerate() {
             let from = line.get(offset..).unwrap_or_default().iter().step_by(self.stride);
-            for (to, &x) in phase.iter_mut().zip(from) {
+            for (to, &x) in phase[..per_phase].iter_mut().zip(from) {
                 *to = x;
             }
         }
@@ -82,8 +108,7 @@ impl Axis {
     /// Where the run `tap` reads starts in a line split by [`Axis::split`] (with stride 1, in
     /// the line itself).
     pub fn phased_start(&self, tap: &Tap) -> usize {
-        let per_phase = self.input.div_ceil(self.stride);
-        tap.source % self.stride * per_phase + tap.source / self.stride
+        tap.source % self.stride * self.phase_len() + tap.source / self.stride
     }
 }
 
