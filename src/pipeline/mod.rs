@@ -5,8 +5,8 @@
 //! [`run_ordered`] is a few scoped threads and a reorder map rather than rayon: rayon's
 //! parallel iterators either collect every result before handing one on (`collect`) or hand
 //! them on out of order (`for_each`), and the stream in input order, holding one chunk per
-//! worker and a bounded window of finished results, is what keeps memory flat over a million photos and every finished record in a
-//! killed run's output. Where every result is wanted at once (`explain`'s patch positions, the
+//! worker and a bounded window of finished results, is what keeps memory flat over a million
+//! photos and every finished record in a killed run's output. Where every result is wanted at once (`explain`'s patch positions, the
 //! channel-use sums), rayon does the work.
 
 pub mod discover;
