@@ -355,13 +355,21 @@ fn the_model_its_features_and_a_heatmap() {
     assert_eq!(response.status(), 400);
     assert!(response.body_mut().read_to_string().unwrap().contains("one image per request"));
 
-    let mut response = agent.get(server.url("/")).call().unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("default-src 'none'"));
-    assert!(response.body_mut().read_to_string().unwrap().contains("<title>googlenet</title>"));
+    // The page and the two files it loads, each under a policy that runs no inline code.
+    for (path, content_type, holds) in [
+        ("/", "text/html; charset=utf-8", "<title>googlenet</title>"),
+        ("/page.css", "text/css; charset=utf-8", ".card"),
+        ("/page.js", "text/javascript; charset=utf-8", "\"use strict\";"),
+    ] {
+        let mut response = agent.get(server.url(path)).call().unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], content_type, "{path}");
+        let policy = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(policy.contains("default-src 'none'"), "{path}: {policy}");
+        assert!(policy.contains("script-src 'self'"), "{path}: {policy}");
+        assert!(!policy.contains("inline"), "{path}: {policy}");
+        assert!(response.body_mut().read_to_string().unwrap().contains(holds), "{path}");
+    }
 }
 
 #[test]
