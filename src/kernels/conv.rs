@@ -29,7 +29,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use super::gemm::{self, Kernel, PackedWeights, PANEL};
 use super::glue::{output, zeros};
 use super::window::{Axis, Tap};
-use super::winograd::{self, WinogradConv};
+use super::winograd::{self, Block, WinogradConv};
 
 /// How much of the patches is gathered at a time: a band of output pixels whose patches stay in
 /// the L2 cache while the matrix product reads them.
@@ -73,8 +73,8 @@ pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
         let Some(plain) = Plain::of(model, node, conv)? else { continue };
         let relu = relu_after(model, node)?;
         let spec = conv.pool_spec.clone();
-        let op: Box<dyn TypedOp> = if winograd_suits(model, node, &spec)? {
-            let mut winograd = WinogradConv::new(spec, kernel, &plain);
+        let op: Box<dyn TypedOp> = if let Some(block) = winograd_block(model, node, &spec)? {
+            let mut winograd = WinogradConv::new(spec, kernel, &plain, block);
             winograd.relu = relu.is_some();
             Box::new(winograd)
         } else {
@@ -96,11 +96,18 @@ pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
     Ok(replaced)
 }
 
-/// Whether `node`'s input has a known size over which [`WinogradConv`] computes `spec`.
-fn winograd_suits(model: &TypedModel, node: &TypedNode, spec: &PoolSpec) -> TractResult<bool> {
+/// The output blocks [`WinogradConv`] computes `spec` in, if `node`'s input has a known size
+/// over which it computes it.
+fn winograd_block(
+    model: &TypedModel,
+    node: &TypedNode,
+    spec: &PoolSpec,
+) -> TractResult<Option<Block>> {
     let shape = &model.outlet_fact(node.inputs[0])?.shape;
     let sides = shape.as_concrete().and_then(|dims| Some((*dims.get(2)?, *dims.get(3)?)));
-    Ok(sides.is_some_and(|(height, width)| winograd::suits(spec, height, width)))
+    Ok(sides
+        .filter(|&(height, width)| winograd::suits(spec, height, width))
+        .map(|(height, width)| Block::for_input(height, width)))
 }
 
 /// The node after `conv` when it is a ReLU (tract's `max(x, 0)` with a zero constant of no

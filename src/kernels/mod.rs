@@ -1,8 +1,8 @@
 //! The project's own operators, put in place of tract's in a typed model before it is
 //! optimised: convolution as a matrix product with this project's SIMD kernel ([`conv`],
-//! [`gemm`]; 3x3 layers by Winograd's F(2x2, 3x3), [`winograd`]), max-pool ([`maxpool`]) and
-//! LRN ([`lrn`]), with their window geometry ([`window`]) and the glue into tract ([`glue`]):
-//! each writes its output straight into the tensor tract receives.
+//! [`gemm`]; 3x3 layers by Winograd's F(2x2, 3x3) or F(4x4, 3x3), [`winograd`]), max-pool
+//! ([`maxpool`]) and LRN ([`lrn`]), with their window geometry ([`window`]) and the glue into
+//! tract ([`glue`]): each writes its output straight into the tensor tract receives.
 //!
 //! This is the only module with `unsafe` code (besides the allocation guard): the matrix
 //! product's vector loads and stores. Each block states its invariant in a `// SAFETY:`

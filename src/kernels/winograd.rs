@@ -1,13 +1,14 @@
-//! 3x3 convolutions of stride 1 and padding 1 by Winograd's minimal filtering F(2x2, 3x3)
-//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): each 2x2 block
-//! of outputs comes from a 4x4 tile of the input with 16 multiplications per input channel
-//! instead of 36.
+//! 3x3 convolutions of stride 1 and padding 1 by Winograd's minimal filtering F(BxB, 3x3)
+//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): each `B x B`
+//! block of outputs comes from a `(B + 2) x (B + 2)` tile of the input, with `(B + 2)²`
+//! multiplications per input channel instead of `9 B²`: F(2x2, 3x3) does 2.25x fewer, F(4x4,
+//! 3x3) (points 0, ±1, ±2) 4x fewer. [`Block::for_input`] picks one for a layer's input size.
 //!
-//! The weights are transformed once, when the operator is built (`U = G g Gᵀ`, 16 matrices of
-//! `out x in`), and packed for the project's matrix product ([`super::gemm`]). For a band of
-//! tiles at a time, each input tile is transformed (`V = Bᵀ d B`) straight into the column
-//! panels of 16 products, the 16 products `M = U V` run, and each output block is transformed
-//! back (`Y = Aᵀ M A`) with the bias and a folded ReLU.
+//! The weights are transformed once, when the operator is built (`U = G g Gᵀ`, one `out x in`
+//! matrix per tile position), and packed for the project's matrix product ([`super::gemm`]).
+//! For a band of tiles at a time, each input tile is transformed (`V = Bᵀ d B`) straight into
+//! the column panels of one product per position, the products `M = U V` run, and each output
+//! block is transformed back (`Y = Aᵀ M A`) with the bias and a folded ReLU.
 
 #![allow(
     clippy::indexing_slicing,
@@ -15,6 +16,7 @@
               buffers are cut from lengths computed from the same band"
 )]
 
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -29,8 +31,8 @@ use super::glue::{output, zeros};
 use super::window::Axis;
 
 /// How much of the transformed input and of the products is held at a time: a band of tiles
-/// whose 16 products' panels and results stay in a core's share of the L2 cache (1 MiB
-/// measured best among 0.5 to 8 MB).
+/// whose products' panels and results stay in a core's share of the L2 cache (1 MiB measured
+/// best among 0.5 to 8 MB).
 const BAND_BYTES: usize = 1 << 20;
 
 /// Tiles transformed together, one per vector lane.
@@ -39,12 +41,65 @@ const LANES: usize = 8;
 /// Values of [`LANES`] tiles side by side.
 type Lanes = [f32; LANES];
 
-/// A float NCHW 3x3 convolution of stride 1 and padding 1, by F(2x2, 3x3).
+/// The side of the output blocks: F(2x2, 3x3) or F(4x4, 3x3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// 2x2 outputs from 4x4 tiles: 16 products.
+    Two,
+    /// 4x4 outputs from 6x6 tiles: 36 products.
+    Four,
+}
+
+impl Block {
+    /// F(4x4, 3x3) where its tiles fill at least two panels of the product ([`PANEL`] columns
+    /// each; on GoogLeNet, the 56x56 layer), else F(2x2, 3x3): with fewer tiles, the products
+    /// run on narrow or part-empty panels, which cost more than the multiplications saved
+    /// (measured on the 28x28, 14x14 and 7x7 layers).
+    pub fn for_input(height: usize, width: usize) -> Block {
+        if height.div_ceil(F4::BLOCK) * width.div_ceil(F4::BLOCK) >= 2 * PANEL {
+            Block::Four
+        } else {
+            Block::Two
+        }
+    }
+
+    /// Positions in a tile: one matrix product each.
+    fn positions(self) -> usize {
+        match self {
+            Block::Two => F2::SIDE * F2::SIDE,
+            Block::Four => F4::SIDE * F4::SIDE,
+        }
+    }
+}
+
+/// One F(BxB, 3x3): its sides, and its transforms, each on [`LANES`] tiles side by side, in
+/// arrays of exactly their size (so that each compiles to straight-line vector code).
+trait Scheme {
+    /// The side `B` of an output block.
+    const BLOCK: usize;
+    /// The side of an input tile: a block and the 3x3 window's border.
+    const SIDE: usize = Self::BLOCK + 2;
+    /// A tile's `SIDE²` positions, row-major.
+    type Tile: Copy + AsRef<[Lanes]> + AsMut<[Lanes]>;
+    /// An output block's `BLOCK²` values, row-major.
+    type Block: AsRef<[Lanes]> + AsMut<[Lanes]>;
+    /// A tile of zeros.
+    const ZERO: Self::Tile;
+    /// `G g Gᵀ` of a 3x3 filter `g` (row-major): `SIDE²` values, row-major.
+    fn filter(g: &[f32]) -> Vec<f32>;
+    /// `Bᵀ d B`.
+    fn input(d: &Self::Tile) -> Self::Tile;
+    /// `Aᵀ m A`.
+    fn output(m: &Self::Tile) -> Self::Block;
+}
+
+/// A float NCHW 3x3 convolution of stride 1 and padding 1, by F(2x2, 3x3) or F(4x4, 3x3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WinogradConv {
     spec: PoolSpec,
     kernel: Kernel,
-    /// `U` at each of the 16 positions of the 4x4 tile: `out x in`, packed, with no bias.
+    block: Block,
+    /// `U` at each position of the tile: `out x in`, packed, with no bias.
     weights: Arc<Vec<PackedWeights>>,
     /// One per output channel.
     bias: Arc<Vec<f32>>,
@@ -67,13 +122,18 @@ pub fn suits(spec: &PoolSpec, height: usize, width: usize) -> bool {
 }
 
 impl WinogradConv {
-    /// The operator for `spec` with `plain`'s weights (OIHW 3x3) and bias.
-    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> WinogradConv {
+    /// The operator for `spec` with `plain`'s weights (OIHW 3x3) and bias, in output blocks of
+    /// `block`.
+    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain, block: Block) -> WinogradConv {
         let [out, inputs, _, _] = plain.shape;
-        let mut transformed = vec![vec![0f32; out * inputs]; 16];
+        let mut transformed = vec![vec![0f32; out * inputs]; block.positions()];
         for (index, g) in plain.weights.chunks_exact(9).enumerate() {
-            for (position, value) in filter_transform(g).into_iter().enumerate() {
-                transformed[position][index] = value;
+            let u = match block {
+                Block::Two => F2::filter(g),
+                Block::Four => F4::filter(g),
+            };
+            for (matrix, &value) in transformed.iter_mut().zip(&u) {
+                matrix[index] = value;
             }
         }
         let none = vec![0f32; out];
@@ -82,6 +142,7 @@ impl WinogradConv {
         WinogradConv {
             spec,
             kernel,
+            block,
             weights: Arc::new(weights),
             bias: Arc::new(plain.bias.clone()),
             relu: false,
@@ -90,6 +151,14 @@ impl WinogradConv {
 
     /// Convolves `input` (N, C, H, W) into a new array.
     pub fn apply(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
+        match self.block {
+            Block::Two => self.convolve::<F2>(input),
+            Block::Four => self.convolve::<F4>(input),
+        }
+    }
+
+    /// [`WinogradConv::apply`] by `S`, `self.block`'s scheme.
+    fn convolve<S: Scheme>(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
         let shape = input.shape();
         let channels = self.spec.input_channels;
         ensure!(
@@ -99,14 +168,15 @@ impl WinogradConv {
         let (height, width) = (shape[2], shape[3]);
         let input = input.as_standard_layout();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
-        let out = self.bias.len();
-        let tiles = Tiles { across: width.div_ceil(2), height, width };
-        let count = tiles.across * height.div_ceil(2);
-        let band = (BAND_BYTES / (16 * 4 * (channels + out).max(1)) / PANEL).max(1) * PANEL;
+        let (out, positions) = (self.bias.len(), self.block.positions());
+        let across = width.div_ceil(S::BLOCK);
+        let tiles = Tiles::<S> { across, height, width, scheme: PhantomData };
+        let count = tiles.across * height.div_ceil(S::BLOCK);
+        let band = (BAND_BYTES / (positions * 4 * (channels + out).max(1)) / PANEL).max(1) * PANEL;
         let band = band.min(count.div_ceil(PANEL) * PANEL);
         let region = gemm::panels_len(channels, band);
-        let mut panels = zeros(16 * region)?;
-        let mut products = zeros(16 * out * band)?;
+        let mut panels = zeros(positions * region)?;
+        let mut products = zeros(positions * out * band)?;
         output(&[shape[0], out, height, width], |output| {
             let images = data.chunks_exact(channels * height * width);
             for (image, result) in images.zip(output.chunks_exact_mut(out * height * width)) {
@@ -114,7 +184,7 @@ impl WinogradConv {
                     let range = start..(start + band).min(count);
                     let columns = range.len();
                     tiles.transform_input(image, channels, range.clone(), &mut panels, region);
-                    let products = &mut products[..16 * out * columns];
+                    let products = &mut products[..positions * out * columns];
                     for ((u, v), m) in self
                         .weights
                         .iter()
@@ -131,22 +201,23 @@ impl WinogradConv {
     }
 }
 
-/// The 2x2 output blocks of one image, `across` to a row of blocks.
-#[derive(Debug, Clone, Copy)]
-struct Tiles {
+/// The output blocks of one image, `across` to a row of blocks, and the tiles of `S` they
+/// come from.
+struct Tiles<S> {
     across: usize,
     height: usize,
     width: usize,
+    scheme: PhantomData<S>,
 }
 
-impl Tiles {
+impl<S: Scheme> Tiles<S> {
     /// The top-left output pixel of tile `tile`.
     fn corner(&self, tile: usize) -> (usize, usize) {
-        (2 * (tile / self.across), 2 * (tile % self.across))
+        (S::BLOCK * (tile / self.across), S::BLOCK * (tile % self.across))
     }
 
     /// `V = Bᵀ d B` for each input channel of `image` and each tile of `range`, written as
-    /// step `channel`, column `tile - range.start` of the 16 products' panels (`region` floats
+    /// step `channel`, column `tile - range.start` of the products' panels (`region` floats
     /// each), [`LANES`] tiles at a time.
     fn transform_input(
         &self,
@@ -160,61 +231,64 @@ impl Tiles {
         let plane = self.height * self.width;
         for (channel, values) in image.chunks_exact(plane).take(channels).enumerate() {
             for (group, corners) in corners.chunks(LANES).enumerate() {
-                let mut d = [[0f32; LANES]; 16];
+                let mut d = S::ZERO;
                 for (lane, &(top, left)) in corners.iter().enumerate() {
-                    self.patch(values, top, left, lane, &mut d);
+                    self.patch(values, top, left, lane, d.as_mut());
                 }
-                let v = input_transform(&d);
+                let v = S::input(&d);
                 // A group starts at a multiple of LANES, inside one panel.
                 let at = gemm::panel_index(channels, channel, group * LANES);
                 let count = corners.len();
-                for (position, lanes) in v.iter().enumerate() {
+                for (position, lanes) in v.as_ref().iter().enumerate() {
                     copy_lanes(&mut panels[position * region + at..][..count], &lanes[..count]);
                 }
             }
         }
     }
 
-    /// Puts the 4x4 input values of the tile whose outputs start at `(top, left)` into lane
-    /// `lane` of `d`; the padding stays zero.
-    fn patch(&self, values: &[f32], top: usize, left: usize, lane: usize, d: &mut [Lanes; 16]) {
-        let inside = top >= 1 && left >= 1 && top + 3 <= self.height && left + 3 <= self.width;
-        for r in 0..4 {
+    /// Puts the input values of the tile whose outputs start at `(top, left)` into lane `lane`
+    /// of `d`; the padding stays zero.
+    fn patch(&self, values: &[f32], top: usize, left: usize, lane: usize, d: &mut [Lanes]) {
+        let side = S::SIDE;
+        let inside =
+            top >= 1 && left >= 1 && top + side - 1 <= self.height && left + side - 1 <= self.width;
+        for r in 0..side {
             let y = (top + r).wrapping_sub(1);
             if y >= self.height {
                 continue;
             }
             let line = &values[y * self.width..][..self.width];
             if inside {
-                let row = &line[left - 1..][..4];
-                for s in 0..4 {
-                    d[4 * r + s][lane] = row[s];
+                let row = &line[left - 1..][..side];
+                for (s, &value) in row.iter().enumerate() {
+                    d[side * r + s][lane] = value;
                 }
                 continue;
             }
-            for s in 0..4 {
+            for s in 0..side {
                 let x = (left + s).wrapping_sub(1);
                 if x < self.width {
-                    d[4 * r + s][lane] = line[x];
+                    d[side * r + s][lane] = line[x];
                 }
             }
         }
     }
 
-    /// Where the two output lines of a group of [`LANES`] tiles start in a plane, if the
-    /// group is whole and its tiles lie side by side inside one pair of lines: then each line
-    /// takes `2 * LANES` consecutive values.
+    /// Where the output lines of a group of [`LANES`] tiles start in a plane, if the group is
+    /// whole and its tiles lie side by side inside one band of `S::BLOCK` lines: then each line
+    /// takes `S::BLOCK * LANES` consecutive values.
     fn whole_rows(&self, corners: &[(usize, usize)]) -> Option<impl Iterator<Item = usize>> {
         let (&(top, left), &(last_top, last_left)) = (corners.first()?, corners.last()?);
+        let block = S::BLOCK;
         let whole = corners.len() == LANES
             && last_top == top
-            && last_left + 2 <= self.width
-            && top + 2 <= self.height;
+            && last_left + block <= self.width
+            && top + block <= self.height;
         let width = self.width;
-        whole.then(|| (top..top + 2).map(move |row| row * width + left))
+        whole.then(|| (top..top + block).map(move |row| row * width + left))
     }
 
-    /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the 16
+    /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the
     /// products (`out x range.len()` each), into `result` (`out x H x W`), [`LANES`] tiles at
     /// a time.
     fn transform_output(
@@ -233,13 +307,13 @@ impl Tiles {
         {
             for (group, corners) in corners.chunks(LANES).enumerate() {
                 let count = corners.len();
-                let mut m = [[0f32; LANES]; 16];
-                for (position, lanes) in m.iter_mut().enumerate() {
+                let mut m = S::ZERO;
+                for (position, lanes) in m.as_mut().iter_mut().enumerate() {
                     let from = (position * out + channel) * columns + group * LANES;
                     copy_lanes(&mut lanes[..count], &products[from..][..count]);
                 }
-                let mut y = output_transform(&m);
-                for lanes in &mut y {
+                let mut y = S::output(&m);
+                for lanes in y.as_mut() {
                     for value in lanes.iter_mut() {
                         *value += bias;
                         if relu {
@@ -249,20 +323,21 @@ impl Tiles {
                 }
                 if let Some(rows) = self.whole_rows(corners) {
                     for (i, row) in rows.enumerate() {
-                        let line = &mut result[row..][..2 * LANES];
-                        for (pair, (&a, &b)) in
-                            line.chunks_exact_mut(2).zip(y[2 * i].iter().zip(&y[2 * i + 1]))
-                        {
-                            pair.copy_from_slice(&[a, b]);
+                        let line = &mut result[row..][..S::BLOCK * LANES];
+                        let y = &y.as_ref()[S::BLOCK * i..][..S::BLOCK];
+                        for (lane, block) in line.chunks_exact_mut(S::BLOCK).enumerate() {
+                            for (value, lanes) in block.iter_mut().zip(y) {
+                                *value = lanes[lane];
+                            }
                         }
                     }
                     continue;
                 }
                 for (lane, &(top, left)) in corners.iter().enumerate() {
-                    for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        let (row, column) = (top + i, left + j);
+                    for (position, lanes) in y.as_ref().iter().enumerate() {
+                        let (row, column) = (top + position / S::BLOCK, left + position % S::BLOCK);
                         if row < self.height && column < self.width {
-                            result[row * self.width + column] = y[2 * i + j][lane];
+                            result[row * self.width + column] = lanes[lane];
                         }
                     }
                 }
@@ -281,64 +356,124 @@ fn copy_lanes(to: &mut [f32], from: &[f32]) {
     }
 }
 
-/// `G g Gᵀ` of a 3x3 filter `g` (row-major), 4x4 row-major.
-fn filter_transform(g: &[f32]) -> [f32; 16] {
-    let column = |a: f32, b: f32, c: f32| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
-    // G g: 4 rows of 3.
-    let mut gg = [[0f32; 3]; 4];
-    for x in 0..3 {
-        for (row, value) in column(g[x], g[3 + x], g[6 + x]).into_iter().enumerate() {
-            gg[row][x] = value;
+/// `G g Gᵀ` of a 3x3 filter `g` (row-major), where `column` is `G` times a column of three:
+/// `SIDE²` values, row-major.
+fn filter_transform<const SIDE: usize>(
+    g: &[f32],
+    column: impl Fn([f32; 3]) -> [f32; SIDE],
+) -> Vec<f32> {
+    let gg: [[f32; SIDE]; 3] = std::array::from_fn(|x| column([g[x], g[3 + x], g[6 + x]]));
+    (0..SIDE).flat_map(|row| column([gg[0][row], gg[1][row], gg[2][row]])).collect()
+}
+
+/// `Σ weight x value` over `terms`, lane by lane.
+#[inline(always)]
+fn sum<const N: usize>(terms: [(f32, &Lanes); N]) -> Lanes {
+    // -0.0 + x is x for every x, so the compiler folds the first addition away.
+    let mut total = [-0.0; LANES];
+    for (weight, values) in terms {
+        for (total, value) in total.iter_mut().zip(values) {
+            *total += weight * value;
         }
     }
-    let mut u = [0f32; 16];
-    for (row, line) in gg.iter().enumerate() {
-        u[row * 4..][..4].copy_from_slice(&column(line[0], line[1], line[2]));
-    }
-    u
+    total
 }
 
-/// `a - b`, lane by lane.
-fn sub(a: &Lanes, b: &Lanes) -> Lanes {
-    std::array::from_fn(|i| a[i] - b[i])
-}
-
-/// `a + b`, lane by lane.
-fn add(a: &Lanes, b: &Lanes) -> Lanes {
-    std::array::from_fn(|i| a[i] + b[i])
-}
-
-/// `Bᵀ d B` of 4x4 tiles `d` (row-major), lane by lane.
-fn input_transform(d: &[Lanes; 16]) -> [Lanes; 16] {
-    let step =
-        |a: &Lanes, b: &Lanes, c: &Lanes, e: &Lanes| [sub(a, c), add(b, c), sub(c, b), sub(b, e)];
-    let mut rows = [[0f32; LANES]; 16];
-    for x in 0..4 {
-        let column = step(&d[x], &d[4 + x], &d[8 + x], &d[12 + x]);
-        for (row, value) in column.into_iter().enumerate() {
-            rows[row * 4 + x] = value;
+/// `S t Sᵀ` of the `SIDE x SIDE` tile `t` (row-major), where `step` is `S` (`ROWS x SIDE`)
+/// times one column of lanes: `ROWS x ROWS` values, row-major, in `SQUARE`.
+#[inline(always)]
+fn both_sides<const SIDE: usize, const ROWS: usize, const SQUARE: usize>(
+    t: &[Lanes],
+    step: impl Fn(&[Lanes; SIDE]) -> [Lanes; ROWS],
+) -> [Lanes; SQUARE] {
+    let mut line = [[0.0; LANES]; SIDE];
+    let mut columns = [[[0.0; LANES]; ROWS]; SIDE];
+    for (x, column) in columns.iter_mut().enumerate() {
+        for (r, value) in line.iter_mut().enumerate() {
+            *value = t[r * SIDE + x];
         }
+        *column = step(&line);
     }
-    let mut v = [[0f32; LANES]; 16];
-    for (row, line) in rows.chunks_exact(4).enumerate() {
-        v[row * 4..][..4].copy_from_slice(&step(&line[0], &line[1], &line[2], &line[3]));
+    let mut result = [[0.0; LANES]; SQUARE];
+    for (row, out) in result.chunks_exact_mut(ROWS).enumerate() {
+        for (x, value) in line.iter_mut().enumerate() {
+            *value = columns[x][row];
+        }
+        out.copy_from_slice(&step(&line));
     }
-    v
+    result
 }
 
-/// `Aᵀ m A` of 4x4 `m` (row-major), 2x2 row-major, lane by lane.
-fn output_transform(m: &[Lanes; 16]) -> [Lanes; 4] {
-    let step =
-        |a: &Lanes, b: &Lanes, c: &Lanes, e: &Lanes| [add(&add(a, b), c), sub(&sub(b, c), e)];
-    let mut rows = [[0f32; LANES]; 8];
-    for x in 0..4 {
-        let [first, second] = step(&m[x], &m[4 + x], &m[8 + x], &m[12 + x]);
-        rows[x] = first;
-        rows[4 + x] = second;
+/// F(2x2, 3x3).
+struct F2;
+
+impl Scheme for F2 {
+    const BLOCK: usize = 2;
+    type Tile = [Lanes; 16];
+    type Block = [Lanes; 4];
+    const ZERO: Self::Tile = [[0.0; LANES]; 16];
+
+    fn filter(g: &[f32]) -> Vec<f32> {
+        filter_transform(g, |[a, b, c]| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c])
     }
-    let [a, b] = step(&rows[0], &rows[1], &rows[2], &rows[3]);
-    let [c, e] = step(&rows[4], &rows[5], &rows[6], &rows[7]);
-    [a, b, c, e]
+
+    fn input(d: &Self::Tile) -> Self::Tile {
+        both_sides(d, |[d0, d1, d2, d3]: &[Lanes; 4]| {
+            [
+                sum([(1.0, d0), (-1.0, d2)]),
+                sum([(1.0, d1), (1.0, d2)]),
+                sum([(-1.0, d1), (1.0, d2)]),
+                sum([(1.0, d1), (-1.0, d3)]),
+            ]
+        })
+    }
+
+    fn output(m: &Self::Tile) -> Self::Block {
+        both_sides(m, |[m0, m1, m2, m3]: &[Lanes; 4]| {
+            [sum([(1.0, m0), (1.0, m1), (1.0, m2)]), sum([(1.0, m1), (-1.0, m2), (-1.0, m3)])]
+        })
+    }
+}
+
+/// F(4x4, 3x3), at the points 0, ±1, ±2.
+struct F4;
+
+impl Scheme for F4 {
+    const BLOCK: usize = 4;
+    type Tile = [Lanes; 36];
+    type Block = [Lanes; 16];
+    const ZERO: Self::Tile = [[0.0; LANES]; 36];
+
+    fn filter(g: &[f32]) -> Vec<f32> {
+        filter_transform(g, |[a, b, c]| {
+            let (even, odd) = (a / 24.0 + c / 6.0, b / 12.0);
+            [a / 4.0, -(a + b + c) / 6.0, -(a - b + c) / 6.0, even + odd, even - odd, c]
+        })
+    }
+
+    fn input(d: &Self::Tile) -> Self::Tile {
+        both_sides(d, |[d0, d1, d2, d3, d4, d5]: &[Lanes; 6]| {
+            [
+                sum([(4.0, d0), (-5.0, d2), (1.0, d4)]),
+                sum([(-4.0, d1), (-4.0, d2), (1.0, d3), (1.0, d4)]),
+                sum([(4.0, d1), (-4.0, d2), (-1.0, d3), (1.0, d4)]),
+                sum([(-2.0, d1), (-1.0, d2), (2.0, d3), (1.0, d4)]),
+                sum([(2.0, d1), (-1.0, d2), (-2.0, d3), (1.0, d4)]),
+                sum([(4.0, d1), (-5.0, d3), (1.0, d5)]),
+            ]
+        })
+    }
+
+    fn output(m: &Self::Tile) -> Self::Block {
+        both_sides(m, |[m0, m1, m2, m3, m4, m5]: &[Lanes; 6]| {
+            [
+                sum([(1.0, m0), (1.0, m1), (1.0, m2), (1.0, m3), (1.0, m4)]),
+                sum([(1.0, m1), (-1.0, m2), (2.0, m3), (-2.0, m4)]),
+                sum([(1.0, m1), (1.0, m2), (4.0, m3), (4.0, m4)]),
+                sum([(1.0, m1), (-1.0, m2), (8.0, m3), (-8.0, m4), (1.0, m5)]),
+            ]
+        })
+    }
 }
 
 windowed_op!(WinogradConv);
@@ -359,12 +494,13 @@ mod tests {
     #[test]
     fn matches_the_direct_convolution() {
         let Some(kernel) = Kernel::detect() else { return };
-        // Even and odd sides, a band's worth of tiles and more, channels not a multiple of 8,
-        // groups of tiles within a pair of lines and across them.
+        // Even and odd sides, a band's worth of tiles and more (for both blocks), channels not a
+        // multiple of 8, groups of tiles within a band of lines and across them.
         for (seed, (shape, out)) in [
             ([1, 3, 4, 4], 2),
             ([2, 6, 9, 7], 5),
             ([1, 64, 28, 28], 19),
+            ([1, 64, 40, 30], 19),
             ([1, 20, 7, 7], 9),
             ([1, 4, 5, 33], 3),
         ]
@@ -379,8 +515,10 @@ mod tests {
                 shape: [out, shape[1], 3, 3],
             };
             let input = random(&shape, seed as u32);
-            for relu in [false, true] {
-                let mut winograd = WinogradConv::new(spec.clone(), kernel, &plain);
+            for (relu, block) in
+                [false, true].into_iter().flat_map(|relu| [(relu, Block::Two), (relu, Block::Four)])
+            {
+                let mut winograd = WinogradConv::new(spec.clone(), kernel, &plain, block);
                 winograd.relu = relu;
                 let mut direct = FastConv::new(spec.clone(), kernel, &plain);
                 direct.relu = relu;
@@ -391,9 +529,18 @@ mod tests {
                 let expected = expected.to_plain_array_view::<f32>().unwrap();
                 let scale = 100.0 * 100.0 * (shape[1] * 9) as f32;
                 for (a, b) in ours.iter().zip(expected.iter()) {
-                    assert!((a - b).abs() <= 1e-5 * scale, "{shape:?}: {a} vs {b}");
+                    assert!((a - b).abs() <= 1e-5 * scale, "{shape:?} {block:?}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn four_by_four_blocks_only_where_their_tiles_fill_two_panels() {
+        assert_eq!(Block::for_input(56, 56), Block::Four);
+        assert_eq!(Block::for_input(32, 32), Block::Four);
+        for side in [28, 14, 7, 1] {
+            assert_eq!(Block::for_input(side, side), Block::Two, "{side}");
         }
     }
 
