@@ -26,7 +26,7 @@ use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::gemm::{self, Kernel, PackedWeights, PANEL};
+use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
 use super::glue::{output, zeros};
 use super::window::{Axis, Tap};
 use super::winograd::{self, Block, WinogradConv};
@@ -219,14 +219,22 @@ impl FastConv {
             columns.output
         );
         let depth = self.weights.depth();
-        // Whole panels per band, so that only the image's last panel can be part-empty.
-        let panel_bytes = (4 * depth * PANEL).max(1);
-        let band_pixels = (patch_bytes / panel_bytes).max(1) * PANEL;
-        let mut panels = zeros(gemm::panels_len(depth, band_pixels.min(pixels)))?;
         let taps = [rows.taps(), columns.taps()];
         let padded = [(&rows, &taps[0]), (&columns, &taps[1])]
             .iter()
             .any(|(axis, taps)| taps.iter().any(|tap| tap.outputs != (0..axis.output)));
+        // A 1x1 convolution of stride 1 reads its input planes as they stand (they are `B`,
+        // row-major), in whole panels; only the pixels past them are gathered.
+        let pointwise = self.spec.kernel_shape[..] == [1, 1]
+            && rows.stride == 1
+            && columns.stride == 1
+            && !padded
+            && pixels == shape[2] * shape[3];
+        let direct = if pointwise { pixels / PANEL * PANEL } else { 0 };
+        // Whole panels per band, so that only the image's last panel can be part-empty.
+        let panel_bytes = (4 * depth * PANEL).max(1);
+        let band_pixels = (patch_bytes / panel_bytes).max(1) * PANEL;
+        let mut panels = zeros(gemm::panels_len(depth, band_pixels.min(pixels - direct)))?;
         let mut phased = zeros(if columns.stride > 1 {
             shape[1] * rows.input * columns.phased_len()
         } else {
@@ -246,7 +254,11 @@ impl FastConv {
                     }
                     &phased
                 };
-                for start in (0..pixels).step_by(band_pixels) {
+                if direct > 0 {
+                    let b = Right::Rows(image, pixels);
+                    gemm::multiply(self.kernel, &self.weights, b, direct, out, pixels, self.relu);
+                }
+                for start in (direct..pixels).step_by(band_pixels) {
                     let band = start..(start + band_pixels).min(pixels);
                     let width = band.len();
                     let panels = &mut panels[..gemm::panels_len(depth, width)];
@@ -255,7 +267,8 @@ impl FastConv {
                     }
                     gather(lines, [&rows, &columns], window, band.clone(), depth, panels);
                     let c = &mut out[band.start..];
-                    gemm::multiply(self.kernel, &self.weights, panels, width, c, pixels, self.relu);
+                    let b = Right::Panels(panels);
+                    gemm::multiply(self.kernel, &self.weights, b, width, c, pixels, self.relu);
                 }
             }
             Ok(())
@@ -393,11 +406,14 @@ mod tests {
             PoolSpec::new(DataFormat::NCHW, k[..].into(), padding, None, Some(s[..].into()), i, o)
         };
         let cases = [
-            // conv1, an Inception 3x3 and 5x5, a 1x1 (pointwise), then odd geometries and a scalar
-            // bias
+            // conv1, an Inception 3x3 and 5x5, 1x1s (pointwise: planes read as they stand, the
+            // pixels past whole panels gathered; depth across two blocks), then odd geometries
+            // and a scalar bias
             (spec([7, 7], [2, 2], explicit([3, 3], [3, 3]), 3, 8), [1, 3, 30, 30], &[8][..]),
             (spec([3, 3], [1, 1], explicit([1, 1], [1, 1]), 6, 5), [2, 6, 9, 9], &[5]),
             (spec([5, 5], [1, 1], explicit([2, 2], [2, 2]), 4, 3), [1, 4, 7, 7], &[3]),
+            (spec([1, 1], [1, 1], PaddingSpec::Valid, 16, 4), [2, 16, 7, 11], &[4]),
+            (spec([1, 1], [1, 1], PaddingSpec::Valid, 300, 9), [1, 300, 6, 6], &[9]),
             (spec([1, 1], [1, 1], PaddingSpec::Valid, 16, 4), [2, 16, 5, 6], &[4]),
             (spec([2, 3], [3, 2], explicit([0, 2], [1, 0]), 2, 3), [1, 2, 8, 11], &[]),
             (spec([1, 1], [2, 2], PaddingSpec::Valid, 3, 2), [1, 3, 5, 5], &[2]),

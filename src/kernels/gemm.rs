@@ -88,6 +88,40 @@ pub fn panel_index(depth: usize, step: usize, column: usize) -> usize {
     (column / PANEL) * PANEL * depth + step * PANEL + column % PANEL
 }
 
+/// `B` (depth x columns) as a product reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum Right<'a> {
+    /// Packed in panels (see [`panel_index`]).
+    Panels(&'a [f32]),
+    /// Row-major as it stands, one depth step every `stride` floats (a 1x1 convolution's input
+    /// planes): read a whole panel at a time, so the product takes whole panels of it only.
+    Rows(&'a [f32], usize),
+}
+
+impl<'a> Right<'a> {
+    /// Panel `index` of a `depth`-deep `B` from depth step `start` on, for `steps` steps: the
+    /// floats the kernel reads, and how far apart its steps are.
+    fn panel(self, depth: usize, index: usize, [start, steps]: [usize; 2]) -> (&'a [f32], usize) {
+        let (from, stride) = match self {
+            Right::Panels(panels) => (&panels[index * PANEL * depth..], PANEL),
+            Right::Rows(rows, stride) => (&rows[index * PANEL..], stride),
+        };
+        (&from[start * stride..][..(steps - 1) * stride + PANEL], stride)
+    }
+
+    /// Whether `B` holds the whole panels of `columns` columns, `depth` steps deep.
+    fn holds(self, depth: usize, columns: usize) -> bool {
+        match self {
+            Right::Panels(panels) => panels.len() >= panels_len(depth, columns),
+            Right::Rows(rows, stride) => {
+                columns.is_multiple_of(PANEL)
+                    && stride >= columns
+                    && rows.len() >= (depth - 1) * stride + columns
+            }
+        }
+    }
+}
+
 /// A matrix-product kernel this CPU can run. Only [`Kernel::available`] and [`Kernel::detect`]
 /// make one, after checking the CPU's features, so holding a `Kernel` proves that the CPU runs
 /// its instructions: [`multiply`] is safe to call with any of them.
@@ -129,14 +163,14 @@ impl Kernel {
     }
 }
 
-/// `C = bias + A B` for the first `columns` columns of `B`, stored in `panels` (see
-/// [`panel_index`]). `C` holds `a.rows()` rows, `ldc` floats apart, of at least `columns`
+/// `C = bias + A B` for the first `columns` columns of `B` (for [`Right::Rows`], a multiple
+/// of [`PANEL`]). `C` holds `a.rows()` rows, `ldc` floats apart, of at least `columns`
 /// values; what they held before is not read. With `relu`, every sum below zero is stored as
 /// zero.
 pub fn multiply(
     kernel: Kernel,
     a: &PackedWeights,
-    panels: &[f32],
+    b: Right,
     columns: usize,
     c: &mut [f32],
     ldc: usize,
@@ -147,17 +181,14 @@ pub fn multiply(
         return;
     }
     assert!(
-        panels.len() >= panels_len(depth, columns)
-            && ldc >= columns
-            && c.len() >= (a.rows - 1) * ldc + columns,
+        b.holds(depth, columns) && ldc >= columns && c.len() >= (a.rows - 1) * ldc + columns,
         "matrix product of mismatched shapes"
     );
     for start in (0..depth).step_by(DEPTH) {
         let steps = DEPTH.min(depth - start);
         let (first, last) = (start == 0, start + steps == depth);
-        let blocks = panels.chunks_exact(PANEL * depth).take(columns.div_ceil(PANEL));
-        for (index, panel) in blocks.enumerate() {
-            let b = &panel[start * PANEL..][..steps * PANEL];
+        for index in 0..columns.div_ceil(PANEL) {
+            let (b, stride) = b.panel(depth, index, [start, steps]);
             let column = index * PANEL;
             let width = PANEL.min(columns - column);
             let row_panels = a.data.chunks_exact(ROWS * depth).zip(a.bias.chunks_exact(ROWS));
@@ -166,7 +197,8 @@ pub fn multiply(
                 let tile = &mut c[p * ROWS * ldc + column..][..(rows - 1) * ldc + width];
                 let block = &weights[start * ROWS..][..steps * ROWS];
                 let before = if first { Start::Bias(bias) } else { Start::Sums };
-                run_tile(kernel, block, b, tile, [ldc, rows, width], before, relu && last);
+                let shape = [ldc, rows, width, stride];
+                run_tile(kernel, block, b, tile, shape, before, relu && last);
             }
         }
     }
@@ -182,22 +214,23 @@ enum Start<'a> {
 }
 
 /// One tile: `tile`'s `rows` lines (`ldc` apart, `width` used) `= start + a b`, where `a` is
-/// `steps x ROWS` and `b` is `steps x PANEL`.
+/// `steps x ROWS` and `b` is `steps x PANEL`, its steps `stride` floats apart.
 fn run_tile(
     kernel: Kernel,
     a: &[f32],
     b: &[f32],
     tile: &mut [f32],
-    [ldc, rows, width]: [usize; 3],
+    shape: [usize; 4],
     start: Start,
     relu: bool,
 ) {
-    debug_assert!(a.len() / ROWS == b.len() / PANEL && rows <= ROWS && width <= PANEL);
+    let [ldc, rows, width, stride] = shape;
+    debug_assert!(b.len() == (a.len() / ROWS - 1) * stride + PANEL);
+    debug_assert!(a.len().is_multiple_of(ROWS) && rows <= ROWS && width <= PANEL);
     debug_assert!(tile.len() == (rows - 1) * ldc + width);
     debug_assert!(
         matches!(start, Start::Sums) || matches!(start, Start::Bias(b) if b.len() == ROWS)
     );
-    let shape = [ldc, rows, width];
     match kernel.0 {
         // SAFETY: a `Kernel` is only made once the CPU has been seen to have its features
         // (`Kernel::available`), and `multiply` cut the operands to the lengths the kernels
@@ -212,15 +245,16 @@ fn run_tile(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`) whole, and writes
-    //! (after reading, unless it starts from the bias) `width` values of each of `rows` lines of
-    //! `tile`, `ldc` apart. One body, [`part`], serves both vector widths: inlined into each
+    //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`, its steps
+    //! `stride` floats apart) whole, and writes (after reading, unless it starts from the bias)
+    //! `width` values of each of `rows` lines of `tile`, `ldc` apart. One body, [`part`], serves both vector widths: inlined into each
     //! kernel, it is compiled with that kernel's CPU features.
     //!
     //! The contract every `unsafe fn` here shares, called "the kernel contract" below: the CPU
     //! has the features of the vector type `V` (AVX-512F for `__m512`, AVX2 and FMA for
     //! `__m256`), and the operands have the lengths above, with `rows <= ROWS`,
-    //! `width <= PANEL` and `tile.len() == (rows - 1) * ldc + width`.
+    //! `width <= PANEL`, `b.len() == (steps - 1) * stride + PANEL` and
+    //! `tile.len() == (rows - 1) * ldc + width`.
 
     use std::arch::x86_64::*;
 
@@ -233,7 +267,7 @@ mod x86 {
         a: &[f32],
         b: &[f32],
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
     ) {
@@ -248,12 +282,12 @@ mod x86 {
         a: &[f32],
         b: &[f32],
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
     ) {
         // 16 registers: a tile of 8 rows x 4 vectors would not fit, so it runs as four parts.
-        let [_, rows, width] = shape;
+        let [_, rows, width, _] = shape;
         for first_row in (0..rows).step_by(ROWS / 2) {
             for first_column in (0..width).step_by(PANEL / 2) {
                 let corner = [first_row, first_column];
@@ -274,7 +308,7 @@ mod x86 {
         a: &[f32],
         b: &[f32],
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
         corner: [usize; 2],
@@ -299,18 +333,19 @@ mod x86 {
         a: &[f32],
         b: &[f32],
         tile: &mut [f32],
-        [ldc, rows, width]: [usize; 3],
+        [ldc, rows, width, stride]: [usize; 4],
         start: Start,
         relu: bool,
         [first_row, first_column]: [usize; 2],
     ) {
         // SAFETY: the CPU has `V`'s features (the kernel contract).
         let mut sums = [[unsafe { V::zero() }; H]; R];
-        for (a, b) in a.chunks_exact(ROWS).zip(b.chunks_exact(PANEL)) {
-            // SAFETY: the CPU has `V`'s features; `b` holds `PANEL` floats and the vectors read
-            // end at `first_column + H * V::LANES <= PANEL`.
+        for (step, a) in a.chunks_exact(ROWS).enumerate() {
+            // SAFETY: the CPU has `V`'s features; step `step` of `b` starts `step * stride`
+            // floats in and holds `PANEL` floats (the kernel contract), and the vectors read end
+            // at `first_column + H * V::LANES <= PANEL`.
             let columns: [V; H] = std::array::from_fn(|half| unsafe {
-                V::load(b.as_ptr().add(first_column + half * V::LANES))
+                V::load(b.as_ptr().add(step * stride + first_column + half * V::LANES))
             });
             for (sum, &weight) in sums.iter_mut().zip(&a[first_row..]) {
                 // SAFETY: the CPU has `V`'s features.
@@ -503,8 +538,15 @@ mod tests {
         let kernels = Kernel::available();
         assert!(!kernels.is_empty() || cfg!(not(target_arch = "x86_64")));
         // Rows and columns off the tile size, a depth across two blocks, tiny ones.
-        let shapes =
-            [[8, 32, 32], [13, 300, 45], [3, 5, 7], [16, 513, 70], [1, 1, 1], [20, 64, 17]];
+        let shapes = [
+            [8, 32, 32],
+            [13, 300, 45],
+            [3, 5, 7],
+            [16, 513, 70],
+            [1, 1, 1],
+            [20, 64, 17],
+            [13, 300, 64],
+        ];
         for kernel in kernels {
             for (seed, [rows, depth, columns]) in shapes.into_iter().enumerate() {
                 let (a, b, bias) = (
@@ -518,11 +560,22 @@ mod tests {
                         panels[panel_index(depth, k, j)] = v;
                     }
                 }
+                // The same `B` row-major as it stands, its rows 3 floats longer than its columns.
+                let stride = columns + 3;
+                let mut rows_of_b = vec![f32::NAN; depth * stride];
+                for (to, from) in rows_of_b.chunks_exact_mut(stride).zip(b.chunks_exact(columns)) {
+                    to[..columns].copy_from_slice(from);
+                }
+                let mut operands = vec![Right::Panels(&panels)];
+                if columns % PANEL == 0 {
+                    operands.push(Right::Rows(&rows_of_b, stride));
+                }
                 let expected = naive(&a, &b, &bias, [rows, depth, columns]);
-                for relu in [false, true] {
+                let runs = operands.iter().flat_map(|&b| [(false, b), (true, b)]);
+                for (relu, b) in runs {
                     let mut out = vec![f32::NAN; rows * columns];
                     let packed = PackedWeights::new(&a, &bias, rows, depth);
-                    multiply(kernel, &packed, &panels, columns, &mut out, columns, relu);
+                    multiply(kernel, &packed, b, columns, &mut out, columns, relu);
                     for (got, want) in out.iter().zip(&expected) {
                         let want = if relu { want.max(0.0) } else { *want };
                         assert!(

@@ -26,7 +26,7 @@ use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::conv::Plain;
-use super::gemm::{self, Kernel, PackedWeights, PANEL};
+use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
 use super::glue::{output, zeros};
 use super::window::Axis;
 
@@ -191,7 +191,15 @@ impl WinogradConv {
                         .zip(panels.chunks_exact(region))
                         .zip(products.chunks_exact_mut(out * columns))
                     {
-                        gemm::multiply(self.kernel, u, v, columns, m, columns, false);
+                        gemm::multiply(
+                            self.kernel,
+                            u,
+                            Right::Panels(v),
+                            columns,
+                            m,
+                            columns,
+                            false,
+                        );
                     }
                     tiles.transform_output(products, range, &self.bias, self.relu, result);
                 }
