@@ -4,7 +4,8 @@
 //! window running from `c - floor((size-1)/2)` to `c + ceil((size-1)/2)`. tract evaluates it
 //! element by element through an n-dimensional index with `powf`; here the squares of a whole
 //! channel plane are summed plane by plane, and `t^-0.75` is `r * sqrt(r)` with
-//! `r = 1/sqrt(t)`, all in flat loops the compiler vectorises.
+//! `r = 1/sqrt(t)`, all in flat loops the compiler vectorises (for 512-bit vectors where the CPU
+//! has them).
 
 #![allow(
     clippy::indexing_slicing,
@@ -58,45 +59,68 @@ impl FastLrn {
         ensure!(input.ndim() >= 2, "LRN needs an input of rank 2 or more");
         let input = input.as_standard_layout();
         let shape = input.shape().to_vec();
-        let (batch, channels) = (shape[0], shape[1]);
+        let channels = shape[1];
         let plane: usize = shape[2..].iter().product();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
-        let mut squares = zeros(channels * plane)?;
         let mut sum = zeros(plane)?;
-        let below = (self.size - 1) / 2;
-        let above = self.size / 2;
-        let scale = self.alpha / self.size as f32;
         output(&shape, |output| {
-            for n in 0..batch {
-                let x = &data[n * channels * plane..][..channels * plane];
-                for (s, v) in squares.iter_mut().zip(x) {
-                    *s = v * v;
-                }
-                for c in 0..channels {
-                    sum.fill(0.0);
-                    for j in c.saturating_sub(below)..=(c + above).min(channels - 1) {
-                        for (acc, s) in sum.iter_mut().zip(&squares[j * plane..][..plane]) {
-                            *acc += s;
-                        }
-                    }
-                    let out = &mut output[(n * channels + c) * plane..][..plane];
-                    self.normalise(&x[c * plane..][..plane], &sum, out, scale);
-                }
+            if channels * plane == 0 {
+                return Ok(());
+            }
+            let images = data.chunks_exact(channels * plane);
+            for (x, out) in images.zip(output.chunks_exact_mut(channels * plane)) {
+                self.image(x, &mut sum, out);
             }
             Ok(())
         })
     }
 
-    fn normalise(&self, x: &[f32], sum: &[f32], out: &mut [f32], scale: f32) {
-        let zipped = out.iter_mut().zip(x).zip(sum);
-        if self.beta == 0.75 {
-            for ((o, &x), &s) in zipped {
-                let r = 1.0 / (self.bias + scale * s).sqrt();
-                *o = x * r * r.sqrt();
+    /// Normalises one image `x` (`C x plane`, `sum.len()` being the plane) into `out`, with
+    /// 512-bit vectors where the CPU has them.
+    fn image(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, as checked just above.
+            return unsafe { self.image_avx512(x, sum, out) };
+        }
+        self.image_body(x, sum, out);
+    }
+
+    /// [`FastLrn::image`] compiled for AVX-512F.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn image_avx512(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
+        self.image_body(x, sum, out);
+    }
+
+    /// [`FastLrn::image`]'s loops: per channel, the squares of the window's planes summed,
+    /// then each value scaled.
+    #[inline(always)]
+    fn image_body(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
+        let plane = sum.len();
+        let channels = x.len() / plane.max(1);
+        let (below, above) = ((self.size - 1) / 2, self.size / 2);
+        let scale = self.alpha / self.size as f32;
+        for (c, out) in out.chunks_exact_mut(plane).enumerate() {
+            sum.fill(0.0);
+            for j in c.saturating_sub(below)..=(c + above).min(channels - 1) {
+                for (acc, v) in sum.iter_mut().zip(&x[j * plane..][..plane]) {
+                    *acc += v * v;
+                }
             }
-        } else {
-            for ((o, &x), &s) in zipped {
-                *o = x * (self.bias + scale * s).powf(-self.beta);
+            let zipped = out.iter_mut().zip(&x[c * plane..][..plane]).zip(&*sum);
+            if self.beta == 0.75 {
+                for ((o, &x), &s) in zipped {
+                    let r = 1.0 / (self.bias + scale * s).sqrt();
+                    *o = x * r * r.sqrt();
+                }
+            } else {
+                for ((o, &x), &s) in zipped {
+                    *o = x * (self.bias + scale * s).powf(-self.beta);
+                }
             }
         }
     }
@@ -147,6 +171,15 @@ fn reference(lrn: &FastLrn, input: &ArrayViewD<f32>) -> Vec<f32> {
 mod tests {
     use super::super::glue::random;
     use super::*;
+
+    #[test]
+    fn empty_tensors_come_back_empty() {
+        let lrn = FastLrn { alpha: 1e-4, beta: 0.75, bias: 1.0, size: 5 };
+        for shape in [[2, 0, 3, 3], [1, 4, 0, 5]] {
+            let input = random(&shape, 1);
+            assert_eq!(lrn.apply(&input.view()).unwrap().shape(), &shape[..]);
+        }
+    }
 
     #[test]
     fn matches_the_onnx_formula_on_random_tensors() {
