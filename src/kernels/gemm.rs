@@ -247,8 +247,9 @@ fn run_tile(
 mod x86 {
     //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`, its steps
     //! `stride` floats apart) whole, and writes (after reading, unless it starts from the bias)
-    //! `width` values of each of `rows` lines of `tile`, `ldc` apart. One body, [`part`], serves both vector widths: inlined into each
-    //! kernel, it is compiled with that kernel's CPU features.
+    //! `width` values of each of `rows` lines of `tile`, `ldc` apart. One body, [`part`], serves
+    //! both vector widths: inlined into each kernel, it is compiled with that kernel's CPU
+    //! features.
     //!
     //! The contract every `unsafe fn` here shares, called "the kernel contract" below: the CPU
     //! has the features of the vector type `V` (AVX-512F for `__m512`, AVX2 and FMA for
@@ -567,7 +568,7 @@ mod tests {
                     to[..columns].copy_from_slice(from);
                 }
                 let mut operands = vec![Right::Panels(&panels)];
-                if columns % PANEL == 0 {
+                if columns.is_multiple_of(PANEL) {
                     operands.push(Right::Rows(&rows_of_b, stride));
                 }
                 let expected = naive(&a, &b, &bias, [rows, depth, columns]);

@@ -75,8 +75,8 @@ impl FastLrn {
         })
     }
 
-    /// Normalises one image `x` (`C x plane`, `sum.len()` being the plane) into `out`, with
-    /// 512-bit vectors where the CPU has them.
+    /// Normalises one image `x` (`C x plane`, `sum.len()` being the plane, not empty) into
+    /// `out`, with 512-bit vectors where the CPU has them.
     fn image(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -101,7 +101,7 @@ impl FastLrn {
     #[inline(always)]
     fn image_body(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
         let plane = sum.len();
-        let channels = x.len() / plane.max(1);
+        let channels = x.len() / plane;
         let (below, above) = ((self.size - 1) / 2, self.size / 2);
         let scale = self.alpha / self.size as f32;
         for (c, out) in out.chunks_exact_mut(plane).enumerate() {

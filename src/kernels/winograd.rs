@@ -82,7 +82,7 @@ trait Scheme {
     /// A tile's `SIDE²` positions, row-major.
     type Tile: Copy + AsRef<[Lanes]> + AsMut<[Lanes]>;
     /// An output block's `BLOCK²` values, row-major.
-    type Block: AsRef<[Lanes]> + AsMut<[Lanes]>;
+    type Output: AsRef<[Lanes]> + AsMut<[Lanes]>;
     /// A tile of zeros.
     const ZERO: Self::Tile;
     /// `G g Gᵀ` of a 3x3 filter `g` (row-major): `SIDE²` values, row-major.
@@ -90,7 +90,7 @@ trait Scheme {
     /// `Bᵀ d B`.
     fn input(d: &Self::Tile) -> Self::Tile;
     /// `Aᵀ m A`.
-    fn output(m: &Self::Tile) -> Self::Block;
+    fn output(m: &Self::Tile) -> Self::Output;
 }
 
 /// A float NCHW 3x3 convolution of stride 1 and padding 1, by F(2x2, 3x3) or F(4x4, 3x3).
@@ -418,7 +418,7 @@ struct F2;
 impl Scheme for F2 {
     const BLOCK: usize = 2;
     type Tile = [Lanes; 16];
-    type Block = [Lanes; 4];
+    type Output = [Lanes; 4];
     const ZERO: Self::Tile = [[0.0; LANES]; 16];
 
     fn filter(g: &[f32]) -> Vec<f32> {
@@ -436,7 +436,7 @@ impl Scheme for F2 {
         })
     }
 
-    fn output(m: &Self::Tile) -> Self::Block {
+    fn output(m: &Self::Tile) -> Self::Output {
         both_sides(m, |[m0, m1, m2, m3]: &[Lanes; 4]| {
             [sum([(1.0, m0), (1.0, m1), (1.0, m2)]), sum([(1.0, m1), (-1.0, m2), (-1.0, m3)])]
         })
@@ -449,7 +449,7 @@ struct F4;
 impl Scheme for F4 {
     const BLOCK: usize = 4;
     type Tile = [Lanes; 36];
-    type Block = [Lanes; 16];
+    type Output = [Lanes; 16];
     const ZERO: Self::Tile = [[0.0; LANES]; 36];
 
     fn filter(g: &[f32]) -> Vec<f32> {
@@ -472,7 +472,7 @@ impl Scheme for F4 {
         })
     }
 
-    fn output(m: &Self::Tile) -> Self::Block {
+    fn output(m: &Self::Tile) -> Self::Output {
         both_sides(m, |[m0, m1, m2, m3, m4, m5]: &[Lanes; 6]| {
             [
                 sum([(1.0, m0), (1.0, m1), (1.0, m2), (1.0, m3), (1.0, m4)]),
