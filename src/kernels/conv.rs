@@ -27,7 +27,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
-use super::glue::{output, zeros};
+use super::glue::{output, Scratch};
 use super::window::{Axis, Tap};
 use super::winograd::{self, Block, WinogradConv};
 
@@ -234,8 +234,8 @@ impl FastConv {
         // Whole panels per band, so that only the image's last panel can be part-empty.
         let panel_bytes = (4 * depth * PANEL).max(1);
         let band_pixels = (patch_bytes / panel_bytes).max(1) * PANEL;
-        let mut panels = zeros(gemm::panels_len(depth, band_pixels.min(pixels - direct)))?;
-        let mut phased = zeros(if columns.stride > 1 {
+        let mut panels = Scratch::new(gemm::panels_len(depth, band_pixels.min(pixels - direct)))?;
+        let mut phased = Scratch::new(if columns.stride > 1 {
             shape[1] * rows.input * columns.phased_len()
         } else {
             0

@@ -18,7 +18,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx_opl::lrn::Lrn;
 
-use super::glue::{output, zeros};
+use super::glue::{output, Scratch};
 
 /// LRN over the channels (axis 1) of a float NCHW tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,7 @@ impl FastLrn {
         let channels = shape[1];
         let plane: usize = shape[2..].iter().product();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
-        let mut sum = zeros(plane)?;
+        let mut sum = Scratch::new(plane)?;
         output(&shape, |output| {
             if channels * plane == 0 {
                 return Ok(());

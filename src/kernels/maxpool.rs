@@ -21,7 +21,7 @@ use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::glue::{output, zeros};
+use super::glue::{output, Scratch};
 use super::window::{Axis, Tap};
 
 /// Max-pooling over the last two axes of a float NCHW tensor.
@@ -77,12 +77,12 @@ impl FastMaxPool {
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
         let (plane_in, plane_out) = (rows.input * columns.input, rows.output * columns.output);
         // One plane's column pass at a time, in buffers that stay in the L1/L2 cache.
-        let mut down = zeros(rows.output * columns.input)?;
+        let mut down = Scratch::new(rows.output * columns.input)?;
         // Along the lines, a plane is pooled whole when its lines split into phases as long as
         // its output lines (always with stride 1 and as many outputs as inputs, and for
         // GoogLeNet's strided pools); otherwise line by line.
         let flat = columns.phase_len() == columns.output;
-        let mut phases = zeros(match (flat, columns.stride) {
+        let mut phases = Scratch::new(match (flat, columns.stride) {
             (true, 1) => 0,
             (true, _) => columns.stride * rows.output * columns.output,
             (false, _) => columns.phased_len(),

@@ -27,7 +27,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::conv::Plain;
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
-use super::glue::{output, zeros};
+use super::glue::{output, Scratch};
 use super::window::Axis;
 
 /// How much of the transformed input and of the products is held at a time: a band of tiles
@@ -175,8 +175,8 @@ impl WinogradConv {
         let band = (BAND_BYTES / (positions * 4 * (channels + out).max(1)) / PANEL).max(1) * PANEL;
         let band = band.min(count.div_ceil(PANEL) * PANEL);
         let region = gemm::panels_len(channels, band);
-        let mut panels = zeros(positions * region)?;
-        let mut products = zeros(positions * out * band)?;
+        let mut panels = Scratch::new(positions * region)?;
+        let mut products = Scratch::new(positions * out * band)?;
         output(&[shape[0], out, height, width], |output| {
             let images = data.chunks_exact(channels * height * width);
             for (image, result) in images.zip(output.chunks_exact_mut(out * height * width)) {
