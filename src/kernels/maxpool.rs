@@ -76,24 +76,31 @@ impl FastMaxPool {
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (row_taps, column_taps) = (rows.taps(), columns.taps());
         let (plane_in, plane_out) = (rows.input * columns.input, rows.output * columns.output);
-        // One plane's column pass at a time, in buffers that stay in the L1/L2 cache.
-        let mut down = Scratch::new(rows.output * columns.input)?;
-        // Along the lines, a plane is pooled whole when its lines split into phases as long as
+        // Planes are pooled a group at a time, in buffers that stay in the L1/L2 cache: a
+        // group's column passes first, then its row passes.
+        let group = (GROUP_FLOATS / plane_in).max(1);
+        let mut down = Scratch::new(group * rows.output * columns.input)?;
+        // Along the lines, a group is pooled whole when its lines split into phases as long as
         // its output lines (always with stride 1 and as many outputs as inputs, and for
         // GoogLeNet's strided pools); otherwise line by line.
         let flat = columns.phase_len() == columns.output;
         let mut phases = Scratch::new(match (flat, columns.stride) {
             (true, 1) => 0,
-            (true, _) => columns.stride * rows.output * columns.output,
+            (true, _) => columns.stride * group * rows.output * columns.output,
             (false, _) => columns.phased_len(),
         })?;
+        let edges = Edges::new(&columns, &column_taps);
         let out_shape = [shape[0], shape[1], rows.output, columns.output];
         output(&out_shape, |output| {
-            for (plane, out) in data.chunks_exact(plane_in).zip(output.chunks_exact_mut(plane_out))
-            {
-                pool_lines(&row_taps, rows.stride, plane, &mut down, columns.input);
+            let groups = data.chunks(group * plane_in).zip(output.chunks_mut(group * plane_out));
+            for (planes, out) in groups {
+                let down = &mut down[..planes.len() / plane_in * rows.output * columns.input];
+                let downs = down.chunks_exact_mut(rows.output * columns.input);
+                for (plane, down) in planes.chunks_exact(plane_in).zip(downs) {
+                    pool_lines(&row_taps, rows.stride, plane, down, columns.input);
+                }
                 if flat {
-                    pool_plane(&columns, &column_taps, &down, out, &mut phases);
+                    pool_plane(&columns, &column_taps, &edges, down, out, &mut phases);
                     continue;
                 }
                 let lines = down.chunks_exact(columns.input);
@@ -103,6 +110,30 @@ impl FastMaxPool {
             }
             Ok(())
         })
+    }
+}
+
+/// How many input floats a group of planes holds at most (one plane if it is larger).
+const GROUP_FLOATS: usize = 1 << 14;
+
+/// The outputs of a line that some tap of the window does not reach (near the line's ends,
+/// where the window meets the padding), each with where the taps that do reach it read: an
+/// output `x` is the max of `line[source]` over its sources.
+struct Edges(Vec<(usize, Vec<usize>)>);
+
+impl Edges {
+    fn new(axis: &Axis, taps: &[Tap]) -> Edges {
+        let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
+        let everywhere = reached.fold(0..axis.output, |all, tap| {
+            all.start.max(tap.outputs.start)..all.end.min(tap.outputs.end)
+        });
+        let outputs = (0..everywhere.start.min(axis.output))
+            .chain(everywhere.end.max(everywhere.start)..axis.output);
+        let sources = |x: usize| -> Vec<usize> {
+            let reaching = taps.iter().filter(|tap| tap.outputs.contains(&x));
+            reaching.map(|tap| tap.source + (x - tap.outputs.start) * axis.stride).collect()
+        };
+        Edges(outputs.map(|x| (x, sources(x))).collect())
     }
 }
 
@@ -122,13 +153,20 @@ fn pool_line(axis: &Axis, taps: &[Tap], line: &[f32], out: &mut [f32], phases: &
     }
 }
 
-/// Pools every line of a plane along `axis` at once, for lines whose phases are as long as
-/// the output lines (see [`Axis::split`]): the lines are split into phases phase by phase over
-/// the plane (into `phased`; with stride 1 the lines are their only phase), so that each tap is
-/// one flat `max` over the whole plane, reading across line ends. Then the few outputs near
-/// each line's ends that some tap does not reach are computed again from the taps that do,
-/// which undoes what came across.
-fn pool_plane(axis: &Axis, taps: &[Tap], lines: &[f32], out: &mut [f32], phased: &mut [f32]) {
+/// Pools every line of a group of planes along `axis` at once, for lines whose phases are as
+/// long as the output lines (see [`Axis::split`]): the lines are split into phases phase by
+/// phase over the group (into `phased`; with stride 1 the lines are their only phase), so that
+/// each tap is one flat `max` over the whole group, reading across line ends. Then the few
+/// outputs near each line's ends that some tap does not reach (`edges`) are computed again from
+/// the taps that do, which undoes what came across.
+fn pool_plane(
+    axis: &Axis,
+    taps: &[Tap],
+    edges: &Edges,
+    lines: &[f32],
+    out: &mut [f32],
+    phased: &mut [f32],
+) {
     let (width, stride, len) = (axis.output, axis.stride, out.len());
     let phased: &[f32] = if stride == 1 {
         lines
@@ -139,10 +177,8 @@ fn pool_plane(axis: &Axis, taps: &[Tap], lines: &[f32], out: &mut [f32], phased:
         phased
     };
     out.fill(f32::NEG_INFINITY);
-    let mut everywhere = 0..width;
     for tap in taps.iter().filter(|tap| !tap.outputs.is_empty()) {
-        everywhere = everywhere.start.max(tap.outputs.start)..everywhere.end.min(tap.outputs.end);
-        // Output `i` of the plane reads `i + skip - start` of the tap's phase.
+        // Output `i` of the group reads `i + skip - start` of the tap's phase.
         let phase = &phased[tap.source % stride * len..][..len];
         let (skip, start) = (tap.source / stride, tap.outputs.start);
         let (from, to) = (start.saturating_sub(skip), (len + start).saturating_sub(skip).min(len));
@@ -150,17 +186,9 @@ fn pool_plane(axis: &Axis, taps: &[Tap], lines: &[f32], out: &mut [f32], phased:
             max_into(&mut out[from..to], &phase[from + skip - start..][..to - from]);
         }
     }
-    let edges: Vec<usize> = (0..everywhere.start.min(width))
-        .chain(everywhere.end.max(everywhere.start)..width)
-        .collect();
     for (line, out) in lines.chunks_exact(axis.input).zip(out.chunks_exact_mut(width)) {
-        for &x in &edges {
-            out[x] = taps
-                .iter()
-                .filter(|tap| tap.outputs.contains(&x))
-                .fold(f32::NEG_INFINITY, |m, tap| {
-                    larger(m, line[tap.source + (x - tap.outputs.start) * stride])
-                });
+        for (x, sources) in &edges.0 {
+            out[*x] = sources.iter().fold(f32::NEG_INFINITY, |m, &i| larger(m, line[i]));
         }
     }
 }
@@ -237,6 +265,9 @@ mod tests {
         let cases = [
             // an Inception module's pool, pool1 and pool2 of the zoo's GoogLeNet
             (spec([3, 3], [1, 1], explicit([1, 1], [1, 1]), 5), [2, 5, 28, 28]),
+            // planes pooled in groups of 20 and a last group of 5
+            (spec([3, 3], [1, 1], explicit([1, 1], [1, 1]), 45), [1, 45, 28, 28]),
+            (spec([3, 3], [2, 2], onnx([0, 0], [0, 0], true), 50), [1, 50, 28, 28]),
             (spec([3, 3], [2, 2], explicit([0, 0], [1, 1]), 3), [1, 3, 112, 112]),
             (spec([3, 3], [2, 2], onnx([0, 0], [0, 0], true), 4), [1, 4, 57, 56]),
             (spec([3, 3], [2, 2], onnx([1, 1], [1, 1], false), 2), [1, 2, 7, 9]),
