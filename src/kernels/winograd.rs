@@ -355,13 +355,21 @@ impl<S: Scheme> Tiles<S> {
 }
 
 /// Copies `from` into `to` (equal lengths, at most [`LANES`]); a whole group is one fixed-size
-/// move rather than a call to `memcpy`.
+/// move. The part-group copy stays a separate call: inlined, the compiler merges both into one
+/// `memcpy` of a variable length, which cost about 3% of a network's run.
 #[inline(always)]
 fn copy_lanes(to: &mut [f32], from: &[f32]) {
     match (<&mut Lanes>::try_from(&mut *to), <&Lanes>::try_from(from)) {
         (Ok(to), Ok(from)) => *to = *from,
-        _ => to.copy_from_slice(from),
+        _ => copy_part(to, from),
     }
+}
+
+/// [`copy_lanes`] for a group's last, part-filled lanes.
+#[cold]
+#[inline(never)]
+fn copy_part(to: &mut [f32], from: &[f32]) {
+    to.copy_from_slice(from);
 }
 
 /// `G g Gᵀ` of a 3x3 filter `g` (row-major), where `column` is `G` times a column of three:
