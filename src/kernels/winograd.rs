@@ -237,9 +237,14 @@ impl<S: Scheme> Tiles<S> {
     ) {
         let corners: Vec<(usize, usize)> = range.clone().map(|t| self.corner(t)).collect();
         let plane = self.height * self.width;
+        // One tile buffer for all groups: a group whose tiles lie inside the image overwrites
+        // every value its lanes hold, so only the others start from zeros.
+        let mut d = S::ZERO;
         for (channel, values) in image.chunks_exact(plane).take(channels).enumerate() {
             for (group, corners) in corners.chunks(LANES).enumerate() {
-                let mut d = S::ZERO;
+                if !corners.iter().all(|&(top, left)| self.inside(top, left)) {
+                    d = S::ZERO;
+                }
                 for (lane, &(top, left)) in corners.iter().enumerate() {
                     self.patch(values, top, left, lane, d.as_mut());
                 }
@@ -254,12 +259,18 @@ impl<S: Scheme> Tiles<S> {
         }
     }
 
+    /// Whether the input tile whose outputs start at `(top, left)` lies inside the image,
+    /// clear of the padding.
+    fn inside(&self, top: usize, left: usize) -> bool {
+        let side = S::SIDE;
+        top >= 1 && left >= 1 && top + side - 1 <= self.height && left + side - 1 <= self.width
+    }
+
     /// Puts the input values of the tile whose outputs start at `(top, left)` into lane `lane`
     /// of `d`; the padding stays zero.
     fn patch(&self, values: &[f32], top: usize, left: usize, lane: usize, d: &mut [Lanes]) {
         let side = S::SIDE;
-        let inside =
-            top >= 1 && left >= 1 && top + side - 1 <= self.height && left + side - 1 <= self.width;
+        let inside = self.inside(top, left);
         for r in 0..side {
             let y = (top + r).wrapping_sub(1);
             if y >= self.height {
@@ -310,12 +321,13 @@ impl<S: Scheme> Tiles<S> {
         let (columns, out) = (range.len(), bias.len());
         let corners: Vec<(usize, usize)> = range.map(|t| self.corner(t)).collect();
         let plane = self.height * self.width;
+        // One buffer for all groups: each fills the lanes it uses, which are all it reads.
+        let mut m = S::ZERO;
         for (channel, (&bias, result)) in
             bias.iter().zip(result.chunks_exact_mut(plane)).enumerate()
         {
             for (group, corners) in corners.chunks(LANES).enumerate() {
                 let count = corners.len();
-                let mut m = S::ZERO;
                 for (position, lanes) in m.as_mut().iter_mut().enumerate() {
                     let from = (position * out + channel) * columns + group * LANES;
                     copy_lanes(&mut lanes[..count], &products[from..][..count]);
@@ -433,6 +445,7 @@ impl Scheme for F2 {
         filter_transform(g, |[a, b, c]| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c])
     }
 
+    #[inline(always)]
     fn input(d: &Self::Tile) -> Self::Tile {
         both_sides(d, |[d0, d1, d2, d3]: &[Lanes; 4]| {
             [
@@ -444,6 +457,7 @@ impl Scheme for F2 {
         })
     }
 
+    #[inline(always)]
     fn output(m: &Self::Tile) -> Self::Output {
         both_sides(m, |[m0, m1, m2, m3]: &[Lanes; 4]| {
             [sum([(1.0, m0), (1.0, m1), (1.0, m2)]), sum([(1.0, m1), (-1.0, m2), (-1.0, m3)])]
@@ -467,6 +481,7 @@ impl Scheme for F4 {
         })
     }
 
+    #[inline(always)]
     fn input(d: &Self::Tile) -> Self::Tile {
         both_sides(d, |[d0, d1, d2, d3, d4, d5]: &[Lanes; 6]| {
             [
@@ -480,6 +495,7 @@ impl Scheme for F4 {
         })
     }
 
+    #[inline(always)]
     fn output(m: &Self::Tile) -> Self::Output {
         both_sides(m, |[m0, m1, m2, m3, m4, m5]: &[Lanes; 6]| {
             [
