@@ -63,8 +63,8 @@ impl Drop for Scratch {
 }
 
 /// An operator's output: an f32 tensor of `shape` that `fill` writes whole, handed to tract as
-/// it is (an `ndarray` array would be copied into a tensor), or an error where [`Scratch::new`] gives
-/// one.
+/// it is (an `ndarray` array would be copied into a tensor), or an error where
+/// [`Scratch::new`] gives one.
 ///
 /// The tensor is not zeroed first (zeroing took about 3% of a network's run): `fill` must
 /// write every value. In the unit tests it starts as NaN, so that a value left unwritten

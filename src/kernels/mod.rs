@@ -5,8 +5,10 @@
 //! tract ([`glue`]): each writes its output straight into the tensor tract receives.
 //!
 //! This is the only module with `unsafe` code (besides the allocation guard): the matrix
-//! product's vector loads and stores, and LRN's call into its loops compiled for AVX-512 once
-//! the CPU is seen to have it. Each block states its invariant in a `// SAFETY:` comment, and
+//! product's vector loads and stores; LRN's call into its loops compiled for AVX-512 once the
+//! CPU is seen to have it, and their vector loads and stores; and the operators' output
+//! tensors, made without zeroing for the operators to write whole ([`glue::output`]). Each
+//! block states its invariant in a `// SAFETY:` comment, and
 //! the kernel a product runs is a value only [`gemm::Kernel::detect`] can make, so safe code
 //! cannot pick one the CPU lacks.
 //!

@@ -239,10 +239,14 @@ impl<S: Scheme> Tiles<S> {
         let plane = self.height * self.width;
         // One tile buffer for all groups: a group whose tiles lie inside the image overwrites
         // every value its lanes hold, so only the others start from zeros.
+        let inside: Vec<bool> = corners
+            .chunks(LANES)
+            .map(|group| group.iter().all(|&(top, left)| self.inside(top, left)))
+            .collect();
         let mut d = S::ZERO;
         for (channel, values) in image.chunks_exact(plane).take(channels).enumerate() {
-            for (group, corners) in corners.chunks(LANES).enumerate() {
-                if !corners.iter().all(|&(top, left)| self.inside(top, left)) {
+            for (group, (corners, &inside)) in corners.chunks(LANES).zip(&inside).enumerate() {
+                if !inside {
                     d = S::ZERO;
                 }
                 for (lane, &(top, left)) in corners.iter().enumerate() {
