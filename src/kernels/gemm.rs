@@ -261,6 +261,14 @@ mod x86 {
 
     use super::{Start, PANEL, ROWS};
 
+    /// How many depth steps ahead the kernel asks for the lines of `b` it is about to read.
+    /// Left to the hardware prefetcher, the loads wait on the next level of cache (`b`'s steps
+    /// are often far apart: a 1x1 convolution reads its input planes as they stand). 8 steps
+    /// measured 1.04x-1.11x faster for the whole network than none, even with 4, ahead of 16.
+    const B_AHEAD: usize = 8;
+    /// The same for the weights, `a`, whose steps follow each other: 1.02x more.
+    const A_AHEAD: usize = 16;
+
     /// # Safety
     /// The kernel contract, for AVX-512F.
     #[target_feature(enable = "avx512f")]
@@ -341,7 +349,13 @@ mod x86 {
     ) {
         // SAFETY: the CPU has `V`'s features (the kernel contract).
         let mut sums = [[unsafe { V::zero() }; H]; R];
+        let weights = a.as_ptr();
         for (step, a) in a.chunks_exact(ROWS).enumerate() {
+            let b_ahead = b.as_ptr().wrapping_add((step + B_AHEAD) * stride + first_column);
+            for line in (0..H * V::LANES).step_by(16) {
+                prefetch(b_ahead.wrapping_add(line));
+            }
+            prefetch(weights.wrapping_add((step + A_AHEAD) * ROWS));
             // SAFETY: the CPU has `V`'s features; step `step` of `b` starts `step * stride`
             // floats in and holds `PANEL` floats (the kernel contract), and the vectors read end
             // at `first_column + H * V::LANES <= PANEL`.
@@ -380,6 +394,14 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// Asks for the cache line holding `at` to be brought into L1. `at` need not point into
+    /// anything (make it with `wrapping_add`): a prefetch reads nothing and cannot fault.
+    #[inline(always)]
+    fn prefetch(at: *const f32) {
+        // SAFETY: SSE is part of x86_64, and a prefetch only hints (see above).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) };
     }
 
     /// The few vector operations the kernel body needs, for one register width. Every method
