@@ -174,9 +174,9 @@ impl WinogradConv {
         let count = tiles.across * height.div_ceil(S::BLOCK);
         let band = (BAND_BYTES / (positions * 4 * (channels + out).max(1)) / PANEL).max(1) * PANEL;
         let band = band.min(count.div_ceil(PANEL) * PANEL);
-        let region = gemm::panels_len(channels, band);
+        let region = apart(gemm::panels_len(channels, band));
         let mut panels = Scratch::new(positions * region)?;
-        let mut products = Scratch::new(positions * out * band)?;
+        let mut products = Scratch::new(positions * apart(out * band))?;
         output(&[shape[0], out, height, width], |output| {
             let images = data.chunks_exact(channels * height * width);
             for (image, result) in images.zip(output.chunks_exact_mut(out * height * width)) {
@@ -184,12 +184,13 @@ impl WinogradConv {
                     let range = start..(start + band).min(count);
                     let columns = range.len();
                     tiles.transform_input(image, channels, range.clone(), &mut panels, region);
-                    let products = &mut products[..positions * out * columns];
+                    let product = apart(out * columns);
+                    let products = &mut products[..positions * product];
                     for ((u, v), m) in self
                         .weights
                         .iter()
                         .zip(panels.chunks_exact(region))
-                        .zip(products.chunks_exact_mut(out * columns))
+                        .zip(products.chunks_exact_mut(product))
                     {
                         gemm::multiply(
                             self.kernel,
@@ -225,8 +226,8 @@ impl<S: Scheme> Tiles<S> {
     }
 
     /// `V = Bᵀ d B` for each input channel of `image` and each tile of `range`, written as
-    /// step `channel`, column `tile - range.start` of the products' panels (`region` floats
-    /// each), [`LANES`] tiles at a time.
+    /// step `channel`, column `tile - range.start` of the products' panels (each `region`
+    /// floats from the next, see [`apart`]), [`LANES`] tiles at a time.
     fn transform_input(
         &self,
         image: &[f32],
@@ -312,8 +313,8 @@ impl<S: Scheme> Tiles<S> {
     }
 
     /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the
-    /// products (`out x range.len()` each), into `result` (`out x H x W`), [`LANES`] tiles at
-    /// a time.
+    /// products (`out x range.len()` each, laid [`apart`] in `products`), into `result`
+    /// (`out x H x W`), [`LANES`] tiles at a time.
     fn transform_output(
         &self,
         products: &[f32],
@@ -322,7 +323,8 @@ impl<S: Scheme> Tiles<S> {
         relu: bool,
         result: &mut [f32],
     ) {
-        let (columns, out) = (range.len(), bias.len());
+        let columns = range.len();
+        let product = products.len() / (S::SIDE * S::SIDE);
         let corners: Vec<(usize, usize)> = range.map(|t| self.corner(t)).collect();
         let plane = self.height * self.width;
         // One buffer for all groups: each fills the lanes it uses, which are all it reads.
@@ -333,7 +335,7 @@ impl<S: Scheme> Tiles<S> {
             for (group, corners) in corners.chunks(LANES).enumerate() {
                 let count = corners.len();
                 for (position, lanes) in m.as_mut().iter_mut().enumerate() {
-                    let from = (position * out + channel) * columns + group * LANES;
+                    let from = position * product + channel * columns + group * LANES;
                     copy_lanes(&mut lanes[..count], &products[from..][..count]);
                 }
                 let mut y = S::output(&m);
@@ -368,6 +370,14 @@ impl<S: Scheme> Tiles<S> {
             }
         }
     }
+}
+
+/// How far apart to lay buffers of `len` floats that are read or written a line from each in
+/// turn (the positions' panels and products): an odd number of 64-byte cache lines, so that
+/// the buffers' lines fall in different sets of the L1 cache rather than, at a multiple of
+/// 4 KB apart, all in one.
+fn apart(len: usize) -> usize {
+    (len.div_ceil(16) | 1) * 16
 }
 
 /// Copies `from` into `to` (equal lengths, at most [`LANES`]); a whole group is one fixed-size
