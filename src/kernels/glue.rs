@@ -9,6 +9,9 @@ use tract_onnx::prelude::{Tensor, TractError, TractResult};
 use crate::files::Size;
 use crate::guard::MAX_ALLOCATION_BYTES;
 
+/// Floats in a 64-byte cache line.
+pub const LINE_FLOATS: usize = 16;
+
 thread_local! {
     /// The buffers [`Scratch`] gave back on this thread, for the next operators to reuse.
     static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };

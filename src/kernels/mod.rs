@@ -5,7 +5,7 @@
 //! tract ([`glue`]): each writes its output straight into the tensor tract receives.
 //!
 //! This is the only module with `unsafe` code (besides the allocation guard): the matrix
-//! product's vector loads and stores; LRN's call into its loops compiled for AVX-512 once the
+//! product's vector loads and stores and its prefetch hints; LRN's call into its loops compiled for AVX-512 once the
 //! CPU is seen to have it, and their vector loads and stores; and the operators' output
 //! tensors, made without zeroing for the operators to write whole ([`glue::output`]). Each
 //! block states its invariant in a `// SAFETY:` comment, and

@@ -27,7 +27,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::conv::Plain;
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
-use super::glue::{output, Scratch};
+use super::glue::{output, Scratch, LINE_FLOATS};
 use super::window::Axis;
 
 /// How much of the transformed input and of the products is held at a time: a band of tiles
@@ -377,7 +377,7 @@ impl<S: Scheme> Tiles<S> {
 /// the buffers' lines fall in different sets of the L1 cache rather than, at a multiple of
 /// 4 KB apart, all in one.
 fn apart(len: usize) -> usize {
-    (len.div_ceil(16) | 1) * 16
+    (len.div_ceil(LINE_FLOATS) | 1) * LINE_FLOATS
 }
 
 /// Copies `from` into `to` (equal lengths, at most [`LANES`]); a whole group is one fixed-size
