@@ -3,9 +3,9 @@
 //! tract's `OptMaxPool` walks every output through a generic n-dimensional patch iterator; in
 //! GoogLeNet its thirteen pools cost about as much as all the 1x1 convolutions. Here the pool
 //! is separable: first down the columns of each channel plane (whole lines at a time), then
-//! along the rows of the result (strided rows split into phases first), each tap of the window
-//! one flat `max` over a contiguous run that the compiler vectorises: where the phases are as
-//! long as the output rows, over the whole plane at once. Padding is never
+//! along the rows of the result (strided rows split into phases first), the taps of the window
+//! one pass over contiguous runs (three taps at a time) that the compiler vectorises: where the
+//! phases are as long as the output rows, over the whole plane at once. Padding is never
 //! materialised: a tap only touches the outputs whose source lies inside the input, which is
 //! what ONNX's `-inf` padding means.
 
@@ -14,6 +14,8 @@
     reason = "the rank is checked first; every range comes from `Axis::taps`, which keeps it \
               inside both the input and the output of that axis"
 )]
+
+use std::ops::Range;
 
 use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use tract_onnx::tract_core::internal::*;
@@ -123,10 +125,7 @@ struct Edges(Vec<(usize, Vec<usize>)>);
 
 impl Edges {
     fn new(axis: &Axis, taps: &[Tap]) -> Edges {
-        let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
-        let everywhere = reached.fold(0..axis.output, |all, tap| {
-            all.start.max(tap.outputs.start)..all.end.min(tap.outputs.end)
-        });
+        let everywhere = everywhere(taps, axis.output);
         let outputs = (0..everywhere.start.min(axis.output))
             .chain(everywhere.end.max(everywhere.start)..axis.output);
         let sources = |x: usize| -> Vec<usize> {
@@ -135,6 +134,14 @@ impl Edges {
         };
         Edges(outputs.map(|x| (x, sources(x))).collect())
     }
+}
+
+/// The outputs (of `outputs`) that every tap of the window reaches, but for the taps that fall
+/// in the padding for every output.
+fn everywhere(taps: &[Tap], outputs: usize) -> Range<usize> {
+    let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
+    reached
+        .fold(0..outputs, |all, tap| all.start.max(tap.outputs.start)..all.end.min(tap.outputs.end))
 }
 
 /// Pools one line of values along `axis` through its `taps`. With a stride above 1 the line is
@@ -156,9 +163,10 @@ fn pool_line(axis: &Axis, taps: &[Tap], line: &[f32], out: &mut [f32], phases: &
 /// Pools every line of a group of planes along `axis` at once, for lines whose phases are as
 /// long as the output lines (see [`Axis::split`]): the lines are split into phases phase by
 /// phase over the group (into `phased`; with stride 1 the lines are their only phase), so that
-/// each tap is one flat `max` over the whole group, reading across line ends. Then the few
-/// outputs near each line's ends that some tap does not reach (`edges`) are computed again from
-/// the taps that do, which undoes what came across.
+/// the taps are one flat pass ([`max_of`]) over the whole group, reading across line ends.
+/// Then the few outputs near each line's ends that some tap does not reach (`edges`) are
+/// computed again from the taps that do, which undoes what came across; every output that all
+/// the taps reach lies in the flat pass, so every output is written.
 fn pool_plane(
     axis: &Axis,
     taps: &[Tap],
@@ -176,15 +184,23 @@ fn pool_plane(
         }
         phased
     };
-    out.fill(f32::NEG_INFINITY);
-    for tap in taps.iter().filter(|tap| !tap.outputs.is_empty()) {
-        // Output `i` of the group reads `i + skip - start` of the tap's phase.
-        let phase = &phased[tap.source % stride * len..][..len];
-        let (skip, start) = (tap.source / stride, tap.outputs.start);
-        let (from, to) = (start.saturating_sub(skip), (len + start).saturating_sub(skip).min(len));
-        if from < to {
-            max_into(&mut out[from..to], &phase[from + skip - start..][..to - from]);
-        }
+    // Output `i` of the group reads `i + skip - start` of the tap's phase: the outputs from
+    // `start - skip` to `len + start - skip` have a value to read.
+    let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
+    let runs: Vec<(&[f32], usize, usize)> = reached
+        .map(|tap| {
+            (&phased[tap.source % stride * len..][..len], tap.source / stride, tap.outputs.start)
+        })
+        .collect();
+    let from = runs.iter().map(|&(_, skip, start)| start.saturating_sub(skip)).max().unwrap_or(0);
+    let to = runs.iter().map(|&(_, skip, start)| (len + start).saturating_sub(skip)).min();
+    let to = to.unwrap_or(len).min(len);
+    if from < to {
+        let sources: Vec<&[f32]> = runs
+            .iter()
+            .map(|&(phase, skip, start)| &phase[from + skip - start..to + skip - start])
+            .collect();
+        max_of(&mut out[from..to], &sources);
     }
     for (line, out) in lines.chunks_exact(axis.input).zip(out.chunks_exact_mut(width)) {
         for (x, sources) in &edges.0 {
@@ -194,19 +210,55 @@ fn pool_plane(
 }
 
 /// Pools whole lines of `width` values through `taps`: output line `o` is the element-wise max
-/// of the input lines in its window.
+/// of the input lines in its window, one pass ([`max_of`]) per output line, or with stride 1
+/// one over all the lines that every tap reaches.
 fn pool_lines(taps: &[Tap], stride: usize, lines: &[f32], out: &mut [f32], width: usize) {
-    out.fill(f32::NEG_INFINITY);
-    for tap in taps {
-        if stride == 1 {
-            let out = &mut out[tap.outputs.start * width..tap.outputs.end * width];
-            max_into(out, &lines[tap.source * width..][..out.len()]);
-            continue;
+    let outputs = out.len() / width;
+    let line = |tap: &Tap, o: usize| tap.source + (o - tap.outputs.start) * stride;
+    let flat = if stride == 1 { everywhere(taps, outputs) } else { 0..0 };
+    let mut sources = Vec::with_capacity(taps.len());
+    if !flat.is_empty() {
+        let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
+        let size = flat.len() * width;
+        sources.extend(reached.map(|tap| &lines[line(tap, flat.start) * width..][..size]));
+        max_of(&mut out[flat.start * width..][..size], &sources);
+    }
+    for o in (0..outputs).filter(|o| !flat.contains(o)) {
+        sources.clear();
+        let reaching = taps.iter().filter(|tap| tap.outputs.contains(&o));
+        sources.extend(reaching.map(|tap| &lines[line(tap, o) * width..][..width]));
+        max_of(&mut out[o * width..][..width], &sources);
+    }
+}
+
+/// `out[i]` = the max of `-inf` and every `source[i]`, taken source by source in order (what
+/// [`max_into`] from `-inf` gives), in one pass over `out` for up to three sources.
+fn max_of(out: &mut [f32], sources: &[&[f32]]) {
+    let mut groups = sources.chunks(3);
+    match groups.next().unwrap_or_default() {
+        [a, b, c] => fold::<3, true>(out, [a, b, c]),
+        [a, b] => fold::<2, true>(out, [a, b]),
+        [a] => fold::<1, true>(out, [a]),
+        _ => out.fill(f32::NEG_INFINITY),
+    }
+    for group in groups {
+        match group {
+            [a, b, c] => fold::<3, false>(out, [a, b, c]),
+            [a, b] => fold::<2, false>(out, [a, b]),
+            [a] => fold::<1, false>(out, [a]),
+            _ => {}
         }
-        for (j, o) in tap.outputs.clone().enumerate() {
-            let i = tap.source + j * stride;
-            max_into(&mut out[o * width..][..width], &lines[i * width..][..width]);
-        }
+    }
+}
+
+/// [`max_of`] for `N` sources, starting from `-inf` (`FRESH`) or from what `out` holds.
+#[inline(always)]
+fn fold<const N: usize, const FRESH: bool>(out: &mut [f32], sources: [&&[f32]; N]) {
+    let len = out.len();
+    let sources = sources.map(|source| &source[..len]);
+    for (i, o) in out.iter_mut().enumerate() {
+        let start = if FRESH { f32::NEG_INFINITY } else { *o };
+        *o = sources.iter().fold(start, |m, source| larger(m, source[i]));
     }
 }
 
@@ -278,6 +330,7 @@ mod tests {
             (spec([3, 3], [1, 1], explicit([0, 2], [2, 0]), 2), [1, 2, 6, 7]),
             (spec([3, 3], [1, 1], PaddingSpec::Valid, 2), [1, 2, 6, 7]),
             (spec([1, 5], [1, 1], explicit([0, 2], [0, 2]), 2), [2, 2, 3, 4]),
+            (spec([7, 7], [1, 1], explicit([3, 3], [3, 3]), 2), [1, 2, 12, 12]),
             // stride 2 over an odd width whose last value every tap's output reads
             (spec([3, 1], [2, 2], PaddingSpec::Valid, 2), [1, 2, 7, 9]),
         ];
