@@ -231,20 +231,41 @@ impl FastConv {
             && !padded
             && pixels == shape[2] * shape[3];
         let direct = if pointwise { pixels / PANEL * PANEL } else { 0 };
+        // Long output lines are convolved a line at a time from the padded input, not gathered.
+        let runs =
+            (!pointwise && columns.output >= RUN_COLUMNS).then(|| Padded::new(&rows, &columns));
         // Whole panels per band, so that only the image's last panel can be part-empty.
         let panel_bytes = (4 * depth * PANEL).max(1);
         let band_pixels = (patch_bytes / panel_bytes).max(1) * PANEL;
-        let mut panels = Scratch::new(gemm::panels_len(depth, band_pixels.min(pixels - direct)))?;
-        let mut phased = Scratch::new(if columns.stride > 1 {
+        let mut panels = Scratch::new(match &runs {
+            Some(padded) => padded.len(shape[1]),
+            None => gemm::panels_len(depth, band_pixels.min(pixels - direct)),
+        })?;
+        let mut phased = Scratch::new(if columns.stride > 1 && runs.is_none() {
             shape[1] * rows.input * columns.phased_len()
         } else {
             0
         })?;
+        let first_line = runs.as_ref().map(|padded| padded.offsets(shape[1], &self.spec));
+        let mut offsets = vec![0; depth];
         let window = [&taps[0][..], &taps[1][..]];
         let out_shape = [shape[0], self.weights.rows(), rows.output, columns.output];
         output(&out_shape, |output| {
             let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
             for (image, out) in images.zip(output.chunks_exact_mut(self.weights.rows() * pixels)) {
+                if let (Some(padded), Some(first)) = (&runs, &first_line) {
+                    padded.fill(image, [&rows, &columns], &mut panels);
+                    let below = rows.stride * padded.line();
+                    for y in 0..rows.output {
+                        for (offset, &first) in offsets.iter_mut().zip(first) {
+                            *offset = first + y * below;
+                        }
+                        let (b, width) = (Right::Runs(&panels, &offsets), columns.output);
+                        let c = &mut out[y * width..];
+                        gemm::multiply(self.kernel, &self.weights, b, width, c, pixels, self.relu);
+                    }
+                    continue;
+                }
                 let lines = if columns.stride == 1 {
                     image
                 } else {
@@ -273,6 +294,90 @@ impl FastConv {
             }
             Ok(())
         })
+    }
+}
+
+/// Output lines of at least this many pixels are convolved a line at a time from the padded
+/// input ([`Padded`]) rather than from gathered patches: at least three of the product's panels,
+/// as only the last panel of each line can be part-empty (conv1's 112 pixels).
+const RUN_COLUMNS: usize = 3 * PANEL;
+
+/// An image padded with zeros as far as a window reads, each padded line split into phases by
+/// the column stride (like [`Axis::split`]), so that every tap of the window reads one
+/// contiguous run for a whole line of output pixels: a product's `B` as [`Right::Runs`],
+/// without gathering the patches.
+struct Padded {
+    /// Padded lines per plane.
+    lines: usize,
+    /// Values per phase of a padded line.
+    phase: usize,
+    /// The column stride: phases per line.
+    stride: usize,
+}
+
+impl Padded {
+    /// The padding of a window along `rows` and `columns`, each with at least one output.
+    fn new(rows: &Axis, columns: &Axis) -> Padded {
+        let reach =
+            |axis: &Axis| (axis.output - 1).saturating_mul(axis.stride).saturating_add(axis.kernel);
+        let (lines, width) = (reach(rows), reach(columns));
+        Padded { lines, phase: width.div_ceil(columns.stride), stride: columns.stride }
+    }
+
+    /// Floats per padded line.
+    fn line(&self) -> usize {
+        self.phase.saturating_mul(self.stride)
+    }
+
+    /// Floats for `channels` padded planes, and a panel past them: the product reads whole
+    /// panels, the lanes past a line's end from whatever follows it. `usize::MAX` (a buffer
+    /// [`Scratch::new`] refuses) where a hostile geometry would overflow.
+    fn len(&self, channels: usize) -> usize {
+        let planes = channels.checked_mul(self.lines).and_then(|n| n.checked_mul(self.line()));
+        planes.and_then(|n| n.checked_add(PANEL)).unwrap_or(usize::MAX)
+    }
+
+    /// Where each tap of `spec`'s window (in the weights' order: channel, row, column) reads
+    /// its run for the first line of output pixels; each next line is `rows.stride` padded
+    /// lines further on.
+    fn offsets(&self, channels: usize, spec: &PoolSpec) -> Vec<usize> {
+        let [kh, kw] = [spec.kernel_shape[0], spec.kernel_shape[1]];
+        let plane = self.lines * self.line();
+        let taps = (0..channels)
+            .flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c, ky, kx))));
+        taps.map(|(c, ky, kx)| {
+            c * plane + ky * self.line() + kx % self.stride * self.phase + kx / self.stride
+        })
+        .collect()
+    }
+
+    /// Writes `image` (`C x H x W`) padded and split into `out` (at least [`Padded::len`]):
+    /// each line copied into a padded line, then split into phases.
+    fn fill(&self, image: &[f32], [rows, columns]: [&Axis; 2], out: &mut [f32]) {
+        out.fill(0.0);
+        let (line_len, plane) = (self.line(), self.lines * self.line());
+        // The padded line: its padding is never written, so it stays zero.
+        let mut wide = vec![0f32; line_len];
+        let inside = columns.input.min(line_len.saturating_sub(columns.pad_before));
+        for (channel, values) in image.chunks_exact(rows.input * columns.input).enumerate() {
+            for (y, line) in values.chunks_exact(columns.input).enumerate() {
+                let row = y + rows.pad_before;
+                if row >= self.lines {
+                    break;
+                }
+                wide[columns.pad_before.min(line_len)..][..inside].copy_from_slice(&line[..inside]);
+                let to = &mut out[channel * plane + row * line_len..][..line_len];
+                if self.stride == 1 {
+                    to.copy_from_slice(&wide);
+                    continue;
+                }
+                for (x, values) in wide.chunks_exact(self.stride).enumerate() {
+                    for (phase, &value) in values.iter().enumerate() {
+                        to[phase * self.phase + x] = value;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -418,6 +523,10 @@ mod tests {
             (spec([2, 3], [3, 2], explicit([0, 2], [1, 0]), 2, 3), [1, 2, 8, 11], &[]),
             (spec([1, 1], [2, 2], PaddingSpec::Valid, 3, 2), [1, 3, 5, 5], &[2]),
             (spec([1, 1], [1, 1], explicit([0, 0], [1, 2]), 3, 2), [1, 3, 4, 5], &[2]),
+            // output lines of 96 pixels and more, convolved from the padded input
+            (spec([7, 7], [2, 2], explicit([3, 3], [3, 3]), 3, 8), [1, 3, 12, 224], &[8]),
+            (spec([3, 3], [1, 1], explicit([1, 1], [1, 1]), 2, 3), [2, 2, 3, 100], &[3]),
+            (spec([2, 3], [3, 2], explicit([0, 2], [1, 0]), 2, 3), [1, 2, 8, 201], &[]),
         ];
         for ((seed, (spec, shape, bias)), relu) in
             cases.into_iter().enumerate().flat_map(|case| [(case.clone(), false), (case, true)])

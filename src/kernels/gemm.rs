@@ -96,17 +96,37 @@ pub enum Right<'a> {
     /// Row-major as it stands, one depth step every `stride` floats (a 1x1 convolution's input
     /// planes): read a whole panel at a time, so the product takes whole panels of it only.
     Rows(&'a [f32], usize),
+    /// Depth step `k` the run of `values` from `offsets[k]` on (the padded input lines that a
+    /// convolution's taps read for a line of output pixels), one offset per step: read a whole
+    /// panel at a time, so `values` holds the columns' whole panels past every offset.
+    Runs(&'a [f32], &'a [usize]),
 }
 
 impl<'a> Right<'a> {
     /// Panel `index` of a `depth`-deep `B` from depth step `start` on, for `steps` steps: the
-    /// floats the kernel reads, and how far apart its steps are.
-    fn panel(self, depth: usize, index: usize, [start, steps]: [usize; 2]) -> (&'a [f32], usize) {
-        let (from, stride) = match self {
-            Right::Panels(panels) => (&panels[index * PANEL * depth..], PANEL),
-            Right::Rows(rows, stride) => (&rows[index * PANEL..], stride),
+    /// floats the kernel reads (for [`Right::Runs`], all from the panel on: [`Right::holds`]
+    /// checked that they reach far enough), and where each of its steps starts in them.
+    fn panel(
+        self,
+        depth: usize,
+        index: usize,
+        [start, steps]: [usize; 2],
+    ) -> (&'a [f32], Steps<'a>) {
+        let (from, steps) = match self {
+            Right::Panels(panels) => {
+                (&panels[index * PANEL * depth + start * PANEL..], Steps::Every(PANEL, steps))
+            }
+            Right::Rows(rows, stride) => {
+                (&rows[index * PANEL + start * stride..], Steps::Every(stride, steps))
+            }
+            Right::Runs(values, offsets) => {
+                (&values[index * PANEL..], Steps::At(&offsets[start..][..steps]))
+            }
         };
-        (&from[start * stride..][..(steps - 1) * stride + PANEL], stride)
+        match steps {
+            Steps::Every(..) => (&from[..steps.reach()], steps),
+            Steps::At(_) => (from, steps),
+        }
     }
 
     /// Whether `B` holds the whole panels of `columns` columns, `depth` steps deep.
@@ -118,6 +138,38 @@ impl<'a> Right<'a> {
                     && stride >= columns
                     && rows.len() >= (depth - 1) * stride + columns
             }
+            Right::Runs(values, offsets) => {
+                let last =
+                    offsets.iter().max().map_or(0, |&last| last + columns.div_ceil(PANEL) * PANEL);
+                offsets.len() == depth && values.len() >= last
+            }
+        }
+    }
+}
+
+/// Where each depth step of a panel of `B` starts in the floats the kernel reads.
+#[derive(Debug, Clone, Copy)]
+enum Steps<'a> {
+    /// Step `k` at `k * stride`, for `steps` steps.
+    Every(usize, usize),
+    /// Step `k` at `offsets[k]`.
+    At(&'a [usize]),
+}
+
+impl Steps<'_> {
+    /// How many floats the steps reach: each is a panel's width.
+    fn reach(self) -> usize {
+        match self {
+            Steps::Every(stride, steps) => (steps - 1) * stride + PANEL,
+            Steps::At(offsets) => offsets.iter().max().map_or(0, |&last| last + PANEL),
+        }
+    }
+
+    /// How many steps there are.
+    fn len(self) -> usize {
+        match self {
+            Steps::Every(_, steps) => steps,
+            Steps::At(offsets) => offsets.len(),
         }
     }
 }
@@ -188,7 +240,7 @@ pub fn multiply(
         let steps = DEPTH.min(depth - start);
         let (first, last) = (start == 0, start + steps == depth);
         for index in 0..columns.div_ceil(PANEL) {
-            let (b, stride) = b.panel(depth, index, [start, steps]);
+            let (b, located) = b.panel(depth, index, [start, steps]);
             let column = index * PANEL;
             let width = PANEL.min(columns - column);
             let row_panels = a.data.chunks_exact(ROWS * depth).zip(a.bias.chunks_exact(ROWS));
@@ -197,8 +249,8 @@ pub fn multiply(
                 let tile = &mut c[p * ROWS * ldc + column..][..(rows - 1) * ldc + width];
                 let block = &weights[start * ROWS..][..steps * ROWS];
                 let before = if first { Start::Bias(bias) } else { Start::Sums };
-                let shape = [ldc, rows, width, stride];
-                run_tile(kernel, block, b, tile, shape, before, relu && last);
+                let shape = [ldc, rows, width];
+                run_tile(kernel, block, (b, located), tile, shape, before, relu && last);
             }
         }
     }
@@ -214,18 +266,18 @@ enum Start<'a> {
 }
 
 /// One tile: `tile`'s `rows` lines (`ldc` apart, `width` used) `= start + a b`, where `a` is
-/// `steps x ROWS` and `b` is `steps x PANEL`, its steps `stride` floats apart.
+/// `steps x ROWS` and `b` is `steps x PANEL`, its steps where the [`Steps`] say.
 fn run_tile(
     kernel: Kernel,
     a: &[f32],
-    b: &[f32],
+    b: (&[f32], Steps),
     tile: &mut [f32],
-    shape: [usize; 4],
+    shape: [usize; 3],
     start: Start,
     relu: bool,
 ) {
-    let [ldc, rows, width, stride] = shape;
-    debug_assert!(b.len() == (a.len() / ROWS - 1) * stride + PANEL);
+    let [ldc, rows, width] = shape;
+    debug_assert!(b.0.len() >= b.1.reach() && b.1.len() == a.len() / ROWS);
     debug_assert!(a.len().is_multiple_of(ROWS) && rows <= ROWS && width <= PANEL);
     debug_assert!(tile.len() == (rows - 1) * ldc + width);
     debug_assert!(
@@ -245,22 +297,22 @@ fn run_tile(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`, its steps
-    //! `stride` floats apart) whole, and writes (after reading, unless it starts from the bias)
-    //! `width` values of each of `rows` lines of `tile`, `ldc` apart. One body, [`part`], serves
-    //! both vector widths: inlined into each kernel, it is compiled with that kernel's CPU
-    //! features.
+    //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`, its steps where
+    //! its [`Steps`] say) whole, and writes (after reading, unless it starts from the bias)
+    //! `width` values of each of `rows` lines of `tile`, `ldc` apart. One body, [`vectors`],
+    //! serves both vector widths and both kinds of steps: inlined into each kernel, it is
+    //! compiled with that kernel's CPU features.
     //!
     //! The contract every `unsafe fn` here shares, called "the kernel contract" below: the CPU
     //! has the features of the vector type `V` (AVX-512F for `__m512`, AVX2 and FMA for
     //! `__m256`), and the operands have the lengths above, with `rows <= ROWS`,
-    //! `width <= PANEL`, `b.len() == (steps - 1) * stride + PANEL` and
-    //! `tile.len() == (rows - 1) * ldc + width`.
+    //! `width <= PANEL`, `b.0.len() >= b.1.reach()` (every step's `PANEL` floats lie in
+    //! `b.0`), `b.1.len() == steps` and `tile.len() == (rows - 1) * ldc + width`.
 
     use std::arch::x86_64::*;
 
     use super::super::glue::LINE_FLOATS;
-    use super::{Start, PANEL, ROWS};
+    use super::{Start, Steps, PANEL, ROWS};
 
     /// How many depth steps ahead the kernel asks for the lines of `b` it is about to read.
     /// Left to the hardware prefetcher, the loads wait on the next level of cache (`b`'s steps
@@ -276,9 +328,9 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile_avx512(
         a: &[f32],
-        b: &[f32],
+        b: (&[f32], Steps),
         tile: &mut [f32],
-        shape: [usize; 4],
+        shape: [usize; 3],
         start: Start,
         relu: bool,
     ) {
@@ -291,14 +343,14 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile_avx2(
         a: &[f32],
-        b: &[f32],
+        b: (&[f32], Steps),
         tile: &mut [f32],
-        shape: [usize; 4],
+        shape: [usize; 3],
         start: Start,
         relu: bool,
     ) {
         // 16 registers: a tile of 8 rows x 4 vectors would not fit, so it runs as four parts.
-        let [_, rows, width, _] = shape;
+        let [_, rows, width] = shape;
         for first_row in (0..rows).step_by(ROWS / 2) {
             for first_column in (0..width).step_by(PANEL / 2) {
                 let corner = [first_row, first_column];
@@ -317,34 +369,73 @@ mod x86 {
     #[inline(always)]
     unsafe fn part<V: Vector, const R: usize>(
         a: &[f32],
-        b: &[f32],
+        (b, steps): (&[f32], Steps),
         tile: &mut [f32],
-        shape: [usize; 4],
+        shape: [usize; 3],
         start: Start,
         relu: bool,
         corner: [usize; 2],
     ) {
+        let two = shape[2] - corner[1] > V::LANES;
         // SAFETY: passed on from the caller; `H` vectors of `V::LANES` cover the columns left or,
         // with `H` = 1, what is left of them fits in one vector.
         unsafe {
-            if shape[2] - corner[1] > V::LANES {
-                vectors::<V, R, 2>(a, b, tile, shape, start, relu, corner);
-            } else {
-                vectors::<V, R, 1>(a, b, tile, shape, start, relu, corner);
+            match (steps, two) {
+                (Steps::Every(stride, _), true) => {
+                    vectors::<V, R, 2, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
+                }
+                (Steps::Every(stride, _), false) => {
+                    vectors::<V, R, 1, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
+                }
+                (Steps::At(offsets), true) => {
+                    vectors::<V, R, 2, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
+                }
+                (Steps::At(offsets), false) => {
+                    vectors::<V, R, 1, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
+                }
             }
         }
     }
 
-    /// [`part`] with `H` vectors per row.
+    /// Where step `k` of `b` starts: one kind of [`Steps`], so that each kind compiles to its
+    /// own loop.
+    trait Locate: Copy {
+        /// The start of step `step`, or of the first step where it is past the last.
+        fn at(self, step: usize) -> usize;
+    }
+
+    /// [`Steps::Every`]: step `k` at `k * stride`.
+    #[derive(Clone, Copy)]
+    struct Every(usize);
+
+    impl Locate for Every {
+        #[inline(always)]
+        fn at(self, step: usize) -> usize {
+            step * self.0
+        }
+    }
+
+    /// [`Steps::At`]: step `k` at `offsets[k]`.
+    #[derive(Clone, Copy)]
+    struct At<'a>(&'a [usize]);
+
+    impl Locate for At<'_> {
+        #[inline(always)]
+        fn at(self, step: usize) -> usize {
+            self.0.get(step).copied().unwrap_or(0)
+        }
+    }
+
+    /// [`part`] with `H` vectors per row, its steps located by `L`.
     ///
     /// # Safety
     /// As [`part`], and `first_column + H * V::LANES <= PANEL`.
     #[inline(always)]
-    unsafe fn vectors<V: Vector, const R: usize, const H: usize>(
+    unsafe fn vectors<V: Vector, const R: usize, const H: usize, L: Locate>(
         a: &[f32],
-        b: &[f32],
+        (b, steps): (&[f32], L),
         tile: &mut [f32],
-        [ldc, rows, width, stride]: [usize; 4],
+        [ldc, rows, width]: [usize; 3],
         start: Start,
         relu: bool,
         [first_row, first_column]: [usize; 2],
@@ -353,16 +444,17 @@ mod x86 {
         let mut sums = [[unsafe { V::zero() }; H]; R];
         let weights = a.as_ptr();
         for (step, a) in a.chunks_exact(ROWS).enumerate() {
-            let b_ahead = b.as_ptr().wrapping_add((step + B_AHEAD) * stride + first_column);
+            let b_ahead = b.as_ptr().wrapping_add(steps.at(step + B_AHEAD) + first_column);
             for line in (0..H * V::LANES).step_by(LINE_FLOATS) {
                 prefetch(b_ahead.wrapping_add(line));
             }
             prefetch(weights.wrapping_add((step + A_AHEAD) * ROWS));
-            // SAFETY: the CPU has `V`'s features; step `step` of `b` starts `step * stride`
-            // floats in and holds `PANEL` floats (the kernel contract), and the vectors read end
-            // at `first_column + H * V::LANES <= PANEL`.
+            let at = steps.at(step) + first_column;
+            // SAFETY: the CPU has `V`'s features; step `step` of `b` starts `steps.at(step)`
+            // floats in and holds `PANEL` floats (the kernel contract: `step` is below the
+            // steps' count), and the vectors read end at `first_column + H * V::LANES <= PANEL`.
             let columns: [V; H] = std::array::from_fn(|half| unsafe {
-                V::load(b.as_ptr().add(step * stride + first_column + half * V::LANES))
+                V::load(b.as_ptr().add(at + half * V::LANES))
             });
             for (sum, &weight) in sums.iter_mut().zip(&a[first_row..]) {
                 // SAFETY: the CPU has `V`'s features.
@@ -591,7 +683,14 @@ mod tests {
                 for (to, from) in rows_of_b.chunks_exact_mut(stride).zip(b.chunks_exact(columns)) {
                     to[..columns].copy_from_slice(from);
                 }
-                let mut operands = vec![Right::Panels(&panels)];
+                // And its steps in reverse order, each run found by its offset.
+                let runs = depth * stride + PANEL;
+                let mut reversed = vec![f32::NAN; runs];
+                let offsets: Vec<usize> = (0..depth).map(|k| (depth - 1 - k) * stride).collect();
+                for (&offset, from) in offsets.iter().zip(b.chunks_exact(columns)) {
+                    reversed[offset..][..columns].copy_from_slice(from);
+                }
+                let mut operands = vec![Right::Panels(&panels), Right::Runs(&reversed, &offsets)];
                 if columns.is_multiple_of(PANEL) {
                     operands.push(Right::Rows(&rows_of_b, stride));
                 }
