@@ -143,6 +143,13 @@ fn constant(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Arc<Tens
     Ok(Some(value.cast_to_dt(cast.to)?.into_owned().into_arc_tensor()))
 }
 
+/// The values of an f32 tensor, row-major: copied whole where they lie that way, as a
+/// network's weights do, rather than value by value through the array's iterator.
+fn floats(tensor: &Tensor) -> TractResult<Vec<f32>> {
+    let view = tensor.to_plain_array_view::<f32>()?;
+    Ok(view.as_slice().map_or_else(|| view.iter().copied().collect(), <[f32]>::to_vec))
+}
+
 impl Plain {
     /// The constants of `conv` at `node`, when its data is f32 NCHW with two spatial axes, its
     /// kernel (OIHW) and bias are constants, it has one group and no dilation.
@@ -175,13 +182,13 @@ impl Plain {
         {
             return Ok(None);
         }
-        let bias: Vec<f32> = bias.to_plain_array_view::<f32>()?.iter().copied().collect();
+        let bias = floats(&bias)?;
         let bias = match bias[..] {
             [one] => vec![one; out_channels],
             _ if bias.len() == out_channels => bias,
             _ => return Ok(None),
         };
-        let weights = weights.to_plain_array_view::<f32>()?.iter().copied().collect();
+        let weights = floats(&weights)?;
         Ok(Some(Plain { weights, bias, shape: [out_channels, in_channels, kh, kw] }))
     }
 }

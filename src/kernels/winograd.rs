@@ -85,8 +85,10 @@ trait Scheme {
     type Output: AsRef<[Lanes]> + AsMut<[Lanes]>;
     /// A tile of zeros.
     const ZERO: Self::Tile;
-    /// `G g Gᵀ` of a 3x3 filter `g` (row-major): `SIDE²` values, row-major.
-    fn filter(g: &[f32]) -> Vec<f32>;
+    /// A transformed filter's `SIDE²` values, row-major.
+    type Filter: AsRef<[f32]>;
+    /// `G g Gᵀ` of a 3x3 filter `g` (row-major).
+    fn filter(g: &[f32]) -> Self::Filter;
     /// `Bᵀ d B`.
     fn input(d: &Self::Tile) -> Self::Tile;
     /// `Aᵀ m A`.
@@ -126,16 +128,10 @@ impl WinogradConv {
     /// `block`.
     pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain, block: Block) -> WinogradConv {
         let [out, inputs, _, _] = plain.shape;
-        let mut transformed = vec![vec![0f32; out * inputs]; block.positions()];
-        for (index, g) in plain.weights.chunks_exact(9).enumerate() {
-            let u = match block {
-                Block::Two => F2::filter(g),
-                Block::Four => F4::filter(g),
-            };
-            for (matrix, &value) in transformed.iter_mut().zip(&u) {
-                matrix[index] = value;
-            }
-        }
+        let transformed = match block {
+            Block::Two => transform_filters::<F2>(&plain.weights),
+            Block::Four => transform_filters::<F4>(&plain.weights),
+        };
         let none = vec![0f32; out];
         let weights =
             transformed.iter().map(|u| PackedWeights::new(u, &none, out, inputs)).collect();
@@ -398,14 +394,31 @@ fn copy_part(to: &mut [f32], from: &[f32]) {
     to.copy_from_slice(from);
 }
 
+/// `U` at each position of `S`'s tile: for the 3x3 filters `weights` (OIHW, flattened), one
+/// `out x in` matrix per position, of the filters' transforms' values there.
+fn transform_filters<S: Scheme>(weights: &[f32]) -> Vec<Vec<f32>> {
+    let filters = weights.chunks_exact(9);
+    let mut matrices = vec![vec![0f32; filters.len()]; S::SIDE * S::SIDE];
+    for (index, g) in filters.enumerate() {
+        for (matrix, &value) in matrices.iter_mut().zip(S::filter(g).as_ref()) {
+            matrix[index] = value;
+        }
+    }
+    matrices
+}
+
 /// `G g Gᵀ` of a 3x3 filter `g` (row-major), where `column` is `G` times a column of three:
-/// `SIDE²` values, row-major.
-fn filter_transform<const SIDE: usize>(
+/// `SIDE²` values (`SQUARE`), row-major.
+fn filter_transform<const SIDE: usize, const SQUARE: usize>(
     g: &[f32],
     column: impl Fn([f32; 3]) -> [f32; SIDE],
-) -> Vec<f32> {
+) -> [f32; SQUARE] {
     let gg: [[f32; SIDE]; 3] = std::array::from_fn(|x| column([g[x], g[3 + x], g[6 + x]]));
-    (0..SIDE).flat_map(|row| column([gg[0][row], gg[1][row], gg[2][row]])).collect()
+    let mut u = [0.0; SQUARE];
+    for (row, line) in u.chunks_exact_mut(SIDE).enumerate() {
+        line.copy_from_slice(&column([gg[0][row], gg[1][row], gg[2][row]]));
+    }
+    u
 }
 
 /// `Σ weight x value` over `terms`, lane by lane.
@@ -455,7 +468,9 @@ impl Scheme for F2 {
     type Output = [Lanes; 4];
     const ZERO: Self::Tile = [[0.0; LANES]; 16];
 
-    fn filter(g: &[f32]) -> Vec<f32> {
+    type Filter = [f32; 16];
+
+    fn filter(g: &[f32]) -> Self::Filter {
         filter_transform(g, |[a, b, c]| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c])
     }
 
@@ -488,7 +503,9 @@ impl Scheme for F4 {
     type Output = [Lanes; 16];
     const ZERO: Self::Tile = [[0.0; LANES]; 36];
 
-    fn filter(g: &[f32]) -> Vec<f32> {
+    type Filter = [f32; 36];
+
+    fn filter(g: &[f32]) -> Self::Filter {
         filter_transform(g, |[a, b, c]| {
             let (even, odd) = (a / 24.0 + c / 6.0, b / 12.0);
             [a / 4.0, -(a + b + c) / 6.0, -(a - b + c) / 6.0, even + odd, even - odd, c]
