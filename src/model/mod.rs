@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use prost::Message;
 use tract_onnx::pb::{ModelProto, TensorProto};
 use tract_onnx::prelude::tract_ndarray::{self, Array3, Array4, ArrayD};
 use tract_onnx::prelude::*;
@@ -326,9 +327,8 @@ impl Probe {
 /// that uses an operator image classifiers do not.
 pub fn read_proto(bytes: &[u8]) -> Result<ModelProto> {
     ensure!(!bytes.is_empty(), "empty file");
-    let proto = onnx()
-        .proto_model_for_read(&mut &*bytes)
-        .context("not an ONNX model, or a truncated one")?;
+    // Decoded from the bytes as they lie: tract's own reader copies them into a buffer first.
+    let proto = ModelProto::decode(bytes).context("not an ONNX model, or a truncated one")?;
     graph_size::check(&proto)?;
     allowlist::check(&proto)?;
     Ok(proto)
