@@ -1,5 +1,6 @@
 //! The convolution's matrix product, `C = bias + A B`, with the weights `A` and the bias packed
-//! once at load time and the patches `B` gathered straight into the layout the kernel reads.
+//! once at load time and the patches `B` gathered straight into the layout the kernel reads, or
+//! read where they lie ([`Right`]).
 //!
 //! `A` (out channels x depth) is stored in panels of [`ROWS`] rows, depth-major, so the kernel
 //! reads the [`ROWS`] weights of one depth step as one run. `B` (depth x columns) is stored in
