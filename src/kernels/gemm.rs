@@ -287,7 +287,8 @@ fn run_tile(
     match kernel.0 {
         // SAFETY: a `Kernel` is only made once the CPU has been seen to have its features
         // (`Kernel::available`), and `multiply` cut the operands to the lengths the kernels
-        // read and write (checked above in debug builds).
+        // read and write, or for `Right::Runs` asserted (`Right::holds`) that every run lies
+        // inside `b` (checked above in debug builds).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { x86::tile_avx512(a, b, tile, shape, start, relu) },
         // SAFETY: as above, for AVX2 and FMA.
