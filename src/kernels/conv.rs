@@ -359,12 +359,13 @@ impl Padded {
     }
 
     /// Writes `image` (`C x H x W`) padded and split into `out` (at least [`Padded::len`]):
-    /// each line copied into a padded line, then split into phases.
+    /// each line copied into a padded line, then split into phases ([`Axis::split`]).
     fn fill(&self, image: &[f32], [rows, columns]: [&Axis; 2], out: &mut [f32]) {
         out.fill(0.0);
         let (line_len, plane) = (self.line(), self.lines * self.line());
-        // The padded line: its padding is never written, so it stays zero.
+        // The padded line, and the axis it is: its padding is never written, so it stays zero.
         let mut wide = vec![0f32; line_len];
+        let padded = Axis { input: line_len, ..*columns };
         let inside = columns.input.min(line_len.saturating_sub(columns.pad_before));
         for (channel, values) in image.chunks_exact(rows.input * columns.input).enumerate() {
             for (y, line) in values.chunks_exact(columns.input).enumerate() {
@@ -373,16 +374,7 @@ impl Padded {
                     break;
                 }
                 wide[columns.pad_before.min(line_len)..][..inside].copy_from_slice(&line[..inside]);
-                let to = &mut out[channel * plane + row * line_len..][..line_len];
-                if self.stride == 1 {
-                    to.copy_from_slice(&wide);
-                    continue;
-                }
-                for (x, values) in wide.chunks_exact(self.stride).enumerate() {
-                    for (phase, &value) in values.iter().enumerate() {
-                        to[phase * self.phase + x] = value;
-                    }
-                }
+                padded.split(&wide, &mut out[channel * plane + row * line_len..][..line_len]);
             }
         }
     }

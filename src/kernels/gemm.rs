@@ -363,8 +363,7 @@ mod x86 {
         }
     }
 
-    /// The part of the tile from row and column `corner` on: `R` rows of two vectors, or of
-    /// one when the columns left fit in one (the last panel of an image is often part-empty).
+    /// The part of the tile from row and column `corner` on, its steps located by their kind.
     ///
     /// # Safety
     /// The kernel contract; `corner` is inside the tile and `R` rows from it are within `ROWS`.
@@ -378,23 +377,41 @@ mod x86 {
         relu: bool,
         corner: [usize; 2],
     ) {
-        let two = shape[2] - corner[1] > V::LANES;
+        // SAFETY: passed on from the caller; `Every` and `At` locate the steps as `steps` does.
+        unsafe {
+            match steps {
+                Steps::Every(stride, _) => {
+                    located::<V, R, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
+                }
+                Steps::At(offsets) => {
+                    located::<V, R, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
+                }
+            }
+        }
+    }
+
+    /// [`part`] with its steps located by `L`: `R` rows of two vectors, or of one when the
+    /// columns left fit in one (the last panel of an image is often part-empty).
+    ///
+    /// # Safety
+    /// As [`part`].
+    #[inline(always)]
+    unsafe fn located<V: Vector, const R: usize, L: Locate>(
+        a: &[f32],
+        b: (&[f32], L),
+        tile: &mut [f32],
+        shape: [usize; 3],
+        start: Start,
+        relu: bool,
+        corner: [usize; 2],
+    ) {
         // SAFETY: passed on from the caller; `H` vectors of `V::LANES` cover the columns left or,
         // with `H` = 1, what is left of them fits in one vector.
         unsafe {
-            match (steps, two) {
-                (Steps::Every(stride, _), true) => {
-                    vectors::<V, R, 2, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
-                }
-                (Steps::Every(stride, _), false) => {
-                    vectors::<V, R, 1, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
-                }
-                (Steps::At(offsets), true) => {
-                    vectors::<V, R, 2, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
-                }
-                (Steps::At(offsets), false) => {
-                    vectors::<V, R, 1, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
-                }
+            if shape[2] - corner[1] > V::LANES {
+                vectors::<V, R, 2, L>(a, b, tile, shape, start, relu, corner);
+            } else {
+                vectors::<V, R, 1, L>(a, b, tile, shape, start, relu, corner);
             }
         }
     }
@@ -428,7 +445,7 @@ mod x86 {
         }
     }
 
-    /// [`part`] with `H` vectors per row, its steps located by `L`.
+    /// [`located`] with `H` vectors per row.
     ///
     /// # Safety
     /// As [`part`], and `first_column + H * V::LANES <= PANEL`.
