@@ -166,88 +166,88 @@ impl WinogradConv {
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (out, positions) = (self.bias.len(), self.block.positions());
         let across = width.div_ceil(S::BLOCK);
-        let tiles = Tiles::<S> { across, height, width, scheme: PhantomData };
-        let count = tiles.across * height.div_ceil(S::BLOCK);
+        let per_image = across * height.div_ceil(S::BLOCK);
+        let tiles = Tiles::<S> { across, per_image, height, width, scheme: PhantomData };
+        // The tiles of every image in the batch, one after another: the late layers' few
+        // tiles per image fill the products' panels together, and each weight is read once.
+        let count = per_image * shape[0];
         let band = (BAND_BYTES / (positions * 4 * (channels + out).max(1)) / PANEL).max(1) * PANEL;
         let band = band.min(count.div_ceil(PANEL) * PANEL);
         let region = apart(gemm::panels_len(channels, band));
         let mut panels = Scratch::new(positions * region)?;
         let mut products = Scratch::new(positions * apart(out * band))?;
-        output(&[shape[0], out, height, width], |output| {
-            let images = data.chunks_exact(channels * height * width);
-            for (image, result) in images.zip(output.chunks_exact_mut(out * height * width)) {
-                for start in (0..count).step_by(band) {
-                    let range = start..(start + band).min(count);
-                    let columns = range.len();
-                    tiles.transform_input(image, channels, range.clone(), &mut panels, region);
-                    let product = apart(out * columns);
-                    let products = &mut products[..positions * product];
-                    for ((u, v), m) in self
-                        .weights
-                        .iter()
-                        .zip(panels.chunks_exact(region))
-                        .zip(products.chunks_exact_mut(product))
-                    {
-                        gemm::multiply(
-                            self.kernel,
-                            u,
-                            Right::Panels(v),
-                            columns,
-                            m,
-                            columns,
-                            false,
-                        );
-                    }
-                    tiles.transform_output(products, range, &self.bias, self.relu, result);
+        output(&[shape[0], out, height, width], |result| {
+            for start in (0..count).step_by(band) {
+                let range = start..(start + band).min(count);
+                let columns = range.len();
+                tiles.transform_input(data, channels, range.clone(), &mut panels, region);
+                let product = apart(out * columns);
+                let products = &mut products[..positions * product];
+                for ((u, v), m) in self
+                    .weights
+                    .iter()
+                    .zip(panels.chunks_exact(region))
+                    .zip(products.chunks_exact_mut(product))
+                {
+                    gemm::multiply(self.kernel, u, Right::Panels(v), columns, m, columns, false);
                 }
+                tiles.transform_output(products, range, &self.bias, self.relu, result);
             }
             Ok(())
         })
     }
 }
 
-/// The output blocks of one image, `across` to a row of blocks, and the tiles of `S` they
-/// come from.
+/// The output blocks of a batch of images, `across` to a row of blocks and `per_image` to an
+/// image, and the tiles of `S` they come from.
 struct Tiles<S> {
     across: usize,
+    per_image: usize,
     height: usize,
     width: usize,
     scheme: PhantomData<S>,
 }
 
 impl<S: Scheme> Tiles<S> {
-    /// The top-left output pixel of tile `tile`.
-    fn corner(&self, tile: usize) -> (usize, usize) {
-        (S::BLOCK * (tile / self.across), S::BLOCK * (tile % self.across))
+    /// Where tile `tile` lies: its image, and the top-left pixel of its output block.
+    fn corner(&self, tile: usize) -> Corner {
+        let (image, tile) = (tile / self.per_image, tile % self.per_image);
+        Corner {
+            image,
+            top: S::BLOCK * (tile / self.across),
+            left: S::BLOCK * (tile % self.across),
+        }
     }
 
-    /// `V = Bᵀ d B` for each input channel of `image` and each tile of `range`, written as
-    /// step `channel`, column `tile - range.start` of the products' panels (each `region`
-    /// floats from the next, see [`apart`]), [`LANES`] tiles at a time.
+    /// `V = Bᵀ d B` for each input channel and each tile of `range` of the batch `data`
+    /// (`N x channels x H x W`), written as step `channel`, column `tile - range.start` of the
+    /// products' panels (each `region` floats from the next, see [`apart`]), [`LANES`] tiles at
+    /// a time.
     fn transform_input(
         &self,
-        image: &[f32],
+        data: &[f32],
         channels: usize,
         range: Range<usize>,
         panels: &mut [f32],
         region: usize,
     ) {
-        let corners: Vec<(usize, usize)> = range.clone().map(|t| self.corner(t)).collect();
+        let corners: Vec<Corner> = range.clone().map(|t| self.corner(t)).collect();
         let plane = self.height * self.width;
         // One tile buffer for all groups: a group whose tiles lie inside the image overwrites
         // every value its lanes hold, so only the others start from zeros.
         let inside: Vec<bool> = corners
             .chunks(LANES)
-            .map(|group| group.iter().all(|&(top, left)| self.inside(top, left)))
+            .map(|group| group.iter().all(|corner| self.inside(corner.top, corner.left)))
             .collect();
         let mut d = S::ZERO;
-        for (channel, values) in image.chunks_exact(plane).take(channels).enumerate() {
+        for channel in 0..channels {
             for (group, (corners, &inside)) in corners.chunks(LANES).zip(&inside).enumerate() {
                 if !inside {
                     d = S::ZERO;
                 }
-                for (lane, &(top, left)) in corners.iter().enumerate() {
-                    self.patch(values, top, left, lane, d.as_mut());
+                for (lane, corner) in corners.iter().enumerate() {
+                    let values = &data[(corner.image * channels + channel) * plane..][..plane];
+                    self.patch(values, corner.top, corner.left, lane, d.as_mut());
                 }
                 let v = S::input(&d);
                 // A group starts at a multiple of LANES, inside one panel.
@@ -295,14 +295,15 @@ impl<S: Scheme> Tiles<S> {
     }
 
     /// Where the output lines of a group of [`LANES`] tiles start in a plane, if the group is
-    /// whole and its tiles lie side by side inside one band of `S::BLOCK` lines: then each line
-    /// takes `S::BLOCK * LANES` consecutive values.
-    fn whole_rows(&self, corners: &[(usize, usize)]) -> Option<impl Iterator<Item = usize>> {
-        let (&(top, left), &(last_top, last_left)) = (corners.first()?, corners.last()?);
-        let block = S::BLOCK;
+    /// whole and its tiles lie side by side inside one band of `S::BLOCK` lines of one image:
+    /// then each line takes `S::BLOCK * LANES` consecutive values.
+    fn whole_rows(&self, corners: &[Corner]) -> Option<impl Iterator<Item = usize>> {
+        let (first, last) = (corners.first()?, corners.last()?);
+        let (top, left, block) = (first.top, first.left, S::BLOCK);
         let whole = corners.len() == LANES
-            && last_top == top
-            && last_left + block <= self.width
+            && last.image == first.image
+            && last.top == top
+            && last.left + block <= self.width
             && top + block <= self.height;
         let width = self.width;
         whole.then(|| (top..top + block).map(move |row| row * width + left))
@@ -310,7 +311,7 @@ impl<S: Scheme> Tiles<S> {
 
     /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the
     /// products (`out x range.len()` each, laid [`apart`] in `products`), into `result`
-    /// (`out x H x W`), [`LANES`] tiles at a time.
+    /// (`N x out x H x W`), [`LANES`] tiles at a time.
     fn transform_output(
         &self,
         products: &[f32],
@@ -321,13 +322,12 @@ impl<S: Scheme> Tiles<S> {
     ) {
         let columns = range.len();
         let product = products.len() / (S::SIDE * S::SIDE);
-        let corners: Vec<(usize, usize)> = range.map(|t| self.corner(t)).collect();
+        let corners: Vec<Corner> = range.map(|t| self.corner(t)).collect();
         let plane = self.height * self.width;
+        let planes = |corner: &Corner, channel| (corner.image * bias.len() + channel) * plane;
         // One buffer for all groups: each fills the lanes it uses, which are all it reads.
         let mut m = S::ZERO;
-        for (channel, (&bias, result)) in
-            bias.iter().zip(result.chunks_exact_mut(plane)).enumerate()
-        {
+        for (channel, &bias) in bias.iter().enumerate() {
             for (group, corners) in corners.chunks(LANES).enumerate() {
                 let count = corners.len();
                 for (position, lanes) in m.as_mut().iter_mut().enumerate() {
@@ -344,6 +344,7 @@ impl<S: Scheme> Tiles<S> {
                     }
                 }
                 if let Some(rows) = self.whole_rows(corners) {
+                    let result = &mut result[planes(&corners[0], channel)..][..plane];
                     for (i, row) in rows.enumerate() {
                         let line = &mut result[row..][..S::BLOCK * LANES];
                         let y = &y.as_ref()[S::BLOCK * i..][..S::BLOCK];
@@ -355,9 +356,11 @@ impl<S: Scheme> Tiles<S> {
                     }
                     continue;
                 }
-                for (lane, &(top, left)) in corners.iter().enumerate() {
+                for (lane, corner) in corners.iter().enumerate() {
+                    let result = &mut result[planes(corner, channel)..][..plane];
                     for (position, lanes) in y.as_ref().iter().enumerate() {
-                        let (row, column) = (top + position / S::BLOCK, left + position % S::BLOCK);
+                        let row = corner.top + position / S::BLOCK;
+                        let column = corner.left + position % S::BLOCK;
                         if row < self.height && column < self.width {
                             result[row * self.width + column] = lanes[lane];
                         }
@@ -366,6 +369,13 @@ impl<S: Scheme> Tiles<S> {
             }
         }
     }
+}
+
+/// Where a tile lies in the batch: its image, and the top-left pixel of its output block.
+struct Corner {
+    image: usize,
+    top: usize,
+    left: usize,
 }
 
 /// How far apart to lay buffers of `len` floats that are read or written a line from each in
@@ -558,10 +568,13 @@ mod tests {
     fn matches_the_direct_convolution() {
         let Some(kernel) = Kernel::detect() else { return };
         // Even and odd sides, a band's worth of tiles and more (for both blocks), channels not a
-        // multiple of 8, groups of tiles within a band of lines and across them.
+        // multiple of 8, groups of tiles within a band of lines and across them, and batches
+        // whose groups of tiles start in one image and end in the next.
         for (seed, (shape, out)) in [
             ([1, 3, 4, 4], 2),
             ([2, 6, 9, 7], 5),
+            ([3, 10, 14, 14], 12),
+            ([2, 16, 7, 7], 8),
             ([1, 64, 28, 28], 19),
             ([1, 64, 40, 30], 19),
             ([1, 20, 7, 7], 9),
