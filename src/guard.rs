@@ -204,7 +204,23 @@ pub fn catch_load<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     let outer = CEILING.with(|outer| outer.replace(ceiling.min(outer.get())));
     let result = catch(work);
     CEILING.with(|restored| restored.set(outer));
+    release_freed();
     result
+}
+
+/// Hands the heap's free pages back to the system. Loading a model peaks well above what it
+/// keeps (the parsed file, tract's unpacked weights); glibc keeps the freed pages, and the
+/// worker threads' arenas do not reuse them.
+fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: `malloc_trim` only returns unused heap pages to the kernel; it takes no
+        // pointer and leaves every allocation where it is.
+        unsafe { malloc_trim(0) };
+    }
 }
 
 /// The message of a panic whose payload is `payload`.
