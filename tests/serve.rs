@@ -18,7 +18,10 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// `classify --format jsonl`'s predictions for `photos`, by file name.
 fn classify_cli(photos: &[PathBuf]) -> HashMap<String, Value> {
-    common::classify_records(photos)
+    // One image per model call, as the server runs them by default: the classifier's product
+    // over a batch adds in another order, which moves the last digits of a probability.
+    let one_at_a_time = ["--batch-size", "1"].map(std::ffi::OsStr::new);
+    common::classify_records(one_at_a_time.into_iter().chain(photos.iter().map(|p| p.as_os_str())))
         .into_iter()
         .map(|record| {
             let name = Path::new(record["path"].as_str().unwrap()).file_name().unwrap();

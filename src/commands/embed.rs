@@ -2,7 +2,7 @@
 
 use anyhow::{ensure, Context, Result};
 
-use super::{load_runner, pending_inputs, run_batch, status, summarise, Head, Status};
+use super::{batch_size, load_runner, pending_inputs, run_batch, status, summarise, Head, Status};
 use crate::cli::{EmbedArgs, EmbedFormat};
 use crate::model::ModelSource;
 use crate::npy::NpyWriter;
@@ -18,8 +18,9 @@ pub(super) fn embed(args: &EmbedArgs, verbose: bool) -> Result<Status> {
     let inputs = pending_inputs(&args.inputs, resume)?;
     let source = ModelSource::resolve(args.runner.model.as_deref())?;
     let head = Head::Features(args.layer.as_deref());
-    let runner = load_runner(&source, &source.bytes()?, &args.runner, head, verbose)?;
-    let (run, batch) = (&args.runner.run, runner.model.batch_size);
+    let (run, bytes) = (&args.runner.run, source.bytes()?);
+    let batch = batch_size(run, inputs.len());
+    let runner = load_runner(&source, &bytes, &args.runner, head, batch, verbose)?;
     let one_per_line = format == EmbedFormat::Npy;
     let work = |chunk: &[Input]| embeddings(&runner, chunk, args.normalize, one_per_line);
     let failed = match format {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::tract_ndarray::Array3;
 
-use super::{default_threads, load_classifier_from, print_report, status, Status};
+use super::{batch_size, load_classifier_from, print_report, status, threads, Status};
 use crate::cli::{AblateArgs, ChannelUseArgs, ConcatOrderArgs, ReportFormat, RunArgs, VariantArgs};
 use crate::eval::true_synset;
 use crate::experiment::ablate::{self, Ablation};
@@ -42,7 +42,7 @@ fn for_each_image<R: Send>(
     }
     let inputs = Walk::new(true, &[], &[])?.discover(paths);
     ensure!(!inputs.is_empty(), "no images found");
-    let threads = run.threads.map_or_else(default_threads, usize::from);
+    let threads = threads(run);
     let mut failed = 0;
     run_ordered(
         &inputs,
@@ -90,7 +90,8 @@ struct ConcatOrderReport {
 fn original(args: &VariantArgs, verbose: bool) -> Result<(Classifier, ModelProto, Network)> {
     let source = ModelSource::resolve(args.classifier.runner.model.as_deref())?;
     let bytes = source.bytes()?;
-    let classifier = load_classifier_from(&source, &bytes, &args.classifier, 5, verbose)?;
+    let batch = batch_size(&args.classifier.runner.run, 0);
+    let classifier = load_classifier_from(&source, &bytes, &args.classifier, 5, batch, verbose)?;
     Ok((classifier, read_proto(&bytes)?, Network::analyse(&bytes, None)?))
 }
 
@@ -195,7 +196,9 @@ pub(super) fn channel_use(args: &ChannelUseArgs, verbose: bool) -> Result<Status
         .collect::<Result<Vec<_>>>()?;
     let mut failed = 0;
     if !args.paths.is_empty() {
-        let classifier = load_classifier_from(&source, &bytes, &args.classifier, 1, verbose)?;
+        let batch = batch_size(&args.classifier.runner.run, 0);
+        let classifier =
+            load_classifier_from(&source, &bytes, &args.classifier, 1, batch, verbose)?;
         let inputs: Vec<&str> = uses.iter().map(|u| u.input.as_str()).collect();
         let probe = Probe::new(&bytes, &inputs)?;
         failed = for_each_image(

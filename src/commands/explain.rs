@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{default_threads, load_classifier, print_report, Status};
+use super::{batch_size, load_classifier, print_report, threads, Status};
 use crate::cli::{ExplainArgs, ReportFormat};
 use crate::explain;
 use crate::output::{path_text, write_whole};
@@ -24,11 +24,12 @@ struct ExplainReport {
 }
 
 pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
-    let classifier = load_classifier(&args.classifier, 1, verbose)?;
+    let batch = batch_size(&args.classifier.runner.run, 0);
+    let classifier = load_classifier(&args.classifier, 1, batch, verbose)?;
     let name = args.image.display();
     let runner = &classifier.runner;
     let bytes = runner.bytes(&Input::from_arg(&args.image)).with_context(|| format!("{name}"))?;
-    let threads = args.classifier.runner.run.threads.map_or_else(default_threads, usize::from);
+    let threads = threads(&args.classifier.runner.run);
     let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
     let explained =
         explain::explain(&runner.model, &runner.preprocess, &bytes, patch, stride, threads)

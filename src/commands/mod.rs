@@ -129,7 +129,8 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     ensure!(!args.resume || format == Format::Jsonl, "--resume needs --format jsonl");
     let resume = args.output.as_deref().filter(|_| args.resume);
     let inputs = pending_inputs(&args.inputs, resume)?;
-    let mut classifier = load_classifier(&args.classifier, args.top_k, verbose)?;
+    let batch = batch_size(&args.classifier.runner.run, inputs.len());
+    let mut classifier = load_classifier(&args.classifier, args.top_k, batch, verbose)?;
     classifier.runner.crops = args.crops;
     let mut output = match &args.output {
         Some(path) => Output::file(format, path, args.resume)?,
@@ -138,7 +139,7 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     let (progress, result) = run_batch(
         &inputs,
         &args.classifier.runner.run,
-        classifier.runner.model.batch_size,
+        batch,
         "classified",
         |chunk| classifier.classify(chunk),
         |record| output.record(&record),
@@ -149,11 +150,11 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
 
 fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let inputs = pending_inputs(&args.inputs, None)?;
-    let mut classifier = load_classifier(&args.classifier, 5, verbose)?;
+    let batch = batch_size(&args.classifier.runner.run, inputs.len());
+    let mut classifier = load_classifier(&args.classifier, 5, batch, verbose)?;
     classifier.runner.crops = args.crops;
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
-    let batch = classifier.runner.model.batch_size;
     let work = |chunk: &[Input]| classifier.classify(chunk);
     let (progress, result) =
         run_batch(&inputs, &args.classifier.runner.run, batch, "classified", work, |record| {
@@ -200,7 +201,7 @@ fn run_batch(
     work: impl Fn(&[Input]) -> Vec<Record> + Sync,
     mut sink: impl FnMut(Record) -> Result<()>,
 ) -> (Progress, Result<()>) {
-    let threads = run.threads.map_or_else(default_threads, usize::from);
+    let threads = threads(run);
     let mut progress = Progress::new(inputs.len(), run.quiet, verb);
     for input in inputs.iter().filter(|input| input.path().to_str().is_none()) {
         progress.warn(&format!(
@@ -228,6 +229,27 @@ fn summarise(progress: Progress, written: Result<()>) -> Result<usize> {
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The worker threads of `run`: `--threads`, or one per core.
+fn threads(run: &RunArgs) -> usize {
+    run.threads.map_or_else(default_threads, usize::from)
+}
+
+/// Each thread's share of a run's images from which batches of two are the default.
+const BATCH_SHARE: usize = 4;
+
+/// Images per model call for a run of `images` images (0 where the count is not known when the
+/// model loads): `--batch-size`, or by default two where every thread gets at least
+/// [`BATCH_SHARE`] of them, else one. In a batch of two the Winograd products run both images'
+/// tiles in fuller panels, reading each weight once for both; a short batch is padded, so a few
+/// images run one at a time.
+fn batch_size(run: &RunArgs, images: usize) -> usize {
+    match run.batch_size {
+        Some(size) => usize::from(size),
+        None if images >= BATCH_SHARE * threads(run) => 2,
+        None => 1,
+    }
 }
 
 /// [`discover_inputs`], less those already in the JSON Lines file `resume`; an error when
@@ -304,10 +326,15 @@ fn describe_paths(args: &InputArgs) -> String {
     names.join(", ")
 }
 
-/// Resolves and loads the model, its labels and its preprocessing.
-fn load_classifier(args: &ClassifierArgs, top_k: u16, verbose: bool) -> Result<Classifier> {
+/// Resolves and loads the model, for batches of `batch`, its labels and its preprocessing.
+fn load_classifier(
+    args: &ClassifierArgs,
+    top_k: u16,
+    batch: usize,
+    verbose: bool,
+) -> Result<Classifier> {
     let source = ModelSource::resolve(args.runner.model.as_deref())?;
-    load_classifier_from(&source, &source.bytes()?, args, top_k, verbose)
+    load_classifier_from(&source, &source.bytes()?, args, top_k, batch, verbose)
 }
 
 /// [`load_classifier`] for a model source already resolved and read (`bytes`).
@@ -316,9 +343,10 @@ fn load_classifier_from(
     bytes: &[u8],
     args: &ClassifierArgs,
     top_k: u16,
+    batch: usize,
     verbose: bool,
 ) -> Result<Classifier> {
-    let runner = load_runner(source, bytes, &args.runner, Head::Scores, verbose)?;
+    let runner = load_runner(source, bytes, &args.runner, Head::Scores, batch, verbose)?;
     let classes = runner.model.classes;
     let labels = load_labels(args.labels.as_deref(), classes)?;
     let top_k = usize::from(top_k);
@@ -335,16 +363,16 @@ enum Head<'a> {
     Features(Option<&'a str>),
 }
 
-/// Loads the model of `source` (read: `bytes`) for `head`, with its preprocessing and the
-/// client for URLs.
+/// Loads the model of `source` (read: `bytes`) for `head` and batches of `batch` (see
+/// [`batch_size`]), with its preprocessing and the client for URLs.
 fn load_runner(
     source: &ModelSource,
     bytes: &[u8],
     args: &RunnerArgs,
     head: Head,
+    batch: usize,
     verbose: bool,
 ) -> Result<Runner> {
-    let batch = usize::from(args.run.batch_size);
     let (model, preprocess, _) = load_model(source, bytes, batch, &args.preprocess, head, verbose)?;
     let downloader = Downloader::new(args.download.connect_timeout, args.download.download_timeout);
     Ok(Runner { model, preprocess, downloader, crops: Crops::One })

@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use super::embed::embeddings;
-use super::{load_runner, run_batch, status, summarise, Head, Status};
+use super::{batch_size, load_runner, run_batch, status, summarise, Head, Status};
 use crate::cli::{RunArgs, SimilarArgs, SimilarFormat};
 use crate::model::ModelSource;
 use crate::npy::{self, Matrix};
@@ -52,8 +52,8 @@ struct Group {
 
 pub(super) fn similar(args: &SimilarArgs, verbose: bool) -> Result<Status> {
     let source = ModelSource::resolve(args.runner.model.as_deref())?;
-    let runner =
-        load_runner(&source, &source.bytes()?, &args.runner, Head::Features(None), verbose)?;
+    let (bytes, batch) = (source.bytes()?, batch_size(&args.runner.run, 0));
+    let runner = load_runner(&source, &bytes, &args.runner, Head::Features(None), batch, verbose)?;
     let format = args.format.unwrap_or_else(|| match std::io::stdout().is_terminal() {
         true => SimilarFormat::Table,
         false => SimilarFormat::Jsonl,
