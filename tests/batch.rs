@@ -218,21 +218,31 @@ fn assert_same_predictions(a: &Value, b: &Value) {
 #[test]
 fn batches_of_two_are_the_default_once_every_thread_gets_four_images() {
     let photos = samples();
-    let batch_of = |count: usize, threads: &str| {
+    // The batch size that -v reports in the input's shape, and the records.
+    let run = |count: usize, args: &[&str]| {
         let output = googlenet()
-            .args(["classify", "-v", "--quiet", "--format", "jsonl", "--threads", threads])
+            .args(["classify", "-v", "--quiet", "--format", "jsonl"])
+            .args(args)
             .args(&photos[..count])
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(jsonl(&output.stdout).len(), count);
+        let records = jsonl(&output.stdout);
+        assert_eq!(records.len(), count);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let shape = stderr.split_once("input `").and_then(|(_, rest)| rest.split(' ').nth(1));
-        shape.expect("-v names the input's shape").split('x').next().unwrap().to_owned()
+        let batch = shape.expect("-v names the input's shape").split('x').next().unwrap();
+        (batch.to_owned(), records)
     };
-    assert_eq!(batch_of(7, "2"), "1");
-    assert_eq!(batch_of(8, "2"), "2");
-    assert_eq!(batch_of(4, "1"), "2");
+    assert_eq!(run(7, &["--threads", "2"]).0, "1");
+    assert_eq!(run(8, &["--threads", "2"]).0, "2");
+    assert_eq!(run(4, &["--threads", "1"]).0, "2");
+    // Crops count as images: one photo's ten crops fill batches of two.
+    let (batch, crops) = run(1, &["--threads", "2", "--crops", "10"]);
+    assert_eq!(batch, "2");
+    let (batch, one_by_one) = run(1, &["--crops", "10", "--batch-size", "1"]);
+    assert_eq!(batch, "1");
+    assert_same_predictions(&crops[0], &one_by_one[0]);
 }
 
 #[test]

@@ -129,9 +129,8 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     ensure!(!args.resume || format == Format::Jsonl, "--resume needs --format jsonl");
     let resume = args.output.as_deref().filter(|_| args.resume);
     let inputs = pending_inputs(&args.inputs, resume)?;
-    let batch = batch_size(&args.classifier.runner.run, inputs.len());
-    let mut classifier = load_classifier(&args.classifier, args.top_k, batch, verbose)?;
-    classifier.runner.crops = args.crops;
+    let (classifier, chunk) =
+        load_classifier_for(&args.classifier, args.top_k, inputs.len(), args.crops, verbose)?;
     let mut output = match &args.output {
         Some(path) => Output::file(format, path, args.resume)?,
         None => Output::stdout(format),
@@ -139,7 +138,7 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     let (progress, result) = run_batch(
         &inputs,
         &args.classifier.runner.run,
-        batch,
+        chunk,
         "classified",
         |chunk| classifier.classify(chunk),
         |record| output.record(&record),
@@ -150,14 +149,13 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
 
 fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let inputs = pending_inputs(&args.inputs, None)?;
-    let batch = batch_size(&args.classifier.runner.run, inputs.len());
-    let mut classifier = load_classifier(&args.classifier, 5, batch, verbose)?;
-    classifier.runner.crops = args.crops;
+    let (classifier, chunk) =
+        load_classifier_for(&args.classifier, 5, inputs.len(), args.crops, verbose)?;
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
     let work = |chunk: &[Input]| classifier.classify(chunk);
     let (progress, result) =
-        run_batch(&inputs, &args.classifier.runner.run, batch, "classified", work, |record| {
+        run_batch(&inputs, &args.classifier.runner.run, chunk, "classified", work, |record| {
             let Outcome::Predictions(predictions) = &record.outcome else {
                 tally.add_failure();
                 return Ok(());
@@ -335,6 +333,22 @@ fn load_classifier(
 ) -> Result<Classifier> {
     let source = ModelSource::resolve(args.runner.model.as_deref())?;
     load_classifier_from(&source, &source.bytes()?, args, top_k, batch, verbose)
+}
+
+/// [`load_classifier`] for a run of `photos` photos of `crops` crops each, with the photos each
+/// worker takes at a time: enough for a batch of crops ([`batch_size`] of them all), so that a
+/// worker holds about one batch's crops, not a batch of photos' crops.
+fn load_classifier_for(
+    args: &ClassifierArgs,
+    top_k: u16,
+    photos: usize,
+    crops: Crops,
+    verbose: bool,
+) -> Result<(Classifier, usize)> {
+    let batch = batch_size(&args.runner.run, photos * crops.count());
+    let mut classifier = load_classifier(args, top_k, batch, verbose)?;
+    classifier.runner.crops = crops;
+    Ok((classifier, batch.div_ceil(crops.count())))
 }
 
 /// [`load_classifier`] for a model source already resolved and read (`bytes`).
