@@ -359,6 +359,9 @@ pub struct InspectArgs {
     /// With --profile: how many runs to average.
     #[arg(long, default_value_t = 5, value_name = "N", requires = "profile")]
     pub runs: usize,
+    /// With --profile: images per run (copies of the one image); times are per image.
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "profile", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub batch_size: u16,
     /// The input shape, e.g. `1,3,224,224`, for models whose input is not fully known.
     #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', conflicts_with = "profile")]
     pub input_shape: Option<Vec<usize>>,

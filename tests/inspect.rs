@@ -134,7 +134,16 @@ fn layers_total_the_known_parameters_and_multiply_adds() {
 
 #[test]
 fn the_profile_names_the_lrn_and_convolution_layers_and_adds_up() {
-    let profile = inspect_json(&["--profile", "--runs", "2"]);
+    for batch in [1, 2] {
+        let profile =
+            inspect_json(&["--profile", "--runs", "2", "--batch-size", &batch.to_string()]);
+        assert_eq!(profile["batch"], batch);
+        assert_profile_adds_up(&profile);
+    }
+}
+
+/// The normalisation and convolution layers are in `profile`, and their times fit its run's.
+fn assert_profile_adds_up(profile: &Value) {
     let layers = profile["layers"].as_array().unwrap();
     for name in ["pool1/norm1", "conv2/norm2"] {
         assert!(

@@ -63,7 +63,8 @@ fn inspect(args: &InspectArgs) -> Result<Status> {
     let source = ModelSource::resolve(args.model.as_deref())?;
     let json = args.format == ReportFormat::Json;
     if let Some(image) = &args.profile {
-        let model = Model::load(&source, 1)?;
+        let batch = usize::from(args.batch_size);
+        let model = Model::load(&source, batch)?;
         let (preprocess, _) = preprocess_for(&model, source.origin, &PreprocessArgs::default());
         let tensor = match image {
             Some(path) => preprocess
@@ -81,7 +82,7 @@ fn inspect(args: &InspectArgs) -> Result<Status> {
         let (nodes, total) = model.profile(&tensor, args.runs)?;
         let network = Network::analyse(&source.bytes()?, None)?;
         let macs = network.layers.iter().map(|l| (l.name.clone(), l.macs)).collect();
-        let profile = Profile::new(&nodes, total, args.runs, &macs);
+        let profile = Profile::new(&nodes, total, args.runs, batch, &macs);
         print_report(&profile, json, Profile::to_text)?;
         return Ok(Status::Success);
     }

@@ -21,7 +21,7 @@ pub struct Timing {
     /// How many nodes (for operator types).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nodes: Option<usize>,
-    /// Mean milliseconds per run.
+    /// Mean milliseconds per image.
     pub ms: f64,
     /// Share of the whole run, 0..1.
     pub share: f64,
@@ -37,7 +37,9 @@ pub struct Timing {
 pub struct Profile {
     /// Runs averaged (after one warm-up run).
     pub runs: usize,
-    /// Mean milliseconds of a whole run.
+    /// Images per run; every time is per image.
+    pub batch: usize,
+    /// Mean milliseconds of a whole run, per image.
     pub total_ms: f64,
     /// Sum of the nodes' milliseconds.
     pub nodes_ms: f64,
@@ -48,14 +50,17 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Gathers node times into the profile of a run of `total` on average over `runs`; `macs`
-    /// gives the multiply-adds of the nodes that have them, by name.
+    /// Gathers node times into the profile of a run of `total` on average over `runs`, each
+    /// run of `batch` images, per image; `macs` gives the multiply-adds of one image in the
+    /// nodes that have them, by name.
     pub fn new(
         nodes: &[NodeTime],
         total: Duration,
         runs: usize,
+        batch: usize,
         macs: &HashMap<String, u64>,
     ) -> Profile {
+        let ms = |duration: Duration| ms(duration) / batch.max(1) as f64;
         let total_ms = ms(total);
         let share = |t: f64| if total_ms > 0.0 { t / total_ms } else { 0.0 };
         let layers: Vec<Timing> = nodes
@@ -69,7 +74,7 @@ impl Profile {
                 gflops: macs
                     .get(&n.name)
                     .filter(|&&m| m > 0 && !n.time.is_zero())
-                    .map(|&m| 2.0 * m as f64 / n.time.as_secs_f64() / 1e9),
+                    .map(|&m| 2.0 * m as f64 / ms(n.time) / 1e6),
             })
             .collect();
         let mut by_op: HashMap<&str, (f64, usize)> = HashMap::new();
@@ -90,14 +95,16 @@ impl Profile {
             })
             .collect();
         operators.sort_by(|a, b| b.ms.total_cmp(&a.ms).then_with(|| a.name.cmp(&b.name)));
-        Profile { runs, total_ms, nodes_ms: layers.iter().map(|l| l.ms).sum(), operators, layers }
+        let nodes_ms = layers.iter().map(|l| l.ms).sum();
+        Profile { runs, batch, total_ms, nodes_ms, operators, layers }
     }
 
     /// The profile as aligned text: operator types, then nodes.
     pub fn to_text(&self) -> String {
         let mut text = format!(
-            "one run: {:.1} ms (mean of {} after a warm-up run); the nodes add up to {:.1} ms\n\n",
-            self.total_ms, self.runs, self.nodes_ms
+            "one image: {:.1} ms in runs of {} (mean of {} after a warm-up run); the nodes add up \
+             to {:.1} ms\n\n",
+            self.total_ms, self.batch, self.runs, self.nodes_ms
         );
         let row = |t: &Timing| {
             [
@@ -137,7 +144,7 @@ mod tests {
         };
         let nodes = [node("a", "Conv", 30), node("b", "Lrn", 40), node("c", "Conv", 20)];
         let macs = HashMap::from([("a".to_owned(), 1_500_000_000)]);
-        let profile = Profile::new(&nodes, Duration::from_millis(100), 3, &macs);
+        let profile = Profile::new(&nodes, Duration::from_millis(100), 3, 1, &macs);
         assert_eq!(profile.operators[0].name, "Conv");
         assert_eq!(profile.operators[0].nodes, Some(2));
         assert!((profile.operators[0].ms - 50.0).abs() < 1e-9);
@@ -148,5 +155,13 @@ mod tests {
         let a = profile.layers.iter().find(|l| l.name == "a").unwrap();
         assert!((a.gflops.unwrap() - 100.0).abs() < 1e-6);
         assert!(profile.layers.iter().filter(|l| l.name != "a").all(|l| l.gflops.is_none()));
+        // Runs of two images: every time halves, per image, and the rate stays.
+        let pairs = Profile::new(&nodes, Duration::from_millis(100), 3, 2, &macs);
+        assert!((pairs.total_ms - 50.0).abs() < 1e-9);
+        assert!((pairs.operators[0].ms - 25.0).abs() < 1e-9);
+        let a = pairs.layers.iter().find(|l| l.name == "a").unwrap();
+        assert!((a.ms - 15.0).abs() < 1e-9);
+        assert!((a.gflops.unwrap() - 200.0).abs() < 1e-6);
+        assert!(pairs.to_text().starts_with("one image: 50.0 ms in runs of 2"));
     }
 }

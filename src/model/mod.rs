@@ -151,10 +151,10 @@ impl Model {
             .collect())
     }
 
-    /// Runs `image` `runs` times after one warm-up run, timing every node of the optimised
-    /// plan. Returns each node's mean time and the mean time of a whole run.
+    /// Runs a batch of copies of `image` `runs` times after one warm-up run, timing every node
+    /// of the optimised plan. Returns each node's mean time and the mean time of a whole run.
     pub fn profile(&self, image: &Array3<f32>, runs: usize) -> Result<(Vec<NodeTime>, Duration)> {
-        let input = self.batch(std::slice::from_ref(image))?;
+        let input = self.batch(&vec![image.clone(); self.batch_size])?;
         let mut state = SimpleState::new(&self.plan)?;
         state.run(tvec!(input.clone().into_tvalue()))?;
         let mut times: HashMap<usize, Duration> = HashMap::new();
