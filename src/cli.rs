@@ -463,7 +463,8 @@ pub struct RunArgs {
     /// Worker threads [default: one per core].
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
-    /// Images per model call [default: 2 when every thread gets at least 4 images, else 1].
+    /// Images per model call [default: 2 where every thread gets at least 4 images or crops to
+    /// classify, eval or embed, else 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch_size: Option<u16>,
     /// No progress bar and no summary on stderr.
