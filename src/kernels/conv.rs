@@ -104,10 +104,10 @@ fn winograd_block(
     spec: &PoolSpec,
 ) -> TractResult<Option<Block>> {
     let shape = &model.outlet_fact(node.inputs[0])?.shape;
-    let sides = shape.as_concrete().and_then(|dims| Some((*dims.get(2)?, *dims.get(3)?)));
-    Ok(sides
-        .filter(|&(height, width)| winograd::suits(spec, height, width))
-        .map(|(height, width)| Block::for_input(height, width)))
+    let dims = shape.as_concrete().and_then(|d| Some((*d.first()?, *d.get(2)?, *d.get(3)?)));
+    Ok(dims
+        .filter(|&(_, height, width)| winograd::suits(spec, height, width))
+        .map(|(images, height, width)| Block::for_input(images, height, width)))
 }
 
 /// The node after `conv` when it is a ReLU (tract's `max(x, 0)` with a zero constant of no

@@ -51,12 +51,13 @@ pub enum Block {
 }
 
 impl Block {
-    /// F(4x4, 3x3) where its tiles fill at least two panels of the product ([`PANEL`] columns
-    /// each; on GoogLeNet, the 56x56 layer), else F(2x2, 3x3): with fewer tiles, the products
-    /// run on narrow or part-empty panels, which cost more than the multiplications saved
-    /// (measured on the 28x28, 14x14 and 7x7 layers).
-    pub fn for_input(height: usize, width: usize) -> Block {
-        if height.div_ceil(F4::BLOCK) * width.div_ceil(F4::BLOCK) >= 2 * PANEL {
+    /// F(4x4, 3x3) where the tiles of a batch of `images` fill at least two panels of the
+    /// product ([`PANEL`] columns each; on GoogLeNet, the 56x56 layer, and the 28x28 ones in
+    /// batches of two), else F(2x2, 3x3): with fewer tiles, the products run on narrow or
+    /// part-empty panels, which cost more than the multiplications saved (measured on the
+    /// 28x28 layers one image at a time, and the 14x14 and 7x7 layers).
+    pub fn for_input(images: usize, height: usize, width: usize) -> Block {
+        if images * height.div_ceil(F4::BLOCK) * width.div_ceil(F4::BLOCK) >= 2 * PANEL {
             Block::Four
         } else {
             Block::Two
@@ -613,11 +614,14 @@ mod tests {
 
     #[test]
     fn four_by_four_blocks_only_where_their_tiles_fill_two_panels() {
-        assert_eq!(Block::for_input(56, 56), Block::Four);
-        assert_eq!(Block::for_input(32, 32), Block::Four);
+        assert_eq!(Block::for_input(1, 56, 56), Block::Four);
+        assert_eq!(Block::for_input(1, 32, 32), Block::Four);
         for side in [28, 14, 7, 1] {
-            assert_eq!(Block::for_input(side, side), Block::Two, "{side}");
+            assert_eq!(Block::for_input(1, side, side), Block::Two, "{side}");
         }
+        // A batch's tiles run as one sequence: two images of 28x28 fill the panels.
+        assert_eq!(Block::for_input(2, 28, 28), Block::Four);
+        assert_eq!(Block::for_input(2, 14, 14), Block::Two);
     }
 
     #[test]
