@@ -57,7 +57,7 @@ impl Block {
     /// part-empty panels, which cost more than the multiplications saved (measured on the
     /// 28x28 layers one image at a time, and the 14x14 and 7x7 layers).
     pub fn for_input(images: usize, height: usize, width: usize) -> Block {
-        if images * height.div_ceil(F4::BLOCK) * width.div_ceil(F4::BLOCK) >= 2 * PANEL {
+        if images * Tiles::<F4>::new(height, width).per_image >= 2 * PANEL {
             Block::Four
         } else {
             Block::Two
@@ -166,12 +166,10 @@ impl WinogradConv {
         let input = input.as_standard_layout();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
         let (out, positions) = (self.bias.len(), self.block.positions());
-        let across = width.div_ceil(S::BLOCK);
-        let per_image = across * height.div_ceil(S::BLOCK);
-        let tiles = Tiles::<S> { across, per_image, height, width, scheme: PhantomData };
+        let tiles = Tiles::<S>::new(height, width);
         // The tiles of every image in the batch, one after another: the late layers' few
         // tiles per image fill the products' panels together, and each weight is read once.
-        let count = per_image * shape[0];
+        let count = tiles.per_image * shape[0];
         let band = (BAND_BYTES / (positions * 4 * (channels + out).max(1)) / PANEL).max(1) * PANEL;
         let band = band.min(count.div_ceil(PANEL) * PANEL);
         let region = apart(gemm::panels_len(channels, band));
@@ -210,6 +208,13 @@ struct Tiles<S> {
 }
 
 impl<S: Scheme> Tiles<S> {
+    /// The tiles of `height x width` images.
+    fn new(height: usize, width: usize) -> Tiles<S> {
+        let across = width.div_ceil(S::BLOCK);
+        let per_image = across * height.div_ceil(S::BLOCK);
+        Tiles { across, per_image, height, width, scheme: PhantomData }
+    }
+
     /// Where tile `tile` lies: its image, and the top-left pixel of its output block.
     fn corner(&self, tile: usize) -> Corner {
         let (image, tile) = (tile / self.per_image, tile % self.per_image);
