@@ -6,9 +6,9 @@
 //!
 //! This is the only module with `unsafe` code (besides the allocation guard): the matrix
 //! product's vector loads and stores and its prefetch hints; LRN's call into its loops compiled
-//! for AVX-512 once the CPU is seen to have it, and their vector loads and stores; and the
-//! operators' output tensors, made without zeroing for the operators to write whole
-//! ([`glue::output`]). Each block states its invariant in a `// SAFETY:` comment, and the
+//! for AVX-512 once the CPU is seen to have it, and their vector loads and stores; the Winograd
+//! transforms' calls into their loops compiled for AVX2, likewise; and the operators' output
+//! tensors, made without zeroing for the operators to write whole ([`glue::output`]). Each block states its invariant in a `// SAFETY:` comment, and the
 //! kernel a product runs is a value only [`gemm::Kernel::detect`] can make, so safe code cannot
 //! pick one the CPU lacks.
 //!

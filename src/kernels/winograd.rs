@@ -35,7 +35,8 @@ use super::window::Axis;
 /// best among 0.5 to 8 MB).
 const BAND_BYTES: usize = 1 << 20;
 
-/// Tiles transformed together, one per vector lane.
+/// Tiles transformed together, one per vector lane: a 256-bit vector, as the transforms are
+/// compiled for AVX2 where the CPU has it (compiled for AVX-512 they ran 1.1x-1.4x slower).
 const LANES: usize = 8;
 
 /// Values of [`LANES`] tiles side by side.
@@ -179,7 +180,10 @@ impl WinogradConv {
             for start in (0..count).step_by(band) {
                 let range = start..(start + band).min(count);
                 let columns = range.len();
-                tiles.transform_input(data, channels, range.clone(), &mut panels, region);
+                tiles.transform(
+                    range.clone(),
+                    Transform::Input { data, channels, panels: &mut panels, region },
+                );
                 let product = apart(out * columns);
                 let products = &mut products[..positions * product];
                 for ((u, v), m) in self
@@ -190,7 +194,8 @@ impl WinogradConv {
                 {
                     gemm::multiply(self.kernel, u, Right::Panels(v), columns, m, columns, false);
                 }
-                tiles.transform_output(products, range, &self.bias, self.relu, result);
+                let (bias, relu) = (&self.bias, self.relu);
+                tiles.transform(range, Transform::Output { products, bias, relu, result });
             }
             Ok(())
         })
@@ -215,7 +220,41 @@ impl<S: Scheme> Tiles<S> {
         Tiles { across, per_image, height, width, scheme: PhantomData }
     }
 
+    /// Runs `transform` on the tiles of `range`, with 256-bit vectors where the CPU has them.
+    fn transform(&self, range: Range<usize>, transform: Transform) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, as checked just above.
+            return unsafe { self.transform_avx2(range, transform) };
+        }
+        self.run(range, transform);
+    }
+
+    /// [`Tiles::transform`] compiled for AVX2: a group's [`Lanes`] are one vector.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn transform_avx2(&self, range: Range<usize>, transform: Transform) {
+        self.run(range, transform);
+    }
+
+    /// [`Tiles::transform`]'s work, inlined into each of its versions.
+    #[inline(always)]
+    fn run(&self, range: Range<usize>, transform: Transform) {
+        match transform {
+            Transform::Input { data, channels, panels, region } => {
+                self.transform_input(data, channels, range, panels, region);
+            }
+            Transform::Output { products, bias, relu, result } => {
+                self.transform_output(products, range, bias, relu, result);
+            }
+        }
+    }
+
     /// Where tile `tile` lies: its image, and the top-left pixel of its output block.
+    #[inline(always)]
     fn corner(&self, tile: usize) -> Corner {
         let (image, tile) = (tile / self.per_image, tile % self.per_image);
         Corner {
@@ -229,6 +268,7 @@ impl<S: Scheme> Tiles<S> {
     /// (`N x channels x H x W`), written as step `channel`, column `tile - range.start` of the
     /// products' panels (each `region` floats from the next, see [`apart`]), [`LANES`] tiles at
     /// a time.
+    #[inline(always)]
     fn transform_input(
         &self,
         data: &[f32],
@@ -268,6 +308,7 @@ impl<S: Scheme> Tiles<S> {
 
     /// Whether the input tile whose outputs start at `(top, left)` lies inside the image,
     /// clear of the padding.
+    #[inline(always)]
     fn inside(&self, top: usize, left: usize) -> bool {
         let side = S::SIDE;
         top >= 1 && left >= 1 && top + side - 1 <= self.height && left + side - 1 <= self.width
@@ -275,6 +316,7 @@ impl<S: Scheme> Tiles<S> {
 
     /// Puts the input values of the tile whose outputs start at `(top, left)` into lane `lane`
     /// of `d`; the padding stays zero.
+    #[inline(always)]
     fn patch(&self, values: &[f32], top: usize, left: usize, lane: usize, d: &mut [Lanes]) {
         let side = S::SIDE;
         let inside = self.inside(top, left);
@@ -300,24 +342,10 @@ impl<S: Scheme> Tiles<S> {
         }
     }
 
-    /// Where the output lines of a group of [`LANES`] tiles start in a plane, if the group is
-    /// whole and its tiles lie side by side inside one band of `S::BLOCK` lines of one image:
-    /// then each line takes `S::BLOCK * LANES` consecutive values.
-    fn whole_rows(&self, corners: &[Corner]) -> Option<impl Iterator<Item = usize>> {
-        let (first, last) = (corners.first()?, corners.last()?);
-        let (top, left, block) = (first.top, first.left, S::BLOCK);
-        let whole = corners.len() == LANES
-            && last.image == first.image
-            && last.top == top
-            && last.left + block <= self.width
-            && top + block <= self.height;
-        let width = self.width;
-        whole.then(|| (top..top + block).map(move |row| row * width + left))
-    }
-
     /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the
     /// products (`out x range.len()` each, laid [`apart`] in `products`), into `result`
     /// (`N x out x H x W`), [`LANES`] tiles at a time.
+    #[inline(always)]
     fn transform_output(
         &self,
         products: &[f32],
@@ -349,21 +377,19 @@ impl<S: Scheme> Tiles<S> {
                         }
                     }
                 }
-                if let Some(rows) = self.whole_rows(corners) {
-                    let result = &mut result[planes(&corners[0], channel)..][..plane];
-                    for (i, row) in rows.enumerate() {
-                        let line = &mut result[row..][..S::BLOCK * LANES];
-                        let y = &y.as_ref()[S::BLOCK * i..][..S::BLOCK];
-                        for (lane, block) in line.chunks_exact_mut(S::BLOCK).enumerate() {
-                            for (value, lanes) in block.iter_mut().zip(y) {
+                for (lane, corner) in corners.iter().enumerate() {
+                    let result = &mut result[planes(corner, channel)..][..plane];
+                    let (top, left, block) = (corner.top, corner.left, S::BLOCK);
+                    if top + block <= self.height && left + block <= self.width {
+                        let lines = y.as_ref().chunks_exact(block);
+                        for (row, values) in (top..).zip(lines) {
+                            let line = &mut result[row * self.width + left..][..block];
+                            for (value, lanes) in line.iter_mut().zip(values) {
                                 *value = lanes[lane];
                             }
                         }
+                        continue;
                     }
-                    continue;
-                }
-                for (lane, corner) in corners.iter().enumerate() {
-                    let result = &mut result[planes(corner, channel)..][..plane];
                     for (position, lanes) in y.as_ref().iter().enumerate() {
                         let row = corner.top + position / S::BLOCK;
                         let column = corner.left + position % S::BLOCK;
@@ -375,6 +401,14 @@ impl<S: Scheme> Tiles<S> {
             }
         }
     }
+}
+
+/// One of the two transforms of a band of tiles, with what it reads and writes.
+enum Transform<'a> {
+    /// `V = Bᵀ d B` of the batch `data` into `panels` ([`Tiles::transform_input`]).
+    Input { data: &'a [f32], channels: usize, panels: &'a mut [f32], region: usize },
+    /// `Y = Aᵀ M A` of `products` into `result` ([`Tiles::transform_output`]).
+    Output { products: &'a [f32], bias: &'a [f32], relu: bool, result: &'a mut [f32] },
 }
 
 /// Where a tile lies in the batch: its image, and the top-left pixel of its output block.
@@ -492,22 +526,32 @@ impl Scheme for F2 {
 
     #[inline(always)]
     fn input(d: &Self::Tile) -> Self::Tile {
-        both_sides(d, |[d0, d1, d2, d3]: &[Lanes; 4]| {
-            [
-                sum([(1.0, d0), (-1.0, d2)]),
-                sum([(1.0, d1), (1.0, d2)]),
-                sum([(-1.0, d1), (1.0, d2)]),
-                sum([(1.0, d1), (-1.0, d3)]),
-            ]
-        })
+        both_sides(d, f2_input)
     }
 
     #[inline(always)]
     fn output(m: &Self::Tile) -> Self::Output {
-        both_sides(m, |[m0, m1, m2, m3]: &[Lanes; 4]| {
-            [sum([(1.0, m0), (1.0, m1), (1.0, m2)]), sum([(1.0, m1), (-1.0, m2), (-1.0, m3)])]
-        })
+        both_sides(m, f2_output)
     }
+}
+
+/// F(2x2, 3x3)'s `Bᵀ` times a column of lanes. The steps of the transforms are functions, not
+/// closures: a closure that the compiler does not inline is called once per column and row,
+/// through memory, and compiled without the caller's vector features.
+#[inline(always)]
+fn f2_input([d0, d1, d2, d3]: &[Lanes; 4]) -> [Lanes; 4] {
+    [
+        sum([(1.0, d0), (-1.0, d2)]),
+        sum([(1.0, d1), (1.0, d2)]),
+        sum([(-1.0, d1), (1.0, d2)]),
+        sum([(1.0, d1), (-1.0, d3)]),
+    ]
+}
+
+/// F(2x2, 3x3)'s `Aᵀ` times a column of lanes.
+#[inline(always)]
+fn f2_output([m0, m1, m2, m3]: &[Lanes; 4]) -> [Lanes; 2] {
+    [sum([(1.0, m0), (1.0, m1), (1.0, m2)]), sum([(1.0, m1), (-1.0, m2), (-1.0, m3)])]
 }
 
 /// F(4x4, 3x3), at the points 0, ±1, ±2.
@@ -530,29 +574,41 @@ impl Scheme for F4 {
 
     #[inline(always)]
     fn input(d: &Self::Tile) -> Self::Tile {
-        both_sides(d, |[d0, d1, d2, d3, d4, d5]: &[Lanes; 6]| {
-            [
-                sum([(4.0, d0), (-5.0, d2), (1.0, d4)]),
-                sum([(-4.0, d1), (-4.0, d2), (1.0, d3), (1.0, d4)]),
-                sum([(4.0, d1), (-4.0, d2), (-1.0, d3), (1.0, d4)]),
-                sum([(-2.0, d1), (-1.0, d2), (2.0, d3), (1.0, d4)]),
-                sum([(2.0, d1), (-1.0, d2), (-2.0, d3), (1.0, d4)]),
-                sum([(4.0, d1), (-5.0, d3), (1.0, d5)]),
-            ]
-        })
+        both_sides(d, f4_input)
     }
 
     #[inline(always)]
     fn output(m: &Self::Tile) -> Self::Output {
-        both_sides(m, |[m0, m1, m2, m3, m4, m5]: &[Lanes; 6]| {
-            [
-                sum([(1.0, m0), (1.0, m1), (1.0, m2), (1.0, m3), (1.0, m4)]),
-                sum([(1.0, m1), (-1.0, m2), (2.0, m3), (-2.0, m4)]),
-                sum([(1.0, m1), (1.0, m2), (4.0, m3), (4.0, m4)]),
-                sum([(1.0, m1), (-1.0, m2), (8.0, m3), (-8.0, m4), (1.0, m5)]),
-            ]
-        })
+        both_sides(m, f4_output)
     }
+}
+
+/// F(4x4, 3x3)'s `Bᵀ` times a column of lanes.
+#[inline(always)]
+fn f4_input([d0, d1, d2, d3, d4, d5]: &[Lanes; 6]) -> [Lanes; 6] {
+    let (t, u) = (sum([(1.0, d4), (-4.0, d2)]), sum([(1.0, d3), (-4.0, d1)]));
+    let (v, w) = (sum([(1.0, d4), (-1.0, d2)]), sum([(1.0, d3), (-1.0, d1)]));
+    [
+        sum([(4.0, d0), (-5.0, d2), (1.0, d4)]),
+        sum([(1.0, &t), (1.0, &u)]),
+        sum([(1.0, &t), (-1.0, &u)]),
+        sum([(1.0, &v), (2.0, &w)]),
+        sum([(1.0, &v), (-2.0, &w)]),
+        sum([(4.0, d1), (-5.0, d3), (1.0, d5)]),
+    ]
+}
+
+/// F(4x4, 3x3)'s `Aᵀ` times a column of lanes.
+#[inline(always)]
+fn f4_output([m0, m1, m2, m3, m4, m5]: &[Lanes; 6]) -> [Lanes; 4] {
+    let (a, b) = (sum([(1.0, m1), (1.0, m2)]), sum([(1.0, m1), (-1.0, m2)]));
+    let (c, d) = (sum([(1.0, m3), (1.0, m4)]), sum([(1.0, m3), (-1.0, m4)]));
+    [
+        sum([(1.0, m0), (1.0, &a), (1.0, &c)]),
+        sum([(1.0, &b), (2.0, &d)]),
+        sum([(1.0, &a), (4.0, &c)]),
+        sum([(1.0, &b), (8.0, &d), (1.0, m5)]),
+    ]
 }
 
 windowed_op!(WinogradConv);
