@@ -51,14 +51,20 @@ impl Scratch {
 impl Deref for Scratch {
     type Target = [f32];
 
-    #[allow(clippy::indexing_slicing, reason = "`Scratch::new` makes `values` at least `len` long")]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`Scratch::new` makes `values` at least `start + len` long"
+    )]
     fn deref(&self) -> &[f32] {
         &self.values[self.start..][..self.len]
     }
 }
 
 impl DerefMut for Scratch {
-    #[allow(clippy::indexing_slicing, reason = "`Scratch::new` makes `values` at least `len` long")]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`Scratch::new` makes `values` at least `start + len` long"
+    )]
     fn deref_mut(&mut self) -> &mut [f32] {
         &mut self.values[self.start..][..self.len]
     }
