@@ -391,8 +391,7 @@ impl<S: Scheme> Tiles<S> {
                         continue;
                     }
                     for (position, lanes) in y.as_ref().iter().enumerate() {
-                        let row = corner.top + position / S::BLOCK;
-                        let column = corner.left + position % S::BLOCK;
+                        let (row, column) = (top + position / block, left + position % block);
                         if row < self.height && column < self.width {
                             result[row * self.width + column] = lanes[lane];
                         }
