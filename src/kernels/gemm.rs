@@ -25,15 +25,17 @@
 
 use std::fmt;
 
-/// Rows of `A` per packed panel, and of the tile the kernel keeps in registers.
-pub const ROWS: usize = 8;
+/// Rows of `A` per packed panel, and of the tile the kernel keeps in registers; the last
+/// panels of a matrix may hold 8 or 4 (see [`row_panels`]).
+pub const ROWS: usize = 12;
 /// Columns of `B` per panel, and of the register tile.
 pub const PANEL: usize = 32;
 /// Depth steps per block: a panel's block of `B` is `DEPTH x PANEL` floats (32 kB).
 const DEPTH: usize = 256;
 
-/// The weights, `out x depth`, packed in panels of [`ROWS`] rows (the last one zero-padded):
-/// panel `p` holds, for each depth step `k`, the weights of rows `p * ROWS ..` at `k`. With them,
+/// The weights, `out x depth`, packed in the row panels of [`row_panels`] (the last one
+/// zero-padded): a panel of `height` rows from row `first` holds, for each depth step `k`, the
+/// weights of rows `first .. first + height` at `k`, and starts at `first * depth`. With them,
 /// the bias of each row, zero-padded the same way.
 #[derive(Clone, PartialEq)]
 pub struct PackedWeights {
@@ -52,17 +54,19 @@ impl fmt::Debug for PackedWeights {
 impl PackedWeights {
     /// Packs the row-major `rows x depth` matrix `weights` and the `rows` values of `bias`.
     pub fn new(weights: &[f32], bias: &[f32], rows: usize, depth: usize) -> PackedWeights {
-        let panels = rows.div_ceil(ROWS);
-        let mut padded = vec![0f32; panels * ROWS];
+        let padded_rows = rows.next_multiple_of(GROUP);
+        let mut padded = vec![0f32; padded_rows];
         for (to, &from) in padded.iter_mut().zip(bias) {
             *to = from;
         }
-        let mut data = vec![0f32; panels * ROWS * depth];
-        for (row, line) in weights.chunks_exact(depth.max(1)).take(rows).enumerate() {
-            let (panel, lane) = (row / ROWS, row % ROWS);
-            let packed = &mut data[panel * ROWS * depth..][..ROWS * depth];
-            for (step, &value) in packed.chunks_exact_mut(ROWS).zip(line) {
-                step[lane] = value;
+        let mut data = vec![0f32; padded_rows * depth];
+        let lines: Vec<&[f32]> = weights.chunks_exact(depth.max(1)).take(rows).collect();
+        for (first, height) in row_panels(rows) {
+            let packed = &mut data[first * depth..][..height * depth];
+            for (lane, line) in lines.iter().skip(first).take(height).enumerate() {
+                for (step, &value) in packed.chunks_exact_mut(height).zip(*line) {
+                    step[lane] = value;
+                }
             }
         }
         PackedWeights { rows, depth, data, bias: padded }
@@ -77,6 +81,30 @@ impl PackedWeights {
     pub fn depth(&self) -> usize {
         self.depth
     }
+}
+
+/// Row panels come in multiples of this many rows.
+const GROUP: usize = 4;
+
+/// The row panels of a `rows`-row `A`, as (first row, height): [`ROWS`] rows each, but for the
+/// last ones, which take the rows left rounded up to a multiple of [`GROUP`]. Four rows left
+/// after a whole panel make two panels of 8 instead: a tile of 4 rows keeps too few sums in
+/// registers to hide the multiply-adds' latency.
+pub fn row_panels(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let padded = rows.next_multiple_of(GROUP);
+    let (whole, left) = (padded / ROWS, padded % ROWS);
+    let (whole, last): (usize, &[usize]) = match left {
+        0 => (whole, &[]),
+        GROUP if whole > 0 => (whole - 1, &[2 * GROUP, 2 * GROUP]),
+        GROUP => (whole, &[GROUP]),
+        _ => (whole, &[2 * GROUP]),
+    };
+    let heights = std::iter::repeat_n(ROWS, whole).chain(last.iter().copied());
+    heights.scan(0, |first, height| {
+        let panel = (*first, height);
+        *first += height;
+        Some(panel)
+    })
 }
 
 /// How many floats the panels of `columns` columns of a `depth`-deep `B` take.
@@ -184,10 +212,10 @@ pub struct Kernel(Isa);
 /// The instruction sets there are kernels for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Isa {
-    /// 512-bit vectors: the tile is 8 rows of two vectors.
+    /// 512-bit vectors: the tile is 12 rows (or its panel's 8 or 4) of two vectors.
     #[cfg(target_arch = "x86_64")]
     Avx512,
-    /// 256-bit vectors with FMA: the tile is run as four 4-row, 2-vector quarters.
+    /// 256-bit vectors with FMA: the tile is run in parts of 4 rows and 2 vectors.
     #[cfg(target_arch = "x86_64")]
     Avx2,
 }
@@ -244,13 +272,14 @@ pub fn multiply(
             let (b, located) = b.panel(depth, index, [start, steps]);
             let column = index * PANEL;
             let width = PANEL.min(columns - column);
-            let row_panels = a.data.chunks_exact(ROWS * depth).zip(a.bias.chunks_exact(ROWS));
-            for (p, (weights, bias)) in row_panels.enumerate() {
-                let rows = ROWS.min(a.rows - p * ROWS);
-                let tile = &mut c[p * ROWS * ldc + column..][..(rows - 1) * ldc + width];
-                let block = &weights[start * ROWS..][..steps * ROWS];
+            for (first_row, height) in row_panels(a.rows) {
+                let rows = height.min(a.rows - first_row);
+                let tile = &mut c[first_row * ldc + column..][..(rows - 1) * ldc + width];
+                let weights = &a.data[first_row * depth..][..height * depth];
+                let block = &weights[start * height..][..steps * height];
+                let bias = &a.bias[first_row..][..height];
                 let before = if first { Start::Bias(bias) } else { Start::Sums };
-                let shape = [ldc, rows, width];
+                let shape = [ldc, height, rows, width];
                 run_tile(kernel, block, (b, located), tile, shape, before, relu && last);
             }
         }
@@ -260,29 +289,30 @@ pub fn multiply(
 /// What a tile's sums are added to when stored.
 #[derive(Clone, Copy)]
 enum Start<'a> {
-    /// The first depth block: each row's bias (`ROWS` values).
+    /// The first depth block: each row's bias (the panel's height of values).
     Bias(&'a [f32]),
     /// A later block: the sums already in the tile.
     Sums,
 }
 
 /// One tile: `tile`'s `rows` lines (`ldc` apart, `width` used) `= start + a b`, where `a` is
-/// `steps x ROWS` and `b` is `steps x PANEL`, its steps where the [`Steps`] say.
+/// `steps x height` (a row panel: 4, 8 or [`ROWS`] rows, `rows` of them used) and `b` is
+/// `steps x PANEL`, its steps where the [`Steps`] say.
 fn run_tile(
     kernel: Kernel,
     a: &[f32],
     b: (&[f32], Steps),
     tile: &mut [f32],
-    shape: [usize; 3],
+    shape: [usize; 4],
     start: Start,
     relu: bool,
 ) {
-    let [ldc, rows, width] = shape;
-    debug_assert!(b.0.len() >= b.1.reach() && b.1.len() == a.len() / ROWS);
-    debug_assert!(a.len().is_multiple_of(ROWS) && rows <= ROWS && width <= PANEL);
+    let [ldc, height, rows, width] = shape;
+    debug_assert!(b.0.len() >= b.1.reach() && b.1.len() * height == a.len());
+    debug_assert!(matches!(height, 4 | 8 | ROWS) && rows <= height && width <= PANEL);
     debug_assert!(tile.len() == (rows - 1) * ldc + width);
     debug_assert!(
-        matches!(start, Start::Sums) || matches!(start, Start::Bias(b) if b.len() == ROWS)
+        matches!(start, Start::Sums) || matches!(start, Start::Bias(b) if b.len() == height)
     );
     match kernel.0 {
         // SAFETY: a `Kernel` is only made once the CPU has been seen to have its features
@@ -299,7 +329,7 @@ fn run_tile(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The kernels. Each reads `a` (`steps x ROWS`) and `b` (`steps x PANEL`, its steps where
+    //! The kernels. Each reads `a` (`steps x height`) and `b` (`steps x PANEL`, its steps where
     //! its [`Steps`] say) whole, and writes (after reading, unless it starts from the bias)
     //! `width` values of each of `rows` lines of `tile`, `ldc` apart. One body, [`vectors`],
     //! serves both vector widths and both kinds of steps: inlined into each kernel, it is
@@ -307,7 +337,8 @@ mod x86 {
     //!
     //! The contract every `unsafe fn` here shares, called "the kernel contract" below: the CPU
     //! has the features of the vector type `V` (AVX-512F for `__m512`, AVX2 and FMA for
-    //! `__m256`), and the operands have the lengths above, with `rows <= ROWS`,
+    //! `__m256`), and the operands have the lengths above, with `height` 4, 8 or `ROWS`,
+    //! `rows <= height`,
     //! `width <= PANEL`, `b.0.len() >= b.1.reach()` (every step's `PANEL` floats lie in
     //! `b.0`), `b.1.len() == steps` and `tile.len() == (rows - 1) * ldc + width`.
 
@@ -322,8 +353,8 @@ mod x86 {
     /// steps the whole network ran 1.04x-1.11x faster than with none; 4 was even with 8, and
     /// 16 behind it.
     const B_AHEAD: usize = 8;
-    /// The same for the weights, `a`, whose steps follow each other: 1.02x more. A cache line
-    /// holds two of its steps, so every other step asks (1.02x more than asking at each).
+    /// The same for the weights, `a`, whose steps follow each other: 1.02x more. Only a step
+    /// that starts a new cache line asks (with 8 rows, 1.02x more than asking at every step).
     const A_AHEAD: usize = 16;
 
     /// # Safety
@@ -333,12 +364,19 @@ mod x86 {
         a: &[f32],
         b: (&[f32], Steps),
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
     ) {
-        // SAFETY: the caller keeps the kernel contract for `__m512`; the whole tile is one part.
-        unsafe { part::<__m512, ROWS>(a, b, tile, shape, start, relu, [0, 0]) }
+        // SAFETY: the caller keeps the kernel contract for `__m512`; the whole tile is one part,
+        // as high as its panel.
+        unsafe {
+            match shape[1] {
+                4 => part::<__m512, 4, 4>(a, b, tile, shape, start, relu, [0, 0]),
+                8 => part::<__m512, 8, 8>(a, b, tile, shape, start, relu, [0, 0]),
+                _ => part::<__m512, ROWS, ROWS>(a, b, tile, shape, start, relu, [0, 0]),
+            }
+        }
     }
 
     /// # Safety
@@ -348,18 +386,24 @@ mod x86 {
         a: &[f32],
         b: (&[f32], Steps),
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
     ) {
-        // 16 registers: a tile of 8 rows x 4 vectors would not fit, so it runs as four parts.
-        let [_, rows, width] = shape;
-        for first_row in (0..rows).step_by(ROWS / 2) {
+        // 16 registers: a tile of 12 rows x 4 vectors would not fit, so it runs in parts of 4 x 2.
+        let [_, height, rows, width] = shape;
+        for first_row in (0..rows).step_by(4) {
             for first_column in (0..width).step_by(PANEL / 2) {
                 let corner = [first_row, first_column];
                 // SAFETY: the caller keeps the kernel contract for `__m256`; the corner is inside
                 // the tile, as the loops stop at `rows` and `width`.
-                unsafe { part::<__m256, { ROWS / 2 }>(a, b, tile, shape, start, relu, corner) };
+                unsafe {
+                    match height {
+                        4 => part::<__m256, 4, 4>(a, b, tile, shape, start, relu, corner),
+                        8 => part::<__m256, 4, 8>(a, b, tile, shape, start, relu, corner),
+                        _ => part::<__m256, 4, ROWS>(a, b, tile, shape, start, relu, corner),
+                    }
+                }
             }
         }
     }
@@ -367,13 +411,14 @@ mod x86 {
     /// The part of the tile from row and column `corner` on, its steps located by their kind.
     ///
     /// # Safety
-    /// The kernel contract; `corner` is inside the tile and `R` rows from it are within `ROWS`.
+    /// The kernel contract, with `height == S`; `corner` is inside the tile and `R` rows from it
+    /// are within `S`.
     #[inline(always)]
-    unsafe fn part<V: Vector, const R: usize>(
+    unsafe fn part<V: Vector, const R: usize, const S: usize>(
         a: &[f32],
         (b, steps): (&[f32], Steps),
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
         corner: [usize; 2],
@@ -382,10 +427,10 @@ mod x86 {
         unsafe {
             match steps {
                 Steps::Every(stride, _) => {
-                    located::<V, R, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
+                    located::<V, R, S, _>(a, (b, Every(stride)), tile, shape, start, relu, corner)
                 }
                 Steps::At(offsets) => {
-                    located::<V, R, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
+                    located::<V, R, S, _>(a, (b, At(offsets)), tile, shape, start, relu, corner)
                 }
             }
         }
@@ -397,11 +442,11 @@ mod x86 {
     /// # Safety
     /// As [`part`].
     #[inline(always)]
-    unsafe fn located<V: Vector, const R: usize, L: Locate>(
+    unsafe fn located<V: Vector, const R: usize, const S: usize, L: Locate>(
         a: &[f32],
         b: (&[f32], L),
         tile: &mut [f32],
-        shape: [usize; 3],
+        shape: [usize; 4],
         start: Start,
         relu: bool,
         corner: [usize; 2],
@@ -409,10 +454,10 @@ mod x86 {
         // SAFETY: passed on from the caller; `H` vectors of `V::LANES` cover the columns left or,
         // with `H` = 1, what is left of them fits in one vector.
         unsafe {
-            if shape[2] - corner[1] > V::LANES {
-                vectors::<V, R, 2, L>(a, b, tile, shape, start, relu, corner);
+            if shape[3] - corner[1] > V::LANES {
+                vectors::<V, R, S, 2, L>(a, b, tile, shape, start, relu, corner);
             } else {
-                vectors::<V, R, 1, L>(a, b, tile, shape, start, relu, corner);
+                vectors::<V, R, S, 1, L>(a, b, tile, shape, start, relu, corner);
             }
         }
     }
@@ -451,11 +496,11 @@ mod x86 {
     /// # Safety
     /// As [`part`], and `first_column + H * V::LANES <= PANEL`.
     #[inline(always)]
-    unsafe fn vectors<V: Vector, const R: usize, const H: usize, L: Locate>(
+    unsafe fn vectors<V: Vector, const R: usize, const S: usize, const H: usize, L: Locate>(
         a: &[f32],
         (b, steps): (&[f32], L),
         tile: &mut [f32],
-        [ldc, rows, width]: [usize; 3],
+        [ldc, _, rows, width]: [usize; 4],
         start: Start,
         relu: bool,
         [first_row, first_column]: [usize; 2],
@@ -463,13 +508,13 @@ mod x86 {
         // SAFETY: the CPU has `V`'s features (the kernel contract).
         let mut sums = [[unsafe { V::zero() }; H]; R];
         let weights = a.as_ptr();
-        for (step, a) in a.chunks_exact(ROWS).enumerate() {
+        for (step, a) in a.chunks_exact(S).enumerate() {
             let b_ahead = b.as_ptr().wrapping_add(steps.at(step + B_AHEAD) + first_column);
             for line in (0..H * V::LANES).step_by(LINE_FLOATS) {
                 prefetch(b_ahead.wrapping_add(line));
             }
-            if step % 2 == 0 {
-                prefetch(weights.wrapping_add((step + A_AHEAD) * ROWS));
+            if (step * S) % LINE_FLOATS < S {
+                prefetch(weights.wrapping_add((step + A_AHEAD) * S));
             }
             let at = steps.at(step) + first_column;
             // SAFETY: the CPU has `V`'s features; step `step` of `b` starts `steps.at(step)`
@@ -685,6 +730,8 @@ mod tests {
             [1, 1, 1],
             [20, 64, 17],
             [13, 300, 64],
+            [24, 40, 33],
+            [28, 70, 96],
         ];
         for kernel in kernels {
             for (seed, [rows, depth, columns]) in shapes.into_iter().enumerate() {
@@ -736,15 +783,29 @@ mod tests {
 
     #[test]
     fn packing_puts_each_depth_step_of_a_row_panel_together() {
-        let weights: Vec<f32> = (0..10 * 3).map(|v| v as f32).collect();
-        let bias: Vec<f32> = (0..10).map(|v| -v as f32).collect();
-        let packed = PackedWeights::new(&weights, &bias, 10, 3);
-        assert_eq!(packed.data.len(), 2 * ROWS * 3);
-        assert_eq!(packed.bias[8..], [-8.0, -9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        // 14 rows: two panels of 8, the second with two rows of zeros.
+        let weights: Vec<f32> = (0..14 * 3).map(|v| v as f32).collect();
+        let bias: Vec<f32> = (0..14).map(|v| -(v as f32)).collect();
+        let packed = PackedWeights::new(&weights, &bias, 14, 3);
+        assert_eq!(packed.data.len(), 16 * 3);
+        assert_eq!(packed.bias[8..], [-8.0, -9.0, -10.0, -11.0, -12.0, -13.0, 0.0, 0.0]);
         // Step 1 of the first panel: column 1 of rows 0..8.
         let step: Vec<f32> = (0..8).map(|r| (r * 3 + 1) as f32).collect();
-        assert_eq!(&packed.data[ROWS..2 * ROWS], &step[..]);
-        // The second panel holds rows 8 and 9, then zeros.
-        assert_eq!(&packed.data[3 * ROWS..3 * ROWS + 3], &[24.0, 27.0, 0.0]);
+        assert_eq!(&packed.data[8..16], &step[..]);
+        // Step 0 of the second panel, from row 8 on.
+        assert_eq!(&packed.data[24..32], &[24.0, 27.0, 30.0, 33.0, 36.0, 39.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn row_panels_are_whole_but_for_the_last_rows_by_fours() {
+        let panels = |rows| row_panels(rows).collect::<Vec<_>>();
+        assert_eq!(panels(0), []);
+        assert_eq!(panels(3), [(0, 4)]);
+        assert_eq!(panels(8), [(0, 8)]);
+        assert_eq!(panels(12), [(0, 12)]);
+        assert_eq!(panels(16), [(0, 8), (8, 8)]);
+        assert_eq!(panels(20), [(0, 12), (12, 8)]);
+        assert_eq!(panels(64), [(0, 12), (12, 12), (24, 12), (36, 12), (48, 8), (56, 8)]);
+        assert_eq!(row_panels(192).count(), 16);
     }
 }
