@@ -6,7 +6,8 @@
 //! reads the [`ROWS`] weights of one depth step as one run. `B` (depth x columns) is stored in
 //! panels of [`PANEL`] columns, each `depth x PANEL` row-major, so one depth step of a panel is
 //! two 512-bit vectors (four 256-bit ones) and a panel's block of [`DEPTH`] steps stays in the
-//! L1 cache while every row panel of `A` runs over it. The kernel keeps a `ROWS x PANEL` tile
+//! L1 cache while every row panel of `A` runs over it (for `B` read where it lies, a row panel
+//! of `A` stays there instead, while `B` streams past). The kernel keeps a `ROWS x PANEL` tile
 //! of `C` in registers and stores it once per depth block: the first block adds the bias, the
 //! next ones add what is in `C`, so `C` is never filled beforehand.
 //!
@@ -268,19 +269,31 @@ pub fn multiply(
     for start in (0..depth).step_by(DEPTH) {
         let steps = DEPTH.min(depth - start);
         let (first, last) = (start == 0, start + steps == depth);
-        for index in 0..columns.div_ceil(PANEL) {
+        let mut run = |index: usize, (first_row, height): (usize, usize)| {
             let (b, located) = b.panel(depth, index, [start, steps]);
             let column = index * PANEL;
             let width = PANEL.min(columns - column);
-            for (first_row, height) in row_panels(a.rows) {
-                let rows = height.min(a.rows - first_row);
-                let tile = &mut c[first_row * ldc + column..][..(rows - 1) * ldc + width];
-                let weights = &a.data[first_row * depth..][..height * depth];
-                let block = &weights[start * height..][..steps * height];
-                let bias = &a.bias[first_row..][..height];
-                let before = if first { Start::Bias(bias) } else { Start::Sums };
-                let shape = [ldc, height, rows, width];
-                run_tile(kernel, block, (b, located), tile, shape, before, relu && last);
+            let rows = height.min(a.rows - first_row);
+            let tile = &mut c[first_row * ldc + column..][..(rows - 1) * ldc + width];
+            let weights = &a.data[first_row * depth..][..height * depth];
+            let block = &weights[start * height..][..steps * height];
+            let bias = &a.bias[first_row..][..height];
+            let before = if first { Start::Bias(bias) } else { Start::Sums };
+            let shape = [ldc, height, rows, width];
+            run_tile(kernel, block, (b, located), tile, shape, before, relu && last);
+        };
+        // Packed panels of `B` stay in L1 while every row panel of `A` passes over them. `B`
+        // read where it lies (`Rows`, `Runs`: a step's floats far from the next step's) is
+        // the one streamed instead, past a row panel of `A` that stays in L1: the layers that
+        // read it so ran 1.03x-1.04x faster that way, the others slower.
+        let column_panels = 0..columns.div_ceil(PANEL);
+        if let Right::Panels(_) = b {
+            for index in column_panels {
+                row_panels(a.rows).for_each(|panel| run(index, panel));
+            }
+        } else {
+            for panel in row_panels(a.rows) {
+                column_panels.clone().for_each(|index| run(index, panel));
             }
         }
     }
