@@ -52,13 +52,13 @@ pub enum Block {
 }
 
 impl Block {
-    /// F(4x4, 3x3) where the tiles of a batch of `images` fill at least two panels of the
-    /// product ([`PANEL`] columns each; on GoogLeNet, the 56x56 layer, and the 28x28 ones in
-    /// batches of two), else F(2x2, 3x3): with fewer tiles, the products run on narrow or
-    /// part-empty panels, which cost more than the multiplications saved (measured on the
-    /// 28x28 layers one image at a time, and the 14x14 and 7x7 layers).
+    /// F(4x4, 3x3) where the tiles of a batch of `images` fill at least one panel of the
+    /// product ([`PANEL`] columns; on GoogLeNet, the 56x56 and 28x28 layers, and the 14x14 ones
+    /// in batches of two), else F(2x2, 3x3): with fewer tiles, the products run on part-empty
+    /// panels, which cost more than the multiplications saved (measured on the 14x14 and 7x7
+    /// layers one image at a time).
     pub fn for_input(images: usize, height: usize, width: usize) -> Block {
-        if images * Tiles::<F4>::new(height, width).per_image >= 2 * PANEL {
+        if images * Tiles::<F4>::new(height, width).per_image >= PANEL {
             Block::Four
         } else {
             Block::Two
@@ -673,15 +673,17 @@ mod tests {
     }
 
     #[test]
-    fn four_by_four_blocks_only_where_their_tiles_fill_two_panels() {
-        assert_eq!(Block::for_input(1, 56, 56), Block::Four);
-        assert_eq!(Block::for_input(1, 32, 32), Block::Four);
-        for side in [28, 14, 7, 1] {
+    fn four_by_four_blocks_only_where_their_tiles_fill_a_panel() {
+        for side in [56, 28] {
+            assert_eq!(Block::for_input(1, side, side), Block::Four, "{side}");
+        }
+        for side in [14, 7, 1] {
             assert_eq!(Block::for_input(1, side, side), Block::Two, "{side}");
         }
-        // A batch's tiles run as one sequence: two images of 28x28 fill the panels.
-        assert_eq!(Block::for_input(2, 28, 28), Block::Four);
-        assert_eq!(Block::for_input(2, 14, 14), Block::Two);
+        // A batch's tiles run as one sequence: two images of 14x14 fill a panel.
+        assert_eq!(Block::for_input(2, 14, 14), Block::Four);
+        assert_eq!(Block::for_input(2, 7, 7), Block::Two);
+        assert_eq!(Block::for_input(8, 7, 7), Block::Four);
     }
 
     #[test]
