@@ -91,7 +91,7 @@ const GROUP: usize = 4;
 /// last ones, which take the rows left rounded up to a multiple of [`GROUP`]. Four rows left
 /// after a whole panel make two panels of 8 instead: a tile of 4 rows keeps too few sums in
 /// registers to hide the multiply-adds' latency.
-pub fn row_panels(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+fn row_panels(rows: usize) -> impl Iterator<Item = (usize, usize)> {
     let padded = rows.next_multiple_of(GROUP);
     let (whole, left) = (padded / ROWS, padded % ROWS);
     let (whole, last): (usize, &[usize]) = match left {
