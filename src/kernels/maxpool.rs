@@ -186,24 +186,22 @@ fn pool_plane(
     };
     // Output `i` of the group reads `i + skip - start` of the tap's phase: the outputs from
     // `start - skip` to `len + start - skip` have a value to read.
-    let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
-    let runs: Vec<(&[f32], usize, usize)> = reached
-        .map(|tap| {
+    let runs = || {
+        let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
+        reached.map(|tap| {
             (&phased[tap.source % stride * len..][..len], tap.source / stride, tap.outputs.start)
         })
-        .collect();
-    let from = runs.iter().map(|&(_, skip, start)| start.saturating_sub(skip)).max().unwrap_or(0);
-    let to = runs.iter().map(|&(_, skip, start)| (len + start).saturating_sub(skip)).min();
+    };
+    let from = runs().map(|(_, skip, start)| start.saturating_sub(skip)).max().unwrap_or(0);
+    let to = runs().map(|(_, skip, start)| (len + start).saturating_sub(skip)).min();
     let to = to.unwrap_or(len).min(len);
     if from < to {
-        let sources: Vec<&[f32]> = runs
-            .iter()
-            .map(|&(phase, skip, start)| &phase[from + skip - start..to + skip - start])
-            .collect();
-        max_of(&mut out[from..to], &sources);
+        let sources = runs().map(|(phase, skip, start)| &phase[from + skip - start..][..to - from]);
+        max_of(&mut out[from..to], sources);
     }
-    for (line, out) in lines.chunks_exact(axis.input).zip(out.chunks_exact_mut(width)) {
-        for (x, sources) in &edges.0 {
+    // Edge by edge, down the lines: each edge's sources are looked up once.
+    for (x, sources) in &edges.0 {
+        for (line, out) in lines.chunks_exact(axis.input).zip(out.chunks_exact_mut(width)) {
             out[*x] = sources.iter().fold(f32::NEG_INFINITY, |m, &i| larger(m, line[i]));
         }
     }
@@ -216,44 +214,53 @@ fn pool_lines(taps: &[Tap], stride: usize, lines: &[f32], out: &mut [f32], width
     let outputs = out.len() / width;
     let line = |tap: &Tap, o: usize| tap.source + (o - tap.outputs.start) * stride;
     let flat = if stride == 1 { everywhere(taps, outputs) } else { 0..0 };
-    let mut sources = Vec::with_capacity(taps.len());
     if !flat.is_empty() {
         let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
         let size = flat.len() * width;
-        sources.extend(reached.map(|tap| &lines[line(tap, flat.start) * width..][..size]));
-        max_of(&mut out[flat.start * width..][..size], &sources);
+        let sources = reached.map(|tap| &lines[line(tap, flat.start) * width..][..size]);
+        max_of(&mut out[flat.start * width..][..size], sources);
     }
     for o in (0..outputs).filter(|o| !flat.contains(o)) {
-        sources.clear();
         let reaching = taps.iter().filter(|tap| tap.outputs.contains(&o));
-        sources.extend(reaching.map(|tap| &lines[line(tap, o) * width..][..width]));
-        max_of(&mut out[o * width..][..width], &sources);
+        let sources = reaching.map(|tap| &lines[line(tap, o) * width..][..width]);
+        max_of(&mut out[o * width..][..width], sources);
     }
 }
 
 /// `out[i]` = the max of `-inf` and every `source[i]`, taken source by source in order (what
 /// [`max_into`] from `-inf` gives), in one pass over `out` for up to three sources.
-fn max_of(out: &mut [f32], sources: &[&[f32]]) {
-    let mut groups = sources.chunks(3);
-    match groups.next().unwrap_or_default() {
-        [a, b, c] => fold::<3, true>(out, [a, b, c]),
-        [a, b] => fold::<2, true>(out, [a, b]),
-        [a] => fold::<1, true>(out, [a]),
-        _ => out.fill(f32::NEG_INFINITY),
-    }
-    for group in groups {
-        match group {
-            [a, b, c] => fold::<3, false>(out, [a, b, c]),
-            [a, b] => fold::<2, false>(out, [a, b]),
-            [a] => fold::<1, false>(out, [a]),
-            _ => {}
+fn max_of<'a>(out: &mut [f32], sources: impl Iterator<Item = &'a [f32]>) {
+    let mut sources = sources.fuse();
+    let mut fresh = true;
+    loop {
+        match [sources.next(), sources.next(), sources.next()] {
+            [Some(a), Some(b), Some(c)] => fold_from(fresh, out, [a, b, c]),
+            [Some(a), Some(b), None] => return fold_from(fresh, out, [a, b]),
+            [Some(a), None, _] => return fold_from(fresh, out, [a]),
+            [None, ..] => {
+                if fresh {
+                    out.fill(f32::NEG_INFINITY);
+                }
+                return;
+            }
         }
+        fresh = false;
+    }
+}
+
+/// [`fold`] from `-inf` when `fresh`, else from what `out` holds.
+#[inline(always)]
+fn fold_from<const N: usize>(fresh: bool, out: &mut [f32], sources: [&[f32]; N]) {
+    if fresh {
+        fold::<N, true>(out, sources);
+    } else {
+        fold::<N, false>(out, sources);
     }
 }
 
 /// [`max_of`] for `N` sources, starting from `-inf` (`FRESH`) or from what `out` holds.
 #[inline(always)]
-fn fold<const N: usize, const FRESH: bool>(out: &mut [f32], sources: [&&[f32]; N]) {
+fn fold<const N: usize, const FRESH: bool>(out: &mut [f32], sources: [&[f32]; N]) {
     let len = out.len();
     let sources = sources.map(|source| &source[..len]);
     for (i, o) in out.iter_mut().enumerate() {
