@@ -8,9 +8,9 @@
 //! product's vector loads and stores and its prefetch hints; LRN's call into its loops compiled
 //! for AVX-512 once the CPU is seen to have it, and their vector loads and stores; the Winograd
 //! transforms' calls into their loops compiled for AVX2, likewise; and the operators' output
-//! tensors, made without zeroing for the operators to write whole ([`glue::output`]). Each block states its invariant in a `// SAFETY:` comment, and the
-//! kernel a product runs is a value only [`gemm::Kernel::detect`] can make, so safe code cannot
-//! pick one the CPU lacks.
+//! tensors, made without zeroing for the operators to write whole ([`glue::output`]). Each
+//! block states its invariant in a `// SAFETY:` comment, and the kernel a product runs is a
+//! value only [`gemm::Kernel::detect`] can make, so safe code cannot pick one the CPU lacks.
 //!
 //! Each replacement keeps tract's semantics: the unit tests compare every operator with
 //! tract's own on random tensors, and the parity tests hold the whole network to onnxruntime's
