@@ -98,6 +98,8 @@ impl FastLrn {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn image_avx512(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
+        // `sum` is `image_planes`' buffer; here it gives only the plane's length, as the sums
+        // stay in registers.
         if self.beta != 0.75 {
             return self.image_planes(x, sum, out);
         }
@@ -110,7 +112,7 @@ impl FastLrn {
                 let planes = &x[window.start * plane + start..(window.end - 1) * plane + end];
                 let (x, out) = (&x[c * plane + start..c * plane + end], &mut out[start..end]);
                 // SAFETY: the CPU has AVX-512F, as the caller promises.
-                unsafe { normalise_avx512(out, x, (planes, plane), &mut sum[start..end], terms) };
+                unsafe { normalise_avx512(out, x, (planes, plane), terms) };
             }
         }
     }
@@ -177,22 +179,16 @@ fn three_quarters(out: &mut [f32], x: &[f32], t: &[f32]) {
 /// One channel of LRN with `beta` 0.75 in one pass, 16 values at a time: `out = x * t^-0.75`,
 /// where `t = bias + scale * s` (`[bias, scale] = terms`) and `s` sums the squares of the
 /// `window`'s planes (`(values, stride)`: a plane of `x.len()` values every `stride`) in order,
-/// kept in registers. `t^-0.75` is
-/// `y * y * z`, where `y = 1/sqrt(t)` and `z = 1/sqrt(y)`, each the CPU's 14-bit estimate
-/// refined by one Newton step (to within about 2e-7 of the exact value), instead of a division
-/// and two square roots. The values past the last 16 go through `sum` and [`three_quarters`].
+/// kept in registers. `t^-0.75` is `y * y * z`, where `y = 1/sqrt(t)` and `z = 1/sqrt(y)`,
+/// each the CPU's 14-bit estimate refined by one Newton step (to within about 2e-7 of the exact
+/// value), instead of a division and two square roots. The values past the last 16 go through
+/// [`denominators`] and [`three_quarters`].
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn normalise_avx512(
-    out: &mut [f32],
-    x: &[f32],
-    window: (&[f32], usize),
-    sum: &mut [f32],
-    terms: [f32; 2],
-) {
+unsafe fn normalise_avx512(out: &mut [f32], x: &[f32], window: (&[f32], usize), terms: [f32; 2]) {
     use std::arch::x86_64::{
         __m512, _mm512_add_ps, _mm512_fnmadd_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_rsqrt14_ps,
         _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
@@ -204,7 +200,7 @@ unsafe fn normalise_avx512(
         _mm512_mul_ps(e, _mm512_fnmadd_ps(half_a_e, e, _mm512_set1_ps(1.5)))
     };
     let (len, (planes, stride)) = (x.len(), window);
-    assert!(out.len() == len && sum.len() == len && planes.len() >= len && stride >= len);
+    assert!(out.len() == len && planes.len() >= len && stride >= len);
     assert!((planes.len() - len).is_multiple_of(stride), "a window of whole planes");
     let whole = len - len % 16;
     let (bias, scale) = (_mm512_set1_ps(terms[0]), _mm512_set1_ps(terms[1]));
@@ -224,7 +220,8 @@ unsafe fn normalise_avx512(
             _mm512_storeu_ps(out.as_mut_ptr().add(i), value);
         }
     }
-    let tail = &mut sum[whole..];
+    let mut tail = [0.0; 16];
+    let tail = &mut tail[..len - whole];
     denominators(window, whole, terms, tail);
     three_quarters(&mut out[whole..], &x[whole..], tail);
 }
