@@ -27,7 +27,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
-use super::glue::{output, Scratch};
+use super::glue::{output_onto, Part, Scratch};
 use super::window::{Axis, Tap};
 use super::winograd::{self, Block, WinogradConv};
 
@@ -45,6 +45,8 @@ pub struct FastConv {
     weights: Arc<PackedWeights>,
     /// Whether negative outputs are stored as zero (a ReLU folded in).
     pub relu: bool,
+    /// Where the output goes in the tensor handed on.
+    pub part: Part,
 }
 
 impl Eq for FastConv {}
@@ -198,17 +200,22 @@ impl FastConv {
     pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> FastConv {
         let [out, inputs, kh, kw] = plain.shape;
         let weights = PackedWeights::new(&plain.weights, &plain.bias, out, inputs * kh * kw);
-        FastConv { spec, kernel, weights: Arc::new(weights), relu: false }
+        FastConv { spec, kernel, weights: Arc::new(weights), relu: false, part: Part::whole(out) }
     }
 
-    /// Convolves `input` (N, C, H, W) into a new array.
-    pub fn apply(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
-        self.convolve(input, PATCH_BYTES)
+    /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
+    pub fn write(&self, input: &ArrayViewD<f32>, handed: Option<Tensor>) -> TractResult<Tensor> {
+        self.convolve(input, handed, PATCH_BYTES)
     }
 
-    /// Convolves `input`, gathering at most `patch_bytes` of patches at a time (at least one
+    /// [`FastConv::write`], gathering at most `patch_bytes` of patches at a time (at least one
     /// panel's worth).
-    fn convolve(&self, input: &ArrayViewD<f32>, patch_bytes: usize) -> TractResult<Tensor> {
+    fn convolve(
+        &self,
+        input: &ArrayViewD<f32>,
+        handed: Option<Tensor>,
+        patch_bytes: usize,
+    ) -> TractResult<Tensor> {
         let shape = input.shape();
         ensure!(
             shape.len() == 4 && shape[1] == self.spec.input_channels,
@@ -256,10 +263,10 @@ impl FastConv {
         let first_line = runs.as_ref().map(|padded| padded.offsets(shape[1], &self.spec));
         let mut offsets = vec![0; depth];
         let window = [&taps[0][..], &taps[1][..]];
-        let out_shape = [shape[0], self.weights.rows(), rows.output, columns.output];
-        output(&out_shape, |output| {
+        let out_shape = [shape[0], self.part.of, rows.output, columns.output];
+        output_onto(&out_shape, handed, |output| {
             let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
-            for (image, out) in images.zip(output.chunks_exact_mut(self.weights.rows() * pixels)) {
+            for (image, out) in images.zip(self.part.images(output, self.weights.rows(), pixels)) {
                 if let (Some(padded), Some(first)) = (&runs, &first_line) {
                     padded.fill(image, [&rows, &columns], &mut panels);
                     let below = rows.stride * padded.line();
@@ -462,7 +469,7 @@ fn scatter(run: &[f32], depth: usize, step: usize, column: usize, panels: &mut [
     }
 }
 
-windowed_op!(FastConv);
+convolution_op!(FastConv);
 
 #[cfg(test)]
 mod tests {
@@ -588,9 +595,9 @@ mod tests {
             let plain = Plain { weights, bias: vec![0.5; 4], shape };
             let conv = FastConv::new(spec.clone(), kernel, &plain);
             let input: ArrayD<f32> = random(&[2, 3, 17, 12], 3);
-            let whole = conv.convolve(&input.view(), usize::MAX).unwrap();
+            let whole = conv.convolve(&input.view(), None, usize::MAX).unwrap();
             for bytes in [1, 4 * depth * PANEL * 2, 4 * depth * PANEL * 3] {
-                let banded = conv.convolve(&input.view(), bytes).unwrap();
+                let banded = conv.convolve(&input.view(), None, bytes).unwrap();
                 assert_eq!(banded, whole, "{spec:?}, {bytes} bytes");
             }
         }
@@ -604,7 +611,7 @@ mod tests {
         let conv = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
         for shape in [[1, 3, 0, 5], [1, 3, 2, 5]] {
             let input = ArrayD::<f32>::zeros(&shape[..]);
-            assert!(conv.apply(&input.view()).is_err(), "{shape:?}");
+            assert!(conv.write(&input.view(), None).is_err(), "{shape:?}");
         }
     }
 

@@ -88,16 +88,86 @@ pub fn output(
     shape: &[usize],
     fill: impl FnOnce(&mut [f32]) -> TractResult<()>,
 ) -> TractResult<Tensor> {
-    within_limit(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX))?;
-    // SAFETY: every bit pattern is an f32, and `fill` writes each value before the tensor is
-    // handed on: the operators' contract, which their unit tests check through the poison
-    // below.
-    let mut tensor = unsafe { Tensor::uninitialized::<f32>(shape)? };
-    #[cfg(test)]
-    tensor.fill_t(f32::NAN)?;
+    output_onto(shape, None, fill)
+}
+
+/// [`output`], but `fill` writes into `handed` where the operator was handed a tensor to write
+/// its [`Part`] of: the tensor must have `shape`.
+pub fn output_onto(
+    shape: &[usize],
+    handed: Option<Tensor>,
+    fill: impl FnOnce(&mut [f32]) -> TractResult<()>,
+) -> TractResult<Tensor> {
+    let mut tensor = match handed {
+        Some(tensor) => {
+            if tensor.shape() != shape {
+                return Err(TractError::msg(format!(
+                    "a tensor of {:?} handed on to write a part of {shape:?}",
+                    tensor.shape()
+                )));
+            }
+            tensor
+        }
+        None => blank(shape)?,
+    };
     let mut view = tensor.to_plain_array_view_mut::<f32>()?;
     fill(view.as_slice_mut().ok_or_else(|| TractError::msg("a new tensor is contiguous"))?)?;
     Ok(tensor)
+}
+
+/// A new f32 tensor of `shape`, its values unwritten (NaN in the unit tests).
+fn blank(shape: &[usize]) -> TractResult<Tensor> {
+    within_limit(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX))?;
+    // SAFETY: every bit pattern is an f32, and the operator writes each value before the
+    // tensor is handed on: the operators' contract, which their unit tests check through the
+    // poison below.
+    #[allow(unused_mut, reason = "only the unit tests poison the values")]
+    let mut tensor = unsafe { Tensor::uninitialized::<f32>(shape)? };
+    #[cfg(test)]
+    tensor.fill_t(f32::NAN)?;
+    Ok(tensor)
+}
+
+/// Where a convolution writes its output: its channels of the tensor it hands on, each image's
+/// `of` channels from channel `first`. A convolution alone owns the whole tensor; the
+/// branches of an Inception module write their parts of one tensor in turn, each handing it on
+/// to the next, as the Concat of their outputs (which [`super::join`] takes out) would have
+/// laid them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Part {
+    /// The channels of the whole tensor.
+    pub of: usize,
+    /// The first of the operator's own channels in it.
+    pub first: usize,
+}
+
+impl Part {
+    /// The whole tensor of `channels` channels.
+    pub fn whole(channels: usize) -> Part {
+        Part { of: channels, first: 0 }
+    }
+
+    /// The operator's own `channels` planes of `plane` values in each image of `tensor`.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`output_onto` gives a tensor of `of` channels, and `join` makes parts that lie \
+                  inside it"
+    )]
+    pub fn images(
+        self,
+        tensor: &mut [f32],
+        channels: usize,
+        plane: usize,
+    ) -> impl Iterator<Item = &mut [f32]> {
+        let start = self.first * plane;
+        let end = start + channels * plane;
+        tensor.chunks_exact_mut(self.of * plane).map(move |image| &mut image[start..end])
+    }
+
+    /// Which plane of the tensor holds the operator's channel `channel` of image `image`.
+    pub fn plane(self, image: usize, channel: usize) -> usize {
+        image * self.of + self.first + channel
+    }
 }
 
 fn within_limit(len: usize) -> TractResult<()> {
@@ -128,10 +198,9 @@ macro_rules! eval_with_apply {
     };
 }
 
-/// Implements tract's `Op`, `EvalOp` and `TypedOp` for a windowed operator (a pooling or a
-/// convolution): one f32 input computed by `apply`, its geometry and output shape given by its
-/// `spec: PoolSpec`.
-macro_rules! windowed_op {
+/// Implements tract's `Op` for a windowed operator (a pooling or a convolution), named for its
+/// type and described by its geometry, its `spec: PoolSpec`.
+macro_rules! windowed_op_name {
     ($op:ident) => {
         impl Op for $op {
             fn name(&self) -> StaticName {
@@ -144,6 +213,14 @@ macro_rules! windowed_op {
 
             op_as_typed_op!();
         }
+    };
+}
+
+/// Implements tract's `Op`, `EvalOp` and `TypedOp` for a windowed pooling: one f32 input
+/// computed by `apply`, its geometry and output shape given by its `spec: PoolSpec`.
+macro_rules! windowed_op {
+    ($op:ident) => {
+        windowed_op_name!($op);
 
         eval_with_apply!($op);
 
@@ -152,6 +229,42 @@ macro_rules! windowed_op {
 
             fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
                 self.spec.output_facts(inputs)
+            }
+        }
+    };
+}
+
+/// Implements tract's `Op`, `EvalOp` and `TypedOp` for a convolution that writes its [`Part`]
+/// (its `part`) of the tensor it hands on: of a new tensor given one input, or in place of the
+/// tensor given as its second input, through
+/// `write(&self, &ArrayViewD<f32>, Option<Tensor>) -> TractResult<Tensor>`; its geometry is its
+/// `spec: PoolSpec`.
+macro_rules! convolution_op {
+    ($op:ident) => {
+        windowed_op_name!($op);
+
+        impl EvalOp for $op {
+            op_out_of_plan!();
+
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                let mut inputs = inputs.into_iter();
+                let input = inputs.next().context("a convolution has an input")?;
+                // The last reader of the tensor handed on holds it alone: no copy is made.
+                let handed = inputs.next().map(IntoTensor::into_tensor);
+                let view = input.to_plain_array_view::<f32>()?;
+                Ok(tvec!(self.write(&view, handed)?.into_tvalue()))
+            }
+        }
+
+        impl TypedOp for $op {
+            as_op!();
+
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                let mut facts = self.spec.output_facts(inputs)?;
+                for fact in &mut facts {
+                    fact.shape.set(1, self.part.of.into());
+                }
+                Ok(facts)
             }
         }
     };

@@ -2,7 +2,9 @@
 //! optimised: convolution as a matrix product with this project's SIMD kernel ([`conv`],
 //! [`gemm`]; 3x3 layers by Winograd's F(2x2, 3x3) or F(4x4, 3x3), [`winograd`]), max-pool
 //! ([`maxpool`]) and LRN ([`lrn`]), with their window geometry ([`window`]) and the glue into
-//! tract ([`glue`]): each writes its output straight into the tensor tract receives.
+//! tract ([`glue`]): each writes its output straight into the tensor tract receives, and the
+//! convolutions that end an Inception module's branches write straight into their parts of the
+//! module's output, in place of the Concat that copied them ([`join`]).
 //!
 //! This is the only module with `unsafe` code (besides the allocation guard): the matrix
 //! product's vector loads and stores and its prefetch hints; LRN's call into its loops compiled
@@ -20,6 +22,7 @@
 mod glue;
 mod conv;
 mod gemm;
+mod join;
 mod lrn;
 mod maxpool;
 mod window;
@@ -28,7 +31,10 @@ mod winograd;
 use tract_onnx::tract_core::internal::{TractResult, TypedModel};
 
 /// Puts the project's operators in place of tract's LRN, max-pools and plain convolutions of
-/// `model` (a convolution only where the CPU has a kernel for it). Returns how many nodes.
+/// `model` (a convolution only where the CPU has a kernel for it), and takes out the Concats
+/// that the convolutions can write for themselves ([`join`]). Returns how many nodes.
 pub fn replace_operators(model: &mut TypedModel) -> TractResult<usize> {
-    Ok(lrn::replace_lrn(model)? + maxpool::replace_max_pool(model)? + conv::replace_conv(model)?)
+    let replaced =
+        lrn::replace_lrn(model)? + maxpool::replace_max_pool(model)? + conv::replace_conv(model)?;
+    Ok(replaced + join::join_branches(model)?)
 }

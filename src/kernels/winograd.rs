@@ -27,7 +27,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::conv::Plain;
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
-use super::glue::{output, Scratch, LINE_FLOATS};
+use super::glue::{output_onto, Part, Scratch, LINE_FLOATS};
 use super::window::Axis;
 
 /// How much of the transformed input and of the products is held at a time: a band of tiles
@@ -109,6 +109,8 @@ pub struct WinogradConv {
     bias: Arc<Vec<f32>>,
     /// Whether negative outputs are stored as zero (a ReLU folded in).
     pub relu: bool,
+    /// Where the output goes in the tensor handed on.
+    pub part: Part,
 }
 
 impl Eq for WinogradConv {}
@@ -144,19 +146,24 @@ impl WinogradConv {
             weights: Arc::new(weights),
             bias: Arc::new(plain.bias.clone()),
             relu: false,
+            part: Part::whole(out),
         }
     }
 
-    /// Convolves `input` (N, C, H, W) into a new array.
-    pub fn apply(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
+    /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
+    pub fn write(&self, input: &ArrayViewD<f32>, handed: Option<Tensor>) -> TractResult<Tensor> {
         match self.block {
-            Block::Two => self.convolve::<F2>(input),
-            Block::Four => self.convolve::<F4>(input),
+            Block::Two => self.convolve::<F2>(input, handed),
+            Block::Four => self.convolve::<F4>(input, handed),
         }
     }
 
-    /// [`WinogradConv::apply`] by `S`, `self.block`'s scheme.
-    fn convolve<S: Scheme>(&self, input: &ArrayViewD<f32>) -> TractResult<Tensor> {
+    /// [`WinogradConv::write`] by `S`, `self.block`'s scheme.
+    fn convolve<S: Scheme>(
+        &self,
+        input: &ArrayViewD<f32>,
+        handed: Option<Tensor>,
+    ) -> TractResult<Tensor> {
         let shape = input.shape();
         let channels = self.spec.input_channels;
         ensure!(
@@ -176,7 +183,7 @@ impl WinogradConv {
         let region = apart(gemm::panels_len(channels, band));
         let mut panels = Scratch::new(positions * region)?;
         let mut products = Scratch::new(positions * apart(out * band))?;
-        output(&[shape[0], out, height, width], |result| {
+        output_onto(&[shape[0], self.part.of, height, width], handed, |result| {
             for start in (0..count).step_by(band) {
                 let range = start..(start + band).min(count);
                 let columns = range.len();
@@ -194,8 +201,8 @@ impl WinogradConv {
                 {
                     gemm::multiply(self.kernel, u, Right::Panels(v), columns, m, columns, false);
                 }
-                let (bias, relu) = (&self.bias, self.relu);
-                tiles.transform(range, Transform::Output { products, bias, relu, result });
+                let (bias, relu, part) = (&self.bias, self.relu, self.part);
+                tiles.transform(range, Transform::Output { products, bias, relu, part, result });
             }
             Ok(())
         })
@@ -247,8 +254,8 @@ impl<S: Scheme> Tiles<S> {
             Transform::Input { data, channels, panels, region } => {
                 self.transform_input(data, channels, range, panels, region);
             }
-            Transform::Output { products, bias, relu, result } => {
-                self.transform_output(products, range, bias, relu, result);
+            Transform::Output { products, bias, relu, part, result } => {
+                self.transform_output(products, range, bias, relu, part, result);
             }
         }
     }
@@ -343,8 +350,8 @@ impl<S: Scheme> Tiles<S> {
     }
 
     /// `Y = Aᵀ M A` plus the bias for each output channel and tile of `range`, from the
-    /// products (`out x range.len()` each, laid [`apart`] in `products`), into `result`
-    /// (`N x out x H x W`), [`LANES`] tiles at a time.
+    /// products (`out x range.len()` each, laid [`apart`] in `products`), into the operator's
+    /// `part` of `result`, [`LANES`] tiles at a time.
     #[inline(always)]
     fn transform_output(
         &self,
@@ -352,13 +359,14 @@ impl<S: Scheme> Tiles<S> {
         range: Range<usize>,
         bias: &[f32],
         relu: bool,
+        part: Part,
         result: &mut [f32],
     ) {
         let columns = range.len();
         let product = products.len() / (S::SIDE * S::SIDE);
         let corners: Vec<Corner> = range.map(|t| self.corner(t)).collect();
         let plane = self.height * self.width;
-        let planes = |corner: &Corner, channel| (corner.image * bias.len() + channel) * plane;
+        let planes = |corner: &Corner, channel| part.plane(corner.image, channel) * plane;
         // One buffer for all groups: each fills the lanes it uses, which are all it reads.
         let mut m = S::ZERO;
         for (channel, &bias) in bias.iter().enumerate() {
@@ -407,7 +415,7 @@ enum Transform<'a> {
     /// `V = Bᵀ d B` of the batch `data` into `panels` ([`Tiles::transform_input`]).
     Input { data: &'a [f32], channels: usize, panels: &'a mut [f32], region: usize },
     /// `Y = Aᵀ M A` of `products` into `result` ([`Tiles::transform_output`]).
-    Output { products: &'a [f32], bias: &'a [f32], relu: bool, result: &'a mut [f32] },
+    Output { products: &'a [f32], bias: &'a [f32], relu: bool, part: Part, result: &'a mut [f32] },
 }
 
 /// Where a tile lies in the batch: its image, and the top-left pixel of its output block.
@@ -610,7 +618,7 @@ fn f4_output([m0, m1, m2, m3, m4, m5]: &[Lanes; 6]) -> [Lanes; 4] {
     ]
 }
 
-windowed_op!(WinogradConv);
+convolution_op!(WinogradConv);
 
 #[cfg(test)]
 mod tests {
@@ -659,8 +667,8 @@ mod tests {
                 winograd.relu = relu;
                 let mut direct = FastConv::new(spec.clone(), kernel, &plain);
                 direct.relu = relu;
-                let ours = winograd.apply(&input.view()).unwrap();
-                let expected = direct.apply(&input.view()).unwrap();
+                let ours = winograd.write(&input.view(), None).unwrap();
+                let expected = direct.write(&input.view(), None).unwrap();
                 assert_eq!(ours.shape(), expected.shape());
                 let ours = ours.to_plain_array_view::<f32>().unwrap();
                 let expected = expected.to_plain_array_view::<f32>().unwrap();
