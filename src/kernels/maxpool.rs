@@ -92,15 +92,13 @@ impl FastMaxPool {
             (false, _) => columns.phased_len(),
         })?;
         let edges = Edges::new(&columns, &column_taps);
+        let row_edges = Edges::new(&rows, &row_taps);
         let out_shape = [shape[0], shape[1], rows.output, columns.output];
         output(&out_shape, |output| {
             let groups = data.chunks(group * plane_in).zip(output.chunks_mut(group * plane_out));
             for (planes, out) in groups {
                 let down = &mut down[..planes.len() / plane_in * rows.output * columns.input];
-                let downs = down.chunks_exact_mut(rows.output * columns.input);
-                for (plane, down) in planes.chunks_exact(plane_in).zip(downs) {
-                    pool_lines(&row_taps, rows.stride, plane, down, columns.input);
-                }
+                pool_columns(&rows, &row_taps, &row_edges, planes, down, columns.input);
                 if flat {
                     pool_plane(&columns, &column_taps, &edges, down, out, &mut phases);
                     continue;
@@ -130,7 +128,7 @@ impl Edges {
             .chain(everywhere.end.max(everywhere.start)..axis.output);
         let sources = |x: usize| -> Vec<usize> {
             let reaching = taps.iter().filter(|tap| tap.outputs.contains(&x));
-            reaching.map(|tap| tap.source + (x - tap.outputs.start) * axis.stride).collect()
+            reaching.map(|tap| source(tap, axis.stride, x)).collect()
         };
         Edges(outputs.map(|x| (x, sources(x))).collect())
     }
@@ -199,10 +197,48 @@ fn pool_plane(
         let sources = runs().map(|(phase, skip, start)| &phase[from + skip - start..][..to - from]);
         max_of(&mut out[from..to], sources);
     }
-    // Edge by edge, down the lines: each edge's sources are looked up once.
+    // Edge by edge, down the lines: each edge's sources are looked up once, and the common
+    // edge of two sources is unrolled rather than a loop over them.
+    let lines = lines.chunks_exact(axis.input);
     for (x, sources) in &edges.0 {
-        for (line, out) in lines.chunks_exact(axis.input).zip(out.chunks_exact_mut(width)) {
-            out[*x] = sources.iter().fold(f32::NEG_INFINITY, |m, &i| larger(m, line[i]));
+        let rows = lines.clone().zip(out.chunks_exact_mut(width));
+        let from = f32::NEG_INFINITY;
+        match sources[..] {
+            [a, b] => rows.for_each(|(line, out)| out[*x] = larger(larger(from, line[a]), line[b])),
+            _ => rows.for_each(|(line, out)| {
+                out[*x] = sources.iter().fold(from, |m, &i| larger(m, line[i]));
+            }),
+        }
+    }
+}
+
+/// Pools a group of planes (`rows.input` lines of `width` values each) down their columns
+/// through `taps` into `out` (`rows.output` lines a plane). With stride 1 and as many output
+/// lines as input lines, the group is pooled as one tall plane, in one pass over every line,
+/// and then the lines near each plane's top and bottom (`edges`), which read across into the
+/// next plane there, again edge by edge, down the planes; otherwise plane by plane.
+fn pool_columns(
+    rows: &Axis,
+    taps: &[Tap],
+    edges: &Edges,
+    planes: &[f32],
+    out: &mut [f32],
+    width: usize,
+) {
+    let (plane_in, plane_out) = (rows.input * width, rows.output * width);
+    if rows.stride > 1 || rows.output != rows.input {
+        for (plane, out) in planes.chunks_exact(plane_in).zip(out.chunks_exact_mut(plane_out)) {
+            pool_lines(taps, rows.stride, plane, out, width);
+        }
+        return;
+    }
+    let tall = Axis { input: planes.len() / width, output: out.len() / width, ..*rows };
+    pool_lines(&tall.taps(), 1, planes, out, width);
+    for (o, sources) in &edges.0 {
+        for (plane, out) in planes.chunks_exact(plane_in).zip(out.chunks_exact_mut(plane_out)) {
+            let out = &mut out[o * width..][..width];
+            let lines = sources.iter().map(|&line| &plane[line * width..][..width]);
+            max_of(out, lines);
         }
     }
 }
@@ -212,19 +248,23 @@ fn pool_plane(
 /// one over all the lines that every tap reaches.
 fn pool_lines(taps: &[Tap], stride: usize, lines: &[f32], out: &mut [f32], width: usize) {
     let outputs = out.len() / width;
-    let line = |tap: &Tap, o: usize| tap.source + (o - tap.outputs.start) * stride;
     let flat = if stride == 1 { everywhere(taps, outputs) } else { 0..0 };
     if !flat.is_empty() {
         let reached = taps.iter().filter(|tap| !tap.outputs.is_empty());
         let size = flat.len() * width;
-        let sources = reached.map(|tap| &lines[line(tap, flat.start) * width..][..size]);
+        let sources = reached.map(|tap| &lines[source(tap, stride, flat.start) * width..][..size]);
         max_of(&mut out[flat.start * width..][..size], sources);
     }
     for o in (0..outputs).filter(|o| !flat.contains(o)) {
         let reaching = taps.iter().filter(|tap| tap.outputs.contains(&o));
-        let sources = reaching.map(|tap| &lines[line(tap, o) * width..][..width]);
+        let sources = reaching.map(|tap| &lines[source(tap, stride, o) * width..][..width]);
         max_of(&mut out[o * width..][..width], sources);
     }
+}
+
+/// The input line (or value) that output `o` reads through `tap`.
+fn source(tap: &Tap, stride: usize, o: usize) -> usize {
+    tap.source + (o - tap.outputs.start) * stride
 }
 
 /// `out[i]` = the max of `-inf` and every `source[i]`, taken source by source in order (what
