@@ -98,7 +98,7 @@ trait Scheme {
 }
 
 /// A float NCHW 3x3 convolution of stride 1 and padding 1, by F(2x2, 3x3) or F(4x4, 3x3).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WinogradConv {
     spec: PoolSpec,
     kernel: Kernel,
@@ -111,6 +111,20 @@ pub struct WinogradConv {
     pub relu: bool,
     /// Where the output goes in the tensor handed on.
     pub part: Part,
+}
+
+/// The same operator: the same geometry and the same weights and bias, the same allocations
+/// rather than equal values, as for `FastConv`.
+impl PartialEq for WinogradConv {
+    fn eq(&self, other: &WinogradConv) -> bool {
+        self.spec == other.spec
+            && self.kernel == other.kernel
+            && self.block == other.block
+            && Arc::ptr_eq(&self.weights, &other.weights)
+            && Arc::ptr_eq(&self.bias, &other.bias)
+            && self.relu == other.relu
+            && self.part == other.part
+    }
 }
 
 impl Eq for WinogradConv {}
