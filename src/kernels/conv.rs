@@ -64,12 +64,14 @@ impl PartialEq for FastConv {
 
 impl Eq for FastConv {}
 
-/// The constants of a plain convolution: its weights (OIHW, flattened), one bias per output
-/// channel, and the weights' shape.
+/// The constants of a plain convolution: its weights (OIHW), one bias per output channel, and
+/// the weights' shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plain {
-    /// `out x in x kh x kw`, row-major.
-    pub weights: Vec<f32>,
+    /// `out x in x kh x kw` f32, as the model holds them: read where they lie when packed, not
+    /// copied first (a copy of a network's weights, its pages faulted in, took about 5 ms of
+    /// a load).
+    pub weights: Arc<Tensor>,
     /// One per output channel.
     pub bias: Vec<f32>,
     /// `[out, in, kh, kw]`.
@@ -89,11 +91,11 @@ pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
         let relu = relu_after(model, node)?;
         let spec = conv.pool_spec.clone();
         let op: Box<dyn TypedOp> = if let Some(block) = winograd_block(model, node, &spec)? {
-            let mut winograd = WinogradConv::new(spec, kernel, &plain, block);
+            let mut winograd = WinogradConv::new(spec, kernel, &plain, block)?;
             winograd.relu = relu.is_some();
             Box::new(winograd)
         } else {
-            let mut fast = FastConv::new(spec, kernel, &plain);
+            let mut fast = FastConv::new(spec, kernel, &plain)?;
             fast.relu = relu.is_some();
             Box::new(fast)
         };
@@ -158,14 +160,12 @@ fn constant(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Arc<Tens
     Ok(Some(value.cast_to_dt(cast.to)?.into_owned().into_arc_tensor()))
 }
 
-/// The values of an f32 tensor, row-major: copied whole where they lie that way, as a
-/// network's weights do, rather than value by value through the array's iterator.
-fn floats(tensor: &Tensor) -> TractResult<Vec<f32>> {
-    let view = tensor.to_plain_array_view::<f32>()?;
-    Ok(view.as_slice().map_or_else(|| view.iter().copied().collect(), <[f32]>::to_vec))
-}
-
 impl Plain {
+    /// The weights, `out x in x kh x kw`, row-major.
+    pub fn weights(&self) -> TractResult<&[f32]> {
+        self.weights.try_as_plain_ram()?.as_slice::<f32>()
+    }
+
     /// The constants of `conv` at `node`, when its data is f32 NCHW with two spatial axes, its
     /// kernel (OIHW) and bias are constants, it has one group and no dilation.
     fn of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Plain>> {
@@ -197,23 +197,22 @@ impl Plain {
         {
             return Ok(None);
         }
-        let bias = floats(&bias)?;
-        let bias = match bias[..] {
+        let bias = match *bias.try_as_plain_ram()?.as_slice::<f32>()? {
             [one] => vec![one; out_channels],
-            _ if bias.len() == out_channels => bias,
+            ref all if all.len() == out_channels => all.to_vec(),
             _ => return Ok(None),
         };
-        let weights = floats(&weights)?;
         Ok(Some(Plain { weights, bias, shape: [out_channels, in_channels, kh, kw] }))
     }
 }
 
 impl FastConv {
     /// The operator for `spec` with `plain`'s weights and bias, packed for the product.
-    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> FastConv {
+    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
         let [out, inputs, kh, kw] = plain.shape;
-        let weights = PackedWeights::new(&plain.weights, &plain.bias, out, inputs * kh * kw);
-        FastConv { spec, kernel, weights: Arc::new(weights), relu: false, part: Part::whole(out) }
+        let weights = PackedWeights::new(plain.weights()?, &plain.bias, out, inputs * kh * kw);
+        let weights = Arc::new(weights);
+        Ok(FastConv { spec, kernel, weights, relu: false, part: Part::whole(out) })
     }
 
     /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
@@ -604,9 +603,9 @@ mod tests {
         for (spec, depth) in geometries {
             let [kh, kw] = spec.kernel_shape[..] else { panic!("2-D") };
             let shape = [4, 3, kh, kw];
-            let weights = random(&shape, 7).iter().copied().collect();
+            let weights = Tensor::from(random(&shape, 7)).into_arc_tensor();
             let plain = Plain { weights, bias: vec![0.5; 4], shape };
-            let conv = FastConv::new(spec.clone(), kernel, &plain);
+            let conv = FastConv::new(spec.clone(), kernel, &plain).unwrap();
             let input: ArrayD<f32> = random(&[2, 3, 17, 12], 3);
             let whole = conv.convolve(&input.view(), None, usize::MAX).unwrap();
             for bytes in [1, 4 * depth * PANEL * 2, 4 * depth * PANEL * 3] {

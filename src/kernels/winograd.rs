@@ -144,16 +144,21 @@ pub fn suits(spec: &PoolSpec, height: usize, width: usize) -> bool {
 impl WinogradConv {
     /// The operator for `spec` with `plain`'s weights (OIHW 3x3) and bias, in output blocks of
     /// `block`.
-    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain, block: Block) -> WinogradConv {
+    pub fn new(
+        spec: PoolSpec,
+        kernel: Kernel,
+        plain: &Plain,
+        block: Block,
+    ) -> TractResult<WinogradConv> {
         let [out, inputs, _, _] = plain.shape;
         let transformed = match block {
-            Block::Two => transform_filters::<F2>(&plain.weights),
-            Block::Four => transform_filters::<F4>(&plain.weights),
+            Block::Two => transform_filters::<F2>(plain.weights()?),
+            Block::Four => transform_filters::<F4>(plain.weights()?),
         };
         let none = vec![0f32; out];
         let weights =
             transformed.iter().map(|u| PackedWeights::new(u, &none, out, inputs)).collect();
-        WinogradConv {
+        Ok(WinogradConv {
             spec,
             kernel,
             block,
@@ -161,7 +166,7 @@ impl WinogradConv {
             bias: Arc::new(plain.bias.clone()),
             relu: false,
             part: Part::whole(out),
-        }
+        })
     }
 
     /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
@@ -669,7 +674,7 @@ mod tests {
             let spec = same(shape[1], out);
             let weights = random(&[out, shape[1], 3, 3], 11 + seed as u32);
             let plain = Plain {
-                weights: weights.iter().copied().collect(),
+                weights: Tensor::from(weights).into_arc_tensor(),
                 bias: random(&[out], 12).iter().copied().collect(),
                 shape: [out, shape[1], 3, 3],
             };
@@ -677,9 +682,9 @@ mod tests {
             for (relu, block) in
                 [false, true].into_iter().flat_map(|relu| [(relu, Block::Two), (relu, Block::Four)])
             {
-                let mut winograd = WinogradConv::new(spec.clone(), kernel, &plain, block);
+                let mut winograd = WinogradConv::new(spec.clone(), kernel, &plain, block).unwrap();
                 winograd.relu = relu;
-                let mut direct = FastConv::new(spec.clone(), kernel, &plain);
+                let mut direct = FastConv::new(spec.clone(), kernel, &plain).unwrap();
                 direct.relu = relu;
                 let ours = winograd.write(&input.view(), None).unwrap();
                 let expected = direct.write(&input.view(), None).unwrap();
