@@ -215,6 +215,11 @@ impl FastConv {
         Ok(FastConv { spec, kernel, weights, relu: false, part: Part::whole(out) })
     }
 
+    /// Its output channels.
+    pub fn channels(&self) -> usize {
+        self.spec.output_channels
+    }
+
     /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
     pub fn write(&self, input: &ArrayViewD<f32>, handed: Option<Tensor>) -> TractResult<Tensor> {
         self.convolve(input, handed, PATCH_BYTES)

@@ -25,7 +25,7 @@ pub fn join_branches(model: &mut TypedModel) -> TractResult<usize> {
             continue;
         }
         let Some(branches) = branches(model, node) else { continue };
-        let of = branches.iter().map(|(_, op)| op.part().of).sum();
+        let of = branches.iter().map(|(_, op)| op.channels()).sum();
         let mut patch = TypedModelPatch::default();
         let (mut first, mut handed) = (0, None);
         for (branch, op) in branches {
@@ -33,7 +33,7 @@ pub fn join_branches(model: &mut TypedModel) -> TractResult<usize> {
             let input = *conv.inputs.first().context("a convolution has an input")?;
             let mut inputs = tvec![patch.tap_model(model, input)?];
             inputs.extend(handed);
-            let channels = op.part().of;
+            let channels = op.channels();
             let op = op.into_part(Part { of, first });
             let wired = patch.wire_node(&conv.name, op, &inputs)?;
             handed = Some(*wired.first().context("a convolution has an output")?);
@@ -49,8 +49,9 @@ pub fn join_branches(model: &mut TypedModel) -> TractResult<usize> {
     Ok(joined)
 }
 
-/// The convolutions that compute the inputs of `concat`, in order, when each is a whole
-/// [`FastConv`] or [`WinogradConv`] output of rank 4 that only `concat` reads.
+/// The convolutions that compute the inputs of `concat`, in order, when each is a
+/// [`FastConv`] or [`WinogradConv`] that writes a whole tensor of its own, of rank 4, that only
+/// `concat` reads.
 fn branches(model: &TypedModel, concat: &TypedNode) -> Option<Vec<(usize, Branch)>> {
     let mut branches = Vec::with_capacity(concat.inputs.len());
     for (slot, &outlet) in concat.inputs.iter().enumerate() {
@@ -63,7 +64,7 @@ fn branches(model: &TypedModel, concat: &TypedNode) -> Option<Vec<(usize, Branch
             readers == [InletId::new(concat.id, slot)] && !model.outputs.contains(&outlet);
         let op = Branch::of(node)?;
         let rank = model.outlet_fact(outlet).ok()?.rank();
-        if !read_once || rank != 4 || op.part() != Part::whole(op.part().of) {
+        if !read_once || rank != 4 || op.part() != Part::whole(op.channels()) {
             return None;
         }
         branches.push((node.id, op));
@@ -83,10 +84,19 @@ impl Branch {
         direct.or_else(|| node.op_as::<WinogradConv>().cloned().map(Branch::Winograd))
     }
 
+    /// Where the convolution writes its output.
     fn part(&self) -> Part {
         match self {
             Branch::Direct(conv) => conv.part,
             Branch::Winograd(conv) => conv.part,
+        }
+    }
+
+    /// The convolution's own output channels.
+    fn channels(&self) -> usize {
+        match self {
+            Branch::Direct(conv) => conv.channels(),
+            Branch::Winograd(conv) => conv.channels(),
         }
     }
 
@@ -112,7 +122,7 @@ mod tests {
     use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
     use tract_onnx::tract_core::ops::nn::DataFormat;
 
-    /// An Inception-like module on a `1 x 4 x 9 x 9` input: a 1x1, a 3x3 (by Winograd) and a
+    /// An Inception-like module on a `2 x 4 x 9 x 9` input: a 1x1, a 3x3 (by Winograd) and a
     /// 5x5 convolution of it, joined along the channels, with `extra` a second reader of the
     /// 3x3 convolution's output (a model output too).
     fn module(extra: bool) -> TypedModel {

@@ -169,6 +169,11 @@ impl WinogradConv {
         })
     }
 
+    /// Its output channels.
+    pub fn channels(&self) -> usize {
+        self.spec.output_channels
+    }
+
     /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
     pub fn write(&self, input: &ArrayViewD<f32>, handed: Option<Tensor>) -> TractResult<Tensor> {
         match self.block {
