@@ -15,10 +15,10 @@
 )]
 
 use std::ops::Range;
+
 use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
-
 use tract_onnx_opl::lrn::Lrn;
 
 use super::glue::{output, Scratch};

@@ -202,11 +202,11 @@ fn pool_plane(
     let lines = lines.chunks_exact(axis.input);
     for (x, sources) in &edges.0 {
         let rows = lines.clone().zip(out.chunks_exact_mut(width));
-        let from = f32::NEG_INFINITY;
+        let low = f32::NEG_INFINITY;
         match sources[..] {
-            [a, b] => rows.for_each(|(line, out)| out[*x] = larger(larger(from, line[a]), line[b])),
+            [a, b] => rows.for_each(|(line, out)| out[*x] = larger(larger(low, line[a]), line[b])),
             _ => rows.for_each(|(line, out)| {
-                out[*x] = sources.iter().fold(from, |m, &i| larger(m, line[i]));
+                out[*x] = sources.iter().fold(low, |m, &i| larger(m, line[i]));
             }),
         }
     }

@@ -151,9 +151,10 @@ impl WinogradConv {
         block: Block,
     ) -> TractResult<WinogradConv> {
         let [out, inputs, _, _] = plain.shape;
+        let weights = plain.weights()?;
         let transformed = match block {
-            Block::Two => transform_filters::<F2>(plain.weights()?),
-            Block::Four => transform_filters::<F4>(plain.weights()?),
+            Block::Two => transform_filters::<F2>(weights),
+            Block::Four => transform_filters::<F4>(weights),
         };
         let none = vec![0f32; out];
         let weights =
