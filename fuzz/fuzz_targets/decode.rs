@@ -1,6 +1,10 @@
 //! Bytes in, tensor or error out: decoding (every format, EXIF, DCT scaling) and preprocessing.
 #![no_main]
 
+// The binary's allocator, so that the guard's limits hold here as they do in `googlenet`.
+#[path = "../../crates/googlenet-cli/src/alloc.rs"]
+mod alloc;
+
 use googlenet::preprocess::{Preprocess, Preset};
 use libfuzzer_sys::fuzz_target;
 

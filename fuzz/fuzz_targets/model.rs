@@ -1,6 +1,10 @@
 //! A mutated ONNX file in, a runnable model or an error out; a model that loads is run once.
 #![no_main]
 
+// The binary's allocator, so that the guard's limits hold here as they do in `googlenet`.
+#[path = "../../crates/googlenet-cli/src/alloc.rs"]
+mod alloc;
+
 use googlenet::model::Model;
 use libfuzzer_sys::fuzz_target;
 use tract_onnx::prelude::tract_ndarray::Array3;

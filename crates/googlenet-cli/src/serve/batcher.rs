@@ -1,0 +1,212 @@
+//! Dynamic batching: requests wait in one bounded queue; a worker thread takes the oldest, adds
+//! the requests already waiting, or arriving within a few milliseconds, up to a batch of
+//! images, and runs them through the shared plan together. A full queue refuses at once.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use googlenet::pipeline::{embedding_records, records, Input, RowResult, Runner};
+use googlenet::{Classifier, Embedder, Record};
+
+/// What a request wants of its images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Their `top_k` most probable classes.
+    Classify {
+        /// How many classes each record keeps.
+        top_k: usize,
+    },
+    /// Their features, scaled to unit length with `normalize`.
+    Embed {
+        /// Scale each embedding to unit length.
+        normalize: bool,
+    },
+}
+
+/// One request's images, what it wants of them, and where its records go.
+#[derive(Debug)]
+pub struct Job {
+    /// The images, in the request's order.
+    pub inputs: Vec<Input>,
+    /// What to compute.
+    pub task: Task,
+    /// Where the records go, one per input in order; dropped by a request that gave up.
+    pub reply: oneshot::Sender<Vec<Record>>,
+}
+
+/// The networks the workers run.
+#[derive(Debug)]
+pub struct Engines {
+    /// The classifier.
+    pub classifier: Classifier,
+    /// The features model, or why the classifier's features could not be found.
+    pub features: Result<Embedder, String>,
+}
+
+/// The queue was full (or closed): the job was not queued.
+#[derive(Debug)]
+pub struct QueueFull;
+
+/// The sending end of the queue, shared by the request handlers.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    sender: SyncSender<Job>,
+}
+
+impl Queue {
+    /// Queues `job`, or refuses it at once when the queue holds its limit.
+    pub fn submit(&self, job: Job) -> Result<(), QueueFull> {
+        self.sender.try_send(job).map_err(|_| QueueFull)
+    }
+}
+
+/// How the workers take their work.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Worker threads.
+    pub threads: usize,
+    /// The most images one run takes.
+    pub images: usize,
+    /// How long a worker waits for more requests to fill a batch.
+    pub wait: Duration,
+    /// Requests that may wait at once.
+    pub capacity: usize,
+}
+
+/// The worker threads; they end once every [`Queue`] is dropped and the queue is empty.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `batching.threads` workers on `engines` and returns the queue that feeds them.
+    pub fn start(engines: Arc<Engines>, batching: Batching) -> (Queue, Workers) {
+        let (sender, receiver) = mpsc::sync_channel(batching.capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let handles = (0..batching.threads.max(1))
+            .map(|_| {
+                let (receiver, engines) = (Arc::clone(&receiver), Arc::clone(&engines));
+                std::thread::spawn(move || work(&receiver, &engines, batching))
+            })
+            .collect();
+        (Queue { sender }, Workers { handles })
+    }
+
+    /// Waits for the workers to finish what is queued.
+    pub fn join(self) {
+        for handle in self.handles {
+            // A worker's panic has already been reported by the panic hook.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One worker: batches of jobs until the queue closes.
+fn work(receiver: &Mutex<Receiver<Job>>, engines: &Engines, batching: Batching) {
+    loop {
+        let jobs = {
+            let receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
+            let Ok(first) = receiver.recv() else { return };
+            gather(&receiver, first, |job| job.inputs.len(), batching.images, batching.wait)
+        };
+        let (classify, embed): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .filter(|job| !job.reply.is_closed())
+            .partition(|job| matches!(job.task, Task::Classify { .. }));
+        let classifier = &engines.classifier;
+        let records = |job: &Job, rows| match job.task {
+            Task::Classify { top_k } => records(&job.inputs, rows, top_k, classifier.labels()),
+            Task::Embed { normalize } => embedding_records(&job.inputs, rows, normalize),
+        };
+        run_jobs(classify, classifier.plan().runner(), records);
+        // Without a features model the handlers queue no embedding jobs.
+        if let Ok(features) = &engines.features {
+            run_jobs(embed, features.plan().runner(), records);
+        }
+    }
+}
+
+/// Runs the images of `jobs` through `runner` together and answers each job with `records`
+/// of its own rows.
+fn run_jobs(
+    jobs: Vec<Job>,
+    runner: &Runner,
+    records: impl Fn(&Job, Vec<RowResult>) -> Vec<Record>,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    let inputs: Vec<Input> = jobs.iter().flat_map(|job| job.inputs.iter().cloned()).collect();
+    let mut rows = runner.run(&inputs).into_iter();
+    for job in jobs {
+        let rows = rows.by_ref().take(job.inputs.len()).collect();
+        let answer = records(&job, rows);
+        // A request that gave up meanwhile has dropped its receiver: nothing to answer.
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// `first`, then what else `receiver` holds or receives within `wait`, until the items' `size`
+/// reaches `limit`.
+fn gather<T>(
+    receiver: &Receiver<T>,
+    first: T,
+    size: impl Fn(&T) -> usize,
+    limit: usize,
+    wait: Duration,
+) -> Vec<T> {
+    let deadline = Instant::now() + wait;
+    let mut total = size(&first);
+    let mut items = vec![first];
+    while total < limit {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(item) => {
+                total += size(&item);
+                items.push(item);
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_takes_what_waits_up_to_the_limit() {
+        let (sender, receiver) = mpsc::sync_channel(10);
+        for size in [2, 3, 1, 4] {
+            sender.send(size).unwrap();
+        }
+        let first = receiver.recv().unwrap();
+        let batch = gather(&receiver, first, |&n| n, 6, Duration::from_millis(1));
+        assert_eq!(batch, vec![2, 3, 1]);
+        // The rest stays queued for the next batch.
+        assert_eq!(receiver.recv().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_batch_short_of_its_limit_waits_out_its_wait() {
+        let (sender, receiver) = mpsc::sync_channel::<usize>(10);
+        let started = Instant::now();
+        let batch = gather(&receiver, 1, |&n| n, 8, Duration::from_millis(20));
+        assert_eq!(batch, vec![1]);
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        drop(sender);
+    }
+
+    #[test]
+    fn a_full_batch_does_not_wait() {
+        let (_sender, receiver) = mpsc::sync_channel::<usize>(1);
+        let batch = gather(&receiver, 4, |&n| n, 4, Duration::from_secs(3600));
+        assert_eq!(batch, vec![4]);
+    }
+}

@@ -1,0 +1,271 @@
+//! Finding the images to process: files as given, folders walked for image files, globs,
+//! shards. Folders that cannot be read and symlink loops become [`Input::Broken`] entries so
+//! that they are reported, not fatal.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use walkdir::WalkDir;
+
+use crate::download::is_url;
+
+/// File extensions, lower-case, that a folder walk takes as images.
+pub(crate) const IMAGE_EXTENSIONS: &[&str] =
+    &["jpg", "jpeg", "jpe", "jfif", "png", "gif", "bmp", "dib", "tif", "tiff", "webp"];
+
+/// One thing to process.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Input {
+    /// A file to classify.
+    Image(PathBuf),
+    /// One image's bytes on standard input, named `-`.
+    Stdin,
+    /// An image to download, named by its `http://` or `https://` URL.
+    Url(String),
+    /// An image sent to `googlenet serve`, named as its request names it.
+    Upload {
+        /// The multipart file name, or `-` for a raw request body.
+        name: String,
+        /// The image file's bytes.
+        bytes: Arc<[u8]>,
+    },
+    /// A place the walk could not enter, and why.
+    Broken {
+        /// The folder or link concerned.
+        path: PathBuf,
+        /// A one-line reason.
+        reason: String,
+    },
+}
+
+impl Input {
+    /// The input a command-line argument names: `-` for stdin, a URL, or a file.
+    pub fn from_arg(arg: impl AsRef<Path>) -> Input {
+        let arg = arg.as_ref();
+        match arg.to_str() {
+            Some("-") => Input::Stdin,
+            Some(url) if is_url(url) => Input::Url(url.to_owned()),
+            _ => Input::Image(arg.to_owned()),
+        }
+    }
+
+    /// The path this input concerns, as its record names it: the file, the URL, or `-`.
+    pub fn path(&self) -> &Path {
+        match self {
+            Input::Image(path) | Input::Broken { path, .. } => path,
+            Input::Stdin => Path::new("-"),
+            Input::Url(url) | Input::Upload { name: url, .. } => Path::new(url),
+        }
+    }
+}
+
+/// How folders are walked and paths filtered.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Descend into sub-folders.
+    pub recursive: bool,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+impl Walk {
+    /// A walk that keeps paths matching any of `include` (all, when empty) and none of
+    /// `exclude`.
+    pub fn new(recursive: bool, include: &[String], exclude: &[String]) -> Result<Walk> {
+        Ok(Walk { recursive, include: glob_set(include)?, exclude: glob_set(exclude)? })
+    }
+
+    /// Every input under `roots`, sorted by path, without duplicates. Files given directly are
+    /// taken whatever their extension; files found in folders only with an image extension.
+    /// `-` is stdin and a root that starts with `http://` or `https://` a URL, whatever the
+    /// file system holds.
+    pub fn discover(&self, roots: &[PathBuf]) -> Vec<Input> {
+        let mut inputs: Vec<Input> = Vec::new();
+        for root in roots {
+            match Input::from_arg(root) {
+                Input::Image(path) if path.is_dir() => self.walk(&path, &mut inputs),
+                input if self.wanted(input.path()) => inputs.push(input),
+                _ => {}
+            }
+        }
+        inputs.sort_by(|a, b| a.path().cmp(b.path()).then_with(|| a.cmp(b)));
+        inputs.dedup_by(|a, b| a.path() == b.path());
+        inputs
+    }
+
+    fn walk(&self, root: &Path, inputs: &mut Vec<Input>) {
+        let depth = if self.recursive { usize::MAX } else { 1 };
+        for entry in WalkDir::new(root).follow_links(true).min_depth(1).max_depth(depth) {
+            match entry {
+                Ok(entry) if entry.file_type().is_file() => {
+                    let path = entry.into_path();
+                    if has_image_extension(&path) && self.wanted(&path) {
+                        inputs.push(Input::Image(path));
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => inputs.push(broken(root, &err)),
+            }
+        }
+    }
+
+    fn wanted(&self, path: &Path) -> bool {
+        self.include.as_ref().is_none_or(|set| set.is_match(path))
+            && !self.exclude.as_ref().is_some_and(|set| set.is_match(path))
+    }
+}
+
+fn broken(root: &Path, err: &walkdir::Error) -> Input {
+    let path = err.path().unwrap_or(root).to_owned();
+    let reason = match (err.loop_ancestor(), err.io_error()) {
+        (Some(ancestor), _) => format!("symlink loop back to {}", ancestor.display()),
+        (None, Some(io)) => format!("cannot read folder: {io}"),
+        (None, None) => err.to_string(),
+    };
+    Input::Broken { path, reason }
+}
+
+fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        builder.add(Glob::new(pattern).with_context(|| format!("bad glob `{pattern}`"))?);
+    }
+    Ok(Some(builder.build()?))
+}
+
+/// Whether the file name ends in a known image extension, in any case.
+pub(crate) fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// `K/N`: the K-th (1-based) of N slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice, 1..=n.
+    pub k: usize,
+    /// How many slices.
+    pub n: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let (k, n) = text.split_once('/').ok_or("expected K/N, e.g. 2/8")?;
+        let parse =
+            |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a whole number"));
+        let (k, n) = (parse(k)?, parse(n)?);
+        if k == 0 || n == 0 || k > n {
+            return Err(format!("{k}/{n}: K must be between 1 and N"));
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+/// The inputs of one shard: every N-th input, starting at the K-th. Shards are disjoint and
+/// together hold every input, given the same sorted list.
+pub fn shard(inputs: Vec<Input>, shard: Shard) -> Vec<Input> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.n == shard.k - 1)
+        .map(|(_, x)| x)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_reject() {
+        assert_eq!("2/8".parse::<Shard>(), Ok(Shard { k: 2, n: 8 }));
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["b.JPG", "a.png", "notes.txt", "sub/c.jpeg", "sub/deeper/d.webp"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        dir
+    }
+
+    fn names(inputs: &[Input], root: &Path) -> Vec<String> {
+        inputs
+            .iter()
+            .map(|i| i.path().strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn folders_are_walked_sorted_by_extension() {
+        let dir = tree();
+        let root = dir.path();
+        let all = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        assert_eq!(names(&all, root), ["a.png", "b.JPG", "sub/c.jpeg", "sub/deeper/d.webp"]);
+        let top = Walk::new(false, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        assert_eq!(names(&top, root), ["a.png", "b.JPG"]);
+    }
+
+    #[test]
+    fn files_given_are_kept_and_duplicates_dropped() {
+        let dir = tree();
+        let root = dir.path();
+        let notes = root.join("notes.txt");
+        let inputs =
+            Walk::new(true, &[], &[]).unwrap().discover(&[notes.clone(), root.to_owned(), notes]);
+        assert_eq!(inputs.len(), 5);
+        assert!(inputs.contains(&Input::Image(root.join("notes.txt"))));
+    }
+
+    #[test]
+    fn globs_include_and_exclude() {
+        let dir = tree();
+        let root = dir.path();
+        let walk =
+            Walk::new(true, &["*.png".into(), "**/sub/**".into()], &["*.webp".into()]).unwrap();
+        assert_eq!(names(&walk.discover(&[root.to_owned()]), root), ["a.png", "sub/c.jpeg"]);
+        assert!(Walk::new(true, &["a[".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn symlink_loops_are_broken_inputs() {
+        let dir = tree();
+        let root = dir.path();
+        std::os::unix::fs::symlink(root.join("sub"), root.join("sub/deeper/loop")).unwrap();
+        let inputs = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        let broken: Vec<&Input> =
+            inputs.iter().filter(|i| matches!(i, Input::Broken { .. })).collect();
+        assert_eq!(broken.len(), 1, "{inputs:?}");
+        assert!(
+            matches!(broken[0], Input::Broken { reason, .. } if reason.contains("symlink loop"))
+        );
+        assert_eq!(inputs.len(), 5);
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_complete() {
+        let inputs: Vec<Input> =
+            (0..10).map(|i| Input::Image(PathBuf::from(format!("{i}")))).collect();
+        let mut union: Vec<Input> =
+            (1..=3).flat_map(|k| shard(inputs.clone(), Shard { k, n: 3 })).collect();
+        assert_eq!(shard(inputs.clone(), Shard { k: 1, n: 3 }).len(), 4);
+        union.sort();
+        let mut expected = inputs;
+        expected.sort();
+        assert_eq!(union, expected);
+    }
+}

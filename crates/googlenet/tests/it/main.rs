@@ -1,0 +1,6 @@
+//! The library against the ground truth: onnxruntime's reference outputs, the shared labelled
+//! photos, and its public API as a user calls it.
+
+mod api;
+mod model;
+mod reference;
