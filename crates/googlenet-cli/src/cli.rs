@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
 use googlenet::crops::Crops;
+use googlenet::download::Downloader;
 use googlenet::experiment::concat_order::Order;
 use googlenet::inspect::modules::BranchKind;
 use googlenet::pipeline::discover::Shard;
@@ -195,9 +196,22 @@ pub struct ServeArgs {
     /// The largest request body, in bytes or with a K, M or G suffix (powers of 1024).
     #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = size)]
     pub max_body: u64,
-    /// Connections served at once; a connection beyond them is answered 503 at once.
-    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Connections open at once; beyond them, a new connection takes the place of the one
+    /// waiting longest for its request's headers, or is answered 503 when all serve requests.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_connections: u16,
+    /// The longest a request may take to send its headers.
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = seconds)]
+    pub header_timeout: Duration,
+    /// Also answer requests that name this host (repeatable): besides `localhost` and the
+    /// address the service listens on, a request for any other host is refused (421), as a
+    /// web page reaching it through DNS rebinding would name its own.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+    /// Let the web page of this origin (`scheme://host[:port]`, repeatable) call the API, with
+    /// CORS; requests that change anything from any other page's origin are refused (403).
+    #[arg(long = "allow-origin", value_name = "ORIGIN", value_parser = origin)]
+    pub allow_origins: Vec<String>,
     /// Requests waiting for a worker; a request beyond them is answered 503 at once.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub queue: u16,
@@ -224,6 +238,21 @@ pub struct ServeArgs {
     /// Preprocessing.
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
+}
+
+/// A web origin, `scheme://host[:port]`, as browsers send it.
+fn origin(text: &str) -> Result<String, String> {
+    let (scheme, rest) = text.split_once("://").ok_or("expected scheme://host[:port]")?;
+    let valid = matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' ']);
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not an origin such as https://app.example or http://localhost:3000"
+        ))
+    }
 }
 
 /// A size in bytes: a whole number, optionally followed by K, M or G (powers of 1024).
@@ -450,6 +479,17 @@ pub struct DownloadArgs {
     /// Give up downloading a URL after this long, redirects included.
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
     pub download_timeout: Duration,
+    /// Refuse a download past this many bytes, as sent and as decoded (at most what an image
+    /// within --max-pixels can take).
+    #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = size)]
+    pub max_download: u64,
+}
+
+impl DownloadArgs {
+    /// The client with these limits.
+    pub fn downloader(&self) -> Downloader {
+        Downloader::new(self.connect_timeout, self.download_timeout, self.max_download)
+    }
 }
 
 /// A duration in seconds (fractions allowed), above zero and at most a day.
@@ -608,7 +648,7 @@ impl RunnerArgs {
             .threads(self.run.threads.map(usize::from))
             .batch_size(self.run.batch_size.map(usize::from))
             .images(images)
-            .timeouts(self.download.connect_timeout, self.download.download_timeout)
+            .downloader(self.download.downloader())
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use googlenet::download::Downloader;
+use googlenet::download::{redact, Downloader};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -18,7 +18,7 @@ pub const ZOO_SIZE: u64 = 28_021_836;
 /// SHA-256 of [`ZOO_URL`].
 pub const ZOO_SHA256: &str = "c99c507058eaf41de8723408fdda7db8325cb57f0a89f2ee07a716d6e963e14e";
 /// The largest download accepted when the expected size is not known.
-const MAX_DOWNLOAD: u64 = 2 << 30;
+pub const MAX_DOWNLOAD: u64 = 2 << 30;
 
 /// What the installed file must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +62,14 @@ pub fn download(
     dest: &Path,
 ) -> Result<()> {
     let limit = expected.size.unwrap_or(MAX_DOWNLOAD);
+    let shown = redact(url);
     let (body, announced) =
-        downloader.open(url, limit).with_context(|| format!("cannot download {url}"))?;
+        downloader.open(url, limit).with_context(|| format!("cannot download {shown}"))?;
     if let (Some(announced), Some(size)) = (announced, expected.size) {
-        ensure!(announced == size, "{url} announces {announced} bytes, expected {size}");
+        ensure!(announced == size, "{shown} announces {announced} bytes, expected {size}");
     }
     install(body, announced.or(expected.size), expected, dest)
-        .with_context(|| format!("cannot download {url}"))
+        .with_context(|| format!("cannot download {shown}"))
 }
 
 /// Copies the local file `from` into `dest`, verified the same way as a download.

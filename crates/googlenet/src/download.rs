@@ -1,8 +1,11 @@
-//! Downloading the images named by `http://` and `https://` URLs: bounded in bytes, in time
-//! and in redirects, each failure one typed error that becomes that input's record.
+//! Downloading the images named by `http://` and `https://` URLs: bounded in bytes (on the wire
+//! and decoded alike), in time and in redirects, each failure one typed error that becomes that
+//! input's record; and URLs shown with their passwords hidden ([`redact`]).
 
-use std::io;
+use std::io::{self, Read};
 use std::time::Duration;
+
+use flate2::read::MultiGzDecoder;
 
 use crate::files::{read_up_to, Size};
 
@@ -30,12 +33,16 @@ pub enum DownloadError {
     /// The redirects went on past [`MAX_REDIRECTS`].
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
-    /// The body is larger than any image within the pixel limit can be.
-    #[error("over {}, more than an image within --max-pixels can take", Size(*.limit))]
+    /// The body, as sent or as decoded, is over the limit (`--max-download`, or less where
+    /// no image within `--max-pixels` can be that large).
+    #[error("over {}, the most a download may take", Size(*.limit))]
     TooLarge {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The body comes in an encoding other than gzip, the only one asked for.
+    #[error("the body is sent as `{0}`, which is not decoded")]
+    Encoding(String),
     /// The body stopped before the length the server announced.
     #[error("the body stopped before the {announced} bytes announced")]
     CutShort {
@@ -47,24 +54,29 @@ pub enum DownloadError {
     Other(String),
 }
 
+/// The most bytes a download may take by default (`--max-download`).
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 64 << 20;
+
 /// An HTTP client with the limits of one run: shared by the workers, each download on the
 /// worker that classifies it.
 #[derive(Debug, Clone)]
 pub struct Downloader {
     agent: ureq::Agent,
+    max_bytes: u64,
 }
 
-/// The default limits: 10 s to connect, 60 s for a whole download.
+/// The default limits: 10 s to connect, 60 s for a whole download, 64 MiB.
 impl Default for Downloader {
     fn default() -> Downloader {
-        Downloader::new(Duration::from_secs(10), Duration::from_secs(60))
+        Downloader::new(Duration::from_secs(10), Duration::from_secs(60), DEFAULT_MAX_DOWNLOAD)
     }
 }
 
 impl Downloader {
     /// A client that gives up connecting after `connect`, waiting for an answer after
-    /// [`ANSWER_TIMEOUT`] (or `total`, if shorter), and downloading after `total`.
-    pub fn new(connect: Duration, total: Duration) -> Downloader {
+    /// [`ANSWER_TIMEOUT`] (or `total`, if shorter), and downloading after `total`, and takes
+    /// at most `max_bytes` of any body, counted as they arrive and again as they are decoded.
+    pub fn new(connect: Duration, total: Duration, max_bytes: u64) -> Downloader {
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(connect))
             .timeout_recv_response(Some(ANSWER_TIMEOUT.min(total)))
@@ -72,11 +84,13 @@ impl Downloader {
             .max_redirects(MAX_REDIRECTS)
             .user_agent(concat!("googlenet/", env!("CARGO_PKG_VERSION")))
             .build();
-        Downloader { agent: config.into() }
+        Downloader { agent: config.into(), max_bytes }
     }
 
-    /// The body at `url`, refused past `limit` bytes without reading further.
+    /// The body at `url`, refused past `limit` bytes (or the client's own limit, if lower)
+    /// without reading further.
     pub fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
+        let limit = limit.min(self.max_bytes);
         let (body, announced) = self.open(url, limit)?;
         let bytes = read_up_to(body, limit, announced.unwrap_or(0))
             .map_err(|err| read_error(err, announced))?
@@ -89,21 +103,77 @@ impl Downloader {
         }
     }
 
-    /// The body at `url` to read as it arrives, which fails past `limit` bytes, and the length
-    /// the server announced; refused at once when that is over `limit`.
+    /// The body at `url` to read as it arrives, which fails past `limit` bytes on the wire
+    /// and again past `limit` decoded (a gzip body is inflated here), and the length the server
+    /// announced for a body sent as it is; refused at once when that is over `limit`.
     pub fn open(
         &self,
         url: &str,
         limit: u64,
-    ) -> Result<(impl io::Read + use<>, Option<u64>), DownloadError> {
-        let response = self.agent.get(url).call().map_err(DownloadError::from)?;
+    ) -> Result<(Box<dyn Read + Send>, Option<u64>), DownloadError> {
+        let response = self
+            .agent
+            .get(url)
+            .header("accept-encoding", "gzip")
+            .call()
+            .map_err(|err| DownloadError::from(err).hiding(url))?;
+        let encoding = response
+            .headers()
+            .get("content-encoding")
+            .map(|value| value.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+            .filter(|value| value != "identity");
         let announced = response.body().content_length();
         if announced.is_some_and(|len| len > limit) {
             return Err(DownloadError::TooLarge { limit });
         }
-        let body = response.into_body().into_with_config().limit(limit.saturating_add(1));
-        Ok((body.reader(), announced))
+        let wire = response.into_body().into_with_config().limit(limit.saturating_add(1)).reader();
+        match encoding.as_deref() {
+            None => Ok((Box::new(wire), announced)),
+            Some("gzip" | "x-gzip") => {
+                Ok((Box::new(MultiGzDecoder::new(wire).take(limit.saturating_add(1))), None))
+            }
+            Some(other) => Err(DownloadError::Encoding(other.to_owned())),
+        }
     }
+}
+
+impl DownloadError {
+    /// This error with any password of `url` in its text replaced by `***`.
+    fn hiding(self, url: &str) -> DownloadError {
+        match (self, password(url)) {
+            (DownloadError::Other(text), Some(secret)) if !secret.is_empty() => {
+                DownloadError::Other(text.replace(secret, "***"))
+            }
+            (err, _) => err,
+        }
+    }
+}
+
+/// Where `url`'s user information lies (what stands between `//` and `@` in its authority).
+fn userinfo(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    let authority = url.get(start..)?;
+    let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+    let at = authority.get(..end)?.rfind('@')?;
+    Some(start..start + at)
+}
+
+/// The password of `url`'s user information, if it has one (or the whole user information
+/// where it has no `:`, as a token in the user name is no less a secret).
+fn password(url: &str) -> Option<&str> {
+    let info = url.get(userinfo(url)?)?;
+    Some(info.split_once(':').map_or(info, |(_, secret)| secret))
+}
+
+/// `url` as it may be shown: `http://user:***@host/...` where it holds a password, `***@`
+/// where its user information has no `:`.
+pub fn redact(url: &str) -> String {
+    let Some(range) = userinfo(url) else { return url.to_owned() };
+    let shown = match url.get(range.clone()).and_then(|info| info.split_once(':')) {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", url.get(..range.start).unwrap_or(""), url.get(range.end..).unwrap_or(""))
 }
 
 /// What a failed read of the body means: the body cut short, or the client's error.
@@ -154,6 +224,17 @@ pub(crate) fn is_url(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("http://u:secret@h:8/a.jpg"), "http://u:***@h:8/a.jpg");
+        assert_eq!(redact("https://token@h/a@b.jpg"), "https://***@h/a@b.jpg");
+        assert_eq!(redact("http://h/a.jpg?x=@y"), "http://h/a.jpg?x=@y");
+        assert_eq!(redact("http://a:b:c@h"), "http://a:***@h");
+        assert_eq!(password("http://u:secret@h/"), Some("secret"));
+        let err = DownloadError::Other("cannot reach http://u:secret@h/".into());
+        assert_eq!(err.hiding("http://u:secret@h/").to_string(), "cannot reach http://u:***@h/");
+    }
 
     #[test]
     fn urls_are_told_from_paths() {

@@ -39,7 +39,7 @@ pub struct Adjust {
 /// How a [`Classifier`] or an [`Embedder`] is loaded and run. Every setting has a default: the
 /// model resolved as the command line resolves it (`GOOGLENET_MODEL`, the embedded model, the
 /// cache of `googlenet fetch-model`), the preset its origin and input name suggest, a thread
-/// per core, the top 5 classes, one crop.
+/// per core, the top 5 classes, one crop, and [`Downloader::default`]'s limits.
 #[derive(Debug, Clone)]
 pub struct Builder {
     model: Option<PathBuf>,
@@ -51,7 +51,7 @@ pub struct Builder {
     images: usize,
     top_k: usize,
     crops: Crops,
-    timeouts: Option<(Duration, Duration)>,
+    downloader: Downloader,
 }
 
 impl Default for Builder {
@@ -66,7 +66,7 @@ impl Default for Builder {
             images: 0,
             top_k: 5,
             crops: Crops::One,
-            timeouts: None,
+            downloader: Downloader::default(),
         }
     }
 }
@@ -136,9 +136,9 @@ impl Builder {
         self
     }
 
-    /// The connect and whole-download timeouts for inputs named by URL.
-    pub fn timeouts(mut self, connect: Duration, download: Duration) -> Builder {
-        self.timeouts = Some((connect, download));
+    /// The client, with its time and byte limits, for inputs named by URL.
+    pub fn downloader(mut self, downloader: Downloader) -> Builder {
+        self.downloader = downloader;
         self
     }
 
@@ -192,10 +192,7 @@ impl Builder {
         .with_context(|| format!("cannot load model {source}"))?;
         let preset = self.preset.unwrap_or_else(|| suggested_preset(&model, source.origin));
         let preprocess = self.preprocess(preset, &model);
-        let downloader = match self.timeouts {
-            Some((connect, download)) => Downloader::new(connect, download),
-            None => Downloader::default(),
-        };
+        let downloader = self.downloader.clone();
         let runner = Runner { model, preprocess, downloader, crops: self.crops };
         let threads = self.thread_count();
         Ok(Plan { runner, source, preset, threads, load_time: started.elapsed() })

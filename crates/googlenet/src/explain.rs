@@ -8,6 +8,7 @@ use image::{Rgb, RgbImage};
 use rayon::prelude::*;
 use tract_onnx::prelude::tract_ndarray::{Array2, Array3, ArrayViewMut, Axis, Dimension, Slice};
 
+use crate::cancel::Cancel;
 use crate::model::Model;
 use crate::preprocess::Preprocess;
 
@@ -64,31 +65,31 @@ impl Explanation {
 }
 
 /// Decodes the photo in `bytes`, maps how occluding each part of it changes `model`'s top
-/// class ([`occlusion`]) and draws the map over it (`render`).
+/// class ([`occlusion`]) and draws the map over it (`render`). `cancel` stops it between
+/// batches of occluded copies.
 pub fn explain(
     model: &Model,
     settings: &Preprocess,
     bytes: &[u8],
-    patch: usize,
-    stride: usize,
-    threads: usize,
+    (patch, stride): (usize, usize),
+    (threads, cancel): (usize, &Cancel),
 ) -> Result<Explanation> {
     let photo = settings.decode(bytes)?;
     let tensor = settings.normalise(&settings.resize(&photo)?);
-    let occlusion = occlusion(model, &tensor, patch, stride, threads)?;
+    let occlusion = occlusion(model, &tensor, (patch, stride), (threads, cancel))?;
     let region = settings.region(photo.width(), photo.height());
     let heatmap = render(&photo, &occlusion.map, region, occlusion.hottest.2);
     Ok(Explanation { occlusion, heatmap, region })
 }
 
 /// Occludes `image` (`3 x H x W`, normalised) with `patch`-pixel squares every `stride` pixels
-/// and runs all of them through `model`, `model.batch_size` at a time on `threads` threads.
+/// and runs all of them through `model`, `model.batch_size` at a time on `threads` threads,
+/// until `cancel` stops it ([`crate::Cancelled`]) between batches.
 pub fn occlusion(
     model: &Model,
     image: &Array3<f32>,
-    patch: usize,
-    stride: usize,
-    threads: usize,
+    (patch, stride): (usize, usize),
+    (threads, cancel): (usize, &Cancel),
 ) -> Result<Occlusion> {
     let (_, h, w) = image.dim();
     ensure!(patch >= 1 && patch <= h.min(w), "the patch must be 1 to {} pixels", h.min(w));
@@ -104,6 +105,7 @@ pub fn occlusion(
         .flat_map(|y| offsets(w, patch, stride).map(move |x| (y, x)))
         .collect();
     let occluded_run = |chunk: &[(usize, usize)]| -> Result<Vec<f32>> {
+        cancel.check()?;
         let occluded: Vec<Array3<f32>> = chunk
             .iter()
             .map(|&(y, x)| {

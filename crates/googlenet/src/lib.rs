@@ -26,6 +26,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+pub mod cancel;
 pub mod classify;
 pub mod crops;
 pub mod download;
@@ -44,6 +45,7 @@ pub mod preprocess;
 pub mod record;
 pub mod similarity;
 
+pub use cancel::{Cancel, Cancelled};
 pub use engine::{Adjust, Builder, Classifier, Embedder, InputInfo, LayerShape, ModelInfo, Plan};
 pub use pipeline::Input;
 pub use preprocess::Preset;

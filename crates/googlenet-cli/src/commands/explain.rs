@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use googlenet::crops::Crops;
-use googlenet::explain;
 use googlenet::pipeline::Input;
 use googlenet::record::{path_text, write_whole};
+use googlenet::{explain, Cancel};
 
 use super::{announce, print_report, Status};
 use crate::cli::{ExplainArgs, ReportFormat};
@@ -34,9 +34,14 @@ pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
     let bytes = runner.bytes(&Input::from_arg(&args.image)).with_context(|| format!("{name}"))?;
     let threads = classifier.plan().threads();
     let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
-    let explained =
-        explain::explain(runner.model(), runner.preprocess(), &bytes, patch, stride, threads)
-            .with_context(|| format!("{name}"))?;
+    let explained = explain::explain(
+        runner.model(),
+        runner.preprocess(),
+        &bytes,
+        (patch, stride),
+        (threads, &Cancel::new()),
+    )
+    .with_context(|| format!("{name}"))?;
     write_whole(&args.out, &explained.png()?)?;
     let occlusion = &explained.occlusion;
     let [x0, y0, x1, y1] = explained.hottest_patch();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use googlenet::download::Downloader;
+use googlenet::download::{redact, Downloader};
 use googlenet::eval::{true_synset, Report, Tally};
 use googlenet::files::{read_at_most, read_up_to, Size};
 use googlenet::inspect::profile::Profile;
@@ -292,7 +292,8 @@ fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf> {
 }
 
 fn describe_paths(args: &InputArgs) -> String {
-    let mut names: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    let mut names: Vec<String> =
+        args.paths.iter().map(|p| redact(&p.display().to_string())).collect();
     if let Some(list) = &args.files_from {
         names.push(format!("the paths of {}", list.display()));
     }
@@ -312,7 +313,8 @@ fn fetch_model(args: &FetchModelArgs) -> Result<Status> {
     match &args.from {
         Some(from) => fetch::copy(from, &expected, &dest)?,
         None => {
-            let downloader = Downloader::new(args.connect_timeout, args.download_timeout);
+            let downloader =
+                Downloader::new(args.connect_timeout, args.download_timeout, fetch::MAX_DOWNLOAD);
             let url = args.url.as_deref().unwrap_or(fetch::ZOO_URL);
             fetch::download(&downloader, url, &expected, &dest)?
         }

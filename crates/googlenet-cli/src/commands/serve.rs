@@ -8,6 +8,7 @@ use googlenet::{Classifier, Embedder};
 use super::{announce, Status};
 use crate::cli::ServeArgs;
 use crate::output::{diagnostic, one_line};
+use crate::serve::access::Access;
 use crate::serve::batcher::{Batching, Engines};
 use crate::serve::{self, Limits};
 
@@ -33,6 +34,7 @@ pub(super) fn serve(args: &ServeArgs, verbose: bool) -> Result<Status> {
     let limits = Limits {
         max_body: args.max_body,
         max_connections: usize::from(args.max_connections),
+        header_timeout: args.header_timeout,
         request_timeout: args.request_timeout,
     };
     let batching = Batching {
@@ -57,7 +59,13 @@ pub(super) fn serve(args: &ServeArgs, verbose: bool) -> Result<Status> {
         if !address.ip().is_loopback() {
             diagnostic("warning: not a loopback address: other machines can use this service");
         }
-        serve::serve(listener, (engines, info), limits, batching, verbose, shutdown()).await
+        let access = Access {
+            bound: address.ip(),
+            hosts: args.allow_hosts.clone(),
+            origins: args.allow_origins.clone(),
+        };
+        serve::serve(listener, (engines, info), (limits, access), batching, verbose, shutdown())
+            .await
     })?;
     diagnostic("stopped");
     Ok(Status::Success)

@@ -1,6 +1,8 @@
 //! Dynamic batching: requests wait in one bounded queue; a worker thread takes the oldest, adds
 //! the requests already waiting, or arriving within a few milliseconds, up to a batch of
-//! images, and runs them through the shared plan together. A full queue refuses at once.
+//! images, and runs them through the shared plan together, a batch at a time. A full queue
+//! refuses at once. A request that gave up (timed out, or its client gone) is not run past the
+//! batch under way, nor is anything once the workers are stopped.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use googlenet::pipeline::{embedding_records, records, Input, RowResult, Runner};
-use googlenet::{Classifier, Embedder, Record};
+use googlenet::{Cancel, Classifier, Embedder, Record};
 
 /// What a request wants of its images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,7 @@ pub struct Batching {
 #[derive(Debug)]
 pub struct Workers {
     handles: Vec<JoinHandle<()>>,
+    stop: Cancel,
 }
 
 impl Workers {
@@ -88,16 +91,24 @@ impl Workers {
     pub fn start(engines: Arc<Engines>, batching: Batching) -> (Queue, Workers) {
         let (sender, receiver) = mpsc::sync_channel(batching.capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        let stop = Cancel::new();
         let handles = (0..batching.threads.max(1))
             .map(|_| {
                 let (receiver, engines) = (Arc::clone(&receiver), Arc::clone(&engines));
-                std::thread::spawn(move || work(&receiver, &engines, batching))
+                let stop = stop.clone();
+                std::thread::spawn(move || work(&receiver, &engines, batching, &stop))
             })
             .collect();
-        (Queue { sender }, Workers { handles })
+        (Queue { sender }, Workers { handles, stop })
     }
 
-    /// Waits for the workers to finish what is queued.
+    /// Stops the workers after the batch each is running: what is left of their requests, and
+    /// of the queue, is not run.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for the workers to finish what is queued (or, once stopped, their batches).
     pub fn join(self) {
         for handle in self.handles {
             // A worker's panic has already been reported by the panic hook.
@@ -107,7 +118,7 @@ impl Workers {
 }
 
 /// One worker: batches of jobs until the queue closes.
-fn work(receiver: &Mutex<Receiver<Job>>, engines: &Engines, batching: Batching) {
+fn work(receiver: &Mutex<Receiver<Job>>, engines: &Engines, batching: Batching, stop: &Cancel) {
     loop {
         let jobs = {
             let receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
@@ -116,38 +127,66 @@ fn work(receiver: &Mutex<Receiver<Job>>, engines: &Engines, batching: Batching) 
         };
         let (classify, embed): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
-            .filter(|job| !job.reply.is_closed())
+            .filter(|job| !job.reply.is_closed() && !stop.is_cancelled())
             .partition(|job| matches!(job.task, Task::Classify { .. }));
         let classifier = &engines.classifier;
         let records = |job: &Job, rows| match job.task {
             Task::Classify { top_k } => records(&job.inputs, rows, top_k, classifier.labels()),
             Task::Embed { normalize } => embedding_records(&job.inputs, rows, normalize),
         };
-        run_jobs(classify, classifier.plan().runner(), records);
+        let run = Run { images: batching.images, stop };
+        run.jobs(classify, classifier.plan().runner(), records);
         // Without a features model the handlers queue no embedding jobs.
         if let Ok(features) = &engines.features {
-            run_jobs(embed, features.plan().runner(), records);
+            run.jobs(embed, features.plan().runner(), records);
         }
     }
 }
 
-/// Runs the images of `jobs` through `runner` together and answers each job with `records`
-/// of its own rows.
-fn run_jobs(
-    jobs: Vec<Job>,
-    runner: &Runner,
-    records: impl Fn(&Job, Vec<RowResult>) -> Vec<Record>,
-) {
-    if jobs.is_empty() {
-        return;
-    }
-    let inputs: Vec<Input> = jobs.iter().flat_map(|job| job.inputs.iter().cloned()).collect();
-    let mut rows = runner.run(&inputs).into_iter();
-    for job in jobs {
-        let rows = rows.by_ref().take(job.inputs.len()).collect();
-        let answer = records(&job, rows);
-        // A request that gave up meanwhile has dropped its receiver: nothing to answer.
-        let _ = job.reply.send(answer);
+/// How a worker runs its jobs: `images` at a time, until `stop`.
+struct Run<'a> {
+    images: usize,
+    stop: &'a Cancel,
+}
+
+impl Run<'_> {
+    /// Runs the images of `jobs` through `runner` together, a batch at a time, and answers each
+    /// job with `records` of its own rows. Before each batch the jobs that gave up are dropped;
+    /// once the workers are stopped, none is run further.
+    fn jobs(
+        &self,
+        jobs: Vec<Job>,
+        runner: &Runner,
+        records: impl Fn(&Job, Vec<RowResult>) -> Vec<Record>,
+    ) {
+        // Each job with the rows of its images so far.
+        let mut pending: Vec<(Job, Vec<RowResult>)> =
+            jobs.into_iter().map(|job| (job, Vec::new())).collect();
+        loop {
+            pending.retain(|(job, _)| !job.reply.is_closed() && !self.stop.is_cancelled());
+            let batch: Vec<(usize, Input)> = pending
+                .iter()
+                .enumerate()
+                .flat_map(|(at, (job, rows))| {
+                    job.inputs.iter().skip(rows.len()).map(move |input| (at, input.clone()))
+                })
+                .take(self.images.max(1))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            let inputs: Vec<Input> = batch.iter().map(|(_, input)| input.clone()).collect();
+            for ((at, _), row) in batch.iter().zip(runner.run(&inputs)) {
+                if let Some((_, rows)) = pending.get_mut(*at) {
+                    rows.push(row);
+                }
+            }
+        }
+        for (job, rows) in pending {
+            let answer = records(&job, rows);
+            // A request that gave up meanwhile has dropped its receiver: nothing to answer.
+            let _ = job.reply.send(answer);
+        }
     }
 }
 

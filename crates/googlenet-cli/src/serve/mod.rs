@@ -2,11 +2,18 @@
 //!
 //! Requests are read on one async thread ([`routes`]); their images wait in one bounded queue
 //! for the worker threads ([`batcher`]), which batch requests together and run them on the
-//! shared plans. Every wait is bounded: connections (`--max-connections`), the queue
-//! (`--queue`), bodies (`--max-body`) and time (`--request-timeout`, headers included).
-//! Refusals are JSON `{"error": ...}` with their status; a full server answers 503 at once.
+//! shared plans. Every wait is bounded: connections (`--max-connections`, the one waiting
+//! longest for its headers giving way to a new one: [`connections`]), headers
+//! (`--header-timeout`), the queue (`--queue`), bodies (`--max-body`) and time
+//! (`--request-timeout`), and a request that gives up stops its work at the next batch. Only
+//! requests for this service's host, and from its own page or those allowed, are answered
+//! ([`access`]). Refusals are JSON `{"error": ...}` with their status, hyper's own included
+//! ([`conn`]); a full server answers 503 at once.
 
+pub mod access;
 pub mod batcher;
+mod conn;
+mod connections;
 pub mod routes;
 
 use std::future::Future;
@@ -22,9 +29,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use googlenet::ModelInfo;
+use hyper::service::Service as _;
 
 use crate::output::diagnostic;
+use access::Access;
 use batcher::{Batching, Engines, Queue};
+use conn::JsonErrors;
+use connections::Connections;
 use routes::ApiError;
 
 /// The bounds on what requests may take.
@@ -32,8 +43,10 @@ use routes::ApiError;
 pub struct Limits {
     /// The largest request body, in bytes.
     pub max_body: u64,
-    /// Connections served at once.
+    /// Connections open at once.
     pub max_connections: usize,
+    /// The longest a request may take to send its headers.
+    pub header_timeout: Duration,
     /// The longest a request may take, from its first header byte to its answer.
     pub request_timeout: Duration,
 }
@@ -52,12 +65,12 @@ pub struct Service {
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, lets the requests in
-/// flight finish (for at most `--request-timeout`) and lets the workers empty the queue. With
-/// `verbose`, each request's method and path are written to stderr as it starts.
+/// flight finish or time out (at most `--request-timeout`), stops the workers' batches and
+/// returns. With `verbose`, each request's method and path are written to stderr as it starts.
 pub async fn serve(
     listener: TcpListener,
     (engines, info): (Engines, ModelInfo),
-    limits: Limits,
+    (limits, access): (Limits, Access),
     batching: Batching,
     verbose: bool,
     shutdown: impl Future<Output = ()>,
@@ -67,11 +80,11 @@ pub async fn serve(
     let top_k = info.top_k;
     let explaining = Arc::new(Semaphore::new(1));
     let service = Service { queue, engines, info, limits, batching, top_k, explaining };
-    let router = routes::router(Arc::new(service), verbose);
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let router = routes::router(Arc::new(service), Arc::new(access), verbose);
+    let connections = Connections::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.request_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -86,28 +99,41 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let io = TokioIo::new(stream);
-        match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => {
-                let service = TowerToHyperService::new(router.clone());
-                let connection = graceful.watch(http.serve_connection(io, service));
-                tokio::spawn(async move {
-                    // A connection that fails (reset, timed out) concerns only its client.
-                    let _ = connection.await;
-                    drop(permit);
-                });
+        let io = TokioIo::new(JsonErrors::new(stream));
+        let Some((admitted, evicted)) = connections.admit() else {
+            let refusal = http.clone().keep_alive(false).serve_connection(io, too_many(limits));
+            tokio::spawn(graceful.watch(refusal));
+            continue;
+        };
+        let admitted = Arc::new(admitted);
+        let tower = TowerToHyperService::new(router.clone());
+        let marked = Arc::clone(&admitted);
+        let service = hyper::service::service_fn(move |request| {
+            marked.serving(true);
+            let (answer, marked) = (tower.call(request), Arc::clone(&marked));
+            async move {
+                let response = answer.await;
+                marked.serving(false);
+                response
             }
-            Err(_) => {
-                let refusal = http.clone().keep_alive(false).serve_connection(io, too_many(limits));
-                tokio::spawn(graceful.watch(refusal));
+        });
+        let connection = graceful.watch(http.serve_connection(io, service));
+        tokio::spawn(async move {
+            // A connection that fails (reset, timed out) concerns only its client; one that
+            // gave way to a new one is closed here.
+            tokio::select! {
+                _ = connection => {}
+                _ = evicted => {}
             }
-        }
+            drop(admitted);
+        });
     }
     drop(listener);
     drop(router);
     if tokio::time::timeout(limits.request_timeout, graceful.shutdown()).await.is_err() {
         diagnostic("warning: closed the connections still open after --request-timeout");
     }
+    workers.stop();
     workers.join();
     Ok(())
 }

@@ -16,12 +16,14 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::access::{self, Access};
 use super::batcher::{Job, QueueFull, Task};
 use super::Service;
 use crate::output::json::Document;
 use crate::output::{diagnostic, one_line, Outcome, Record};
 use googlenet::files::Size;
 use googlenet::pipeline::Input;
+use googlenet::Cancel;
 
 /// The page served at `/`, its style sheet and its script: three files rather than one, so
 /// that the policy allows no inline script or style.
@@ -31,10 +33,10 @@ const PAGE_JS: &str = include_str!("page.js");
 
 /// What the page may load: only its own files, its API and the photos it was given.
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' blob: data:; connect-src 'self'";
+     img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'";
 
 /// The service's routes.
-pub fn router(service: Arc<Service>, verbose: bool) -> Router {
+pub fn router(service: Arc<Service>, access: Arc<Access>, verbose: bool) -> Router {
     let max_body = usize::try_from(service.limits.max_body).unwrap_or(usize::MAX);
     let router = Router::new()
         .route("/", get(|| page_file("text/html; charset=utf-8", PAGE)))
@@ -49,7 +51,8 @@ pub fn router(service: Arc<Service>, verbose: bool) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Multipart bodies are parsed from memory after the limit was enforced while reading.
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(service);
+        .with_state(service)
+        .layer(axum::middleware::from_fn_with_state(access, access::check));
     match verbose {
         true => router.layer(axum::middleware::map_request(log_request)),
         false => router,
@@ -60,6 +63,15 @@ pub fn router(service: Arc<Service>, verbose: bool) -> Router {
 async fn log_request(request: axum::extract::Request) -> axum::extract::Request {
     diagnostic(&format!("{} {}", request.method(), request.uri().path()));
     request
+}
+
+/// Cancels its work when dropped.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// A refused request: its status and a one-line reason, answered as `{"error": reason}`.
@@ -102,7 +114,7 @@ async fn page_file(content_type: &'static str, body: &'static str) -> Response {
     let headers = [
         (header::CONTENT_TYPE, content_type),
         (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
     ];
     (headers, body).into_response()
 }
@@ -299,6 +311,10 @@ impl Service {
                 .map_err(|_| busy())?
                 .map_err(|_| busy())?;
         let (engines, threads) = (Arc::clone(&self.engines), self.batching.threads);
+        // Giving up (the deadline, the client gone, the service stopping) drops the guard,
+        // which stops the map at its next batch of occluded copies.
+        let guard = CancelOnDrop(Cancel::new());
+        let cancel = guard.0.clone();
         let work = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let runner = engines.classifier.plan().runner();
@@ -310,15 +326,16 @@ impl Service {
                         runner.model(),
                         runner.preprocess(),
                         &bytes,
-                        patch,
-                        stride,
-                        threads,
+                        (patch, stride),
+                        (threads, &cancel),
                     )
                 })
                 .and_then(|explained| explained.png())
                 .map_err(|err| format!("{name}: {}", one_line(&err)))
         });
-        match tokio::time::timeout_at(deadline, work).await {
+        let answer = tokio::time::timeout_at(deadline, work).await;
+        drop(guard);
+        match answer {
             Ok(Ok(Ok(png))) => Ok(png),
             Ok(Ok(Err(reason))) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)),
             Ok(Err(_)) => Err(ApiError::new(

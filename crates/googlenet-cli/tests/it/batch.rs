@@ -122,18 +122,27 @@ fn a_folder_run_reports_every_file_in_sorted_order_with_any_thread_count() {
 fn a_killed_run_keeps_complete_lines_and_resume_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results.jsonl");
-    let photos: Vec<PathBuf> = samples().into_iter().take(24).collect();
-    // Stdin (`-`) amid the photos, held open: the run cannot finish, nor write a record past
-    // it, before it is killed.
-    let (before, after) = photos.split_at(12);
+    // Links to the photos named around a pipe that nothing writes to: the run, which reads its
+    // inputs in sorted order, cannot finish, nor write a record past the pipe, before it is
+    // killed.
+    let photos: Vec<PathBuf> = samples()
+        .into_iter()
+        .take(24)
+        .enumerate()
+        .map(|(i, photo)| {
+            let link = dir.path().join(format!("{}{i:02}.jpg", if i < 12 { 'a' } else { 'z' }));
+            std::os::unix::fs::symlink(photo, &link).unwrap();
+            link
+        })
+        .collect();
+    let blocker = dir.path().join("m.fifo");
+    crate::common::blocking_fifo(&blocker);
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("googlenet"))
         .env_remove("GOOGLENET_MODEL")
         .args(["classify", "--threads", "1", "--output"])
         .arg(&out)
-        .args(before)
-        .arg("-")
-        .args(after)
-        .stdin(Stdio::piped())
+        .args(&photos)
+        .arg(&blocker)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -147,7 +156,7 @@ fn a_killed_run_keeps_complete_lines_and_resume_finishes_it() {
     child.wait().unwrap();
     let written = std::fs::read(&out).unwrap();
     let kept = jsonl(&written[..written.iter().rposition(|&b| b == b'\n').unwrap() + 1]);
-    assert!((1..=before.len()).contains(&kept.len()), "{} rows kept", kept.len());
+    assert!((1..=12).contains(&kept.len()), "{} rows kept", kept.len());
     assert!(kept.iter().all(|r| r["predictions"].as_array().is_some_and(|p| p.len() == 5)));
 
     googlenet()

@@ -65,7 +65,8 @@ fn one_image_on_stdin_is_classified_as_dash() {
 #[test]
 fn every_download_failure_is_its_own_record_and_the_run_goes_on() {
     let (jpeg, png) = photos();
-    // Over the byte limit of --max-pixels 187500 (the tench's 500x375): 67 MiB.
+    // Over the byte limit of --max-pixels 187500 (the tench's 500x375), 67 MiB, which binds
+    // here under --max-download 1G.
     let huge = vec![0u8; 68 << 20];
     let base = http::serve(move |base, path| match path {
         "/tench.jpg" => Reply::ok("image/jpeg", jpeg.clone()),
@@ -93,14 +94,15 @@ fn every_download_failure_is_its_own_record_and_the_run_goes_on() {
         (url("/moved"), Ok("tench")),
         (url("/missing.jpg"), Err("cannot download: the server answered HTTP 404")),
         (url("/half.jpg"), Err("cannot download: the body stopped before the")),
-        (url("/huge.jpg"), Err("cannot download: over 67 MiB, more than an image within")),
+        (url("/huge.jpg"), Err("cannot download: over 67 MiB, the most a download may take")),
         (url("/loop"), Err("cannot download: more than 5 redirects")),
         (url("/silent.jpg"), Err("cannot download: timed out")),
         (refused, Err("cannot download: connection refused or failed")),
     ];
     let started = Instant::now();
     let output = googlenet()
-        .args(["classify", "-q", "-k", "1", "--max-pixels", "187500", "--download-timeout", "2"])
+        .args(["classify", "-q", "-k", "1", "--max-pixels", "187500", "--max-download", "1G"])
+        .args(["--download-timeout", "2"])
         .args(expected.iter().map(|(url, _)| url))
         .output()
         .unwrap();
@@ -143,4 +145,74 @@ fn urls_are_sorted_sharded_and_resumed_like_paths() {
     let written: Vec<String> =
         records(&std::fs::read(out).unwrap()).into_iter().map(|(path, _)| path).collect();
     assert_eq!(written, [name("/b.jpg"), name("/a.jpg"), name("/c.jpg")]);
+}
+
+/// `bytes` compressed as a gzip stream.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_past_the_download_limit_in_little_memory() {
+    let (_, png) = photos();
+    let (bomb, small) = (gzip(&vec![0; 1 << 28]), gzip(&png));
+    let base = http::serve(move |_, path| match path {
+        "/bomb.png" => Reply::Gzip(bomb.clone()),
+        _ => Reply::Gzip(small.clone()),
+    });
+    // The run waits on a pipe after the URLs (its inputs run in sorted order, one at a time),
+    // so that its peak memory can be read while it lives.
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::blocking_fifo(&dir.path().join("zz.png"));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("googlenet"))
+        .args(["classify", "-q", "-k", "1", "--threads", "1", "--batch-size", "1"])
+        .args([format!("{base}/bomb.png"), format!("{base}/cat.png")])
+        .arg("zz.png")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut next = || serde_json::from_str::<Value>(&lines.next().unwrap().unwrap()).unwrap();
+    let (refused, cat) = (next(), next());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(refused["error"], "cannot download: over 64 MiB, the most a download may take");
+    assert_eq!(top_name(&cat), "Egyptian cat", "a gzip body is inflated");
+    assert!(peak_kb < 400 << 10, "peak memory {} MB", peak_kb >> 10);
+}
+
+#[test]
+fn a_urls_password_is_never_shown() {
+    let (_, png) = photos();
+    let base = http::serve(move |_, path| match path {
+        "/cat.png" => Reply::ok("image/png", png.clone()),
+        _ => Reply::not_found(),
+    });
+    let with_password = |path: &str| base.replacen("http://", "http://user:secretpass@", 1) + path;
+    for format in ["jsonl", "csv", "table"] {
+        let output = googlenet()
+            .args(["classify", "-k", "1", "--verbose", "--format", format])
+            .args([with_password("/cat.png"), with_password("/missing.png")])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), output.stderr.clone());
+        let stderr = String::from_utf8_lossy(&stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            !stdout.contains("secretpass") && !stderr.contains("secretpass"),
+            "{stdout}{stderr}"
+        );
+        assert!(stdout.contains("user:***@127.0.0.1"), "{format}: {stdout}");
+        assert!(stderr.contains("user:***@127.0.0.1"), "{format}: {stderr}");
+    }
 }

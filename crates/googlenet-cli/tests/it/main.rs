@@ -16,4 +16,5 @@ mod inputs;
 mod inspect;
 mod page;
 mod serve;
+mod serve_attacks;
 mod similar;

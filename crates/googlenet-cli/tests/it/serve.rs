@@ -190,7 +190,7 @@ fn hostile_requests_are_refused_and_the_next_good_one_succeeds() {
     assert!(answer.contains("--request-timeout"), "{answer}");
     good_request_succeeds("a slow client");
 
-    // Headers that never end: the connection is closed after --request-timeout.
+    // Headers that never end: the connection is closed after --header-timeout.
     let started = Instant::now();
     let answer = raw(&server.addr, "POST /v1/classify HTTP/1.1\r\nHost: loc", MINUTE);
     assert!(started.elapsed() < Duration::from_secs(30), "{answer}");

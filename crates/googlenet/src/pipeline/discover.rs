@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
-use crate::download::is_url;
+use crate::download::{is_url, redact};
 
 /// File extensions, lower-case, that a folder walk takes as images.
 pub(crate) const IMAGE_EXTENSIONS: &[&str] =
@@ -24,7 +24,12 @@ pub enum Input {
     /// One image's bytes on standard input, named `-`.
     Stdin,
     /// An image to download, named by its `http://` or `https://` URL.
-    Url(String),
+    Url {
+        /// The URL.
+        url: String,
+        /// The URL as it is shown, its password hidden ([`crate::download::redact`]).
+        shown: String,
+    },
     /// An image sent to `googlenet serve`, named as its request names it.
     Upload {
         /// The multipart file name, or `-` for a raw request body.
@@ -47,7 +52,7 @@ impl Input {
         let arg = arg.as_ref();
         match arg.to_str() {
             Some("-") => Input::Stdin,
-            Some(url) if is_url(url) => Input::Url(url.to_owned()),
+            Some(url) if is_url(url) => Input::Url { url: url.to_owned(), shown: redact(url) },
             _ => Input::Image(arg.to_owned()),
         }
     }
@@ -57,7 +62,7 @@ impl Input {
         match self {
             Input::Image(path) | Input::Broken { path, .. } => path,
             Input::Stdin => Path::new("-"),
-            Input::Url(url) | Input::Upload { name: url, .. } => Path::new(url),
+            Input::Url { shown: name, .. } | Input::Upload { name, .. } => Path::new(name),
         }
     }
 }

@@ -58,7 +58,7 @@ impl Runner {
         Ok(match input {
             Input::Image(path) => self.preprocess.read(path)?,
             Input::Stdin => self.preprocess.read_stdin()?,
-            Input::Url(url) => {
+            Input::Url { url, .. } => {
                 self.downloader.get(url, self.preprocess.byte_limit()).context("cannot download")?
             }
             Input::Upload { bytes, .. } => bytes.to_vec(),

@@ -12,6 +12,8 @@ pub enum Reply {
     /// A status line such as `200 OK`, a content type, and a body, announced in full in
     /// `Content-Length` but cut to `sent` bytes when that is given.
     Body { status: &'static str, content_type: &'static str, body: Vec<u8>, sent: Option<usize> },
+    /// `200 OK` with `body` sent as it is, announced as `Content-Encoding: gzip`.
+    Gzip(Vec<u8>),
     /// `302 Found` to `location`.
     Redirect(String),
     /// Reads the request and answers nothing for a minute.
@@ -71,6 +73,14 @@ fn respond(mut stream: TcpStream, route: impl Fn(&str) -> Reply) {
             );
             let sent = sent.unwrap_or(body.len());
             stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body[..sent]))
+        }
+        Reply::Gzip(body) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Encoding: gzip\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body))
         }
         Reply::Redirect(location) => stream.write_all(
             format!(

@@ -32,6 +32,13 @@ pub fn googlenet() -> assert_cmd::Command {
     cmd
 }
 
+/// Makes a named pipe at `path` that nothing writes to: a run that reads it waits there until
+/// it is killed.
+pub fn blocking_fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 /// The JSON Lines records `googlenet classify --quiet ARGS...` prints, after checking that
 /// it succeeded.
 pub fn classify_records<S: AsRef<std::ffi::OsStr>>(

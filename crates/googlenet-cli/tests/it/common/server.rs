@@ -67,6 +67,16 @@ impl Server {
         }
     }
 
+    /// The CPU time the server has used so far, in seconds (user and system, all threads).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name, which is in parentheses: utime and stime are the
+        // 12th and 13th, in clock ticks of 1/100 s.
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+
     /// Sends SIGTERM and waits (at most a minute) for the server to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
@@ -121,9 +131,14 @@ pub fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
 /// Writes `head` (and nothing more) on a new connection to `addr` and returns what comes back
 /// before the server closes it or `timeout` passes: for requests no client library sends.
 pub fn raw(addr: &str, head: &str, timeout: Duration) -> String {
+    raw_bytes(addr, head.as_bytes(), timeout)
+}
+
+/// [`raw`] for a request of any bytes.
+pub fn raw_bytes(addr: &str, request: &[u8], timeout: Duration) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(timeout)).unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(request).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer).into_owned()

@@ -1,0 +1,153 @@
+//! `googlenet serve` under attack, on 127.0.0.1 and bounded in count and time: work past its
+//! deadline stopped, SIGTERM during it, connections that never finish their headers, other
+//! hosts and other pages' origins, and hyper's own refusals given JSON bodies.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::common::asset;
+use crate::common::server::{client, raw, raw_bytes, Server};
+use serde_json::Value;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// An occlusion map of every pixel of the bundled photo: 50,176 runs of the network, minutes.
+fn endless_explain(url: &str) -> std::thread::JoinHandle<u16> {
+    let (photo, url) = (std::fs::read(asset("chelsea.png")).unwrap(), url.to_owned());
+    std::thread::spawn(move || {
+        let request = client(MINUTE).post(&url).header("content-type", "image/png");
+        request.send(&photo[..]).unwrap().status().as_u16()
+    })
+}
+
+/// The JSON body of a raw HTTP answer.
+fn body(answer: &str) -> Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {answer}"))
+}
+
+#[test]
+fn work_past_the_timeout_stops() {
+    let server = Server::start(&["--request-timeout", "2"]);
+    let status = endless_explain(&server.url("/v1/explain?patch=1&stride=1")).join().unwrap();
+    assert_eq!(status, 503);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_seconds() - before;
+    assert!(used < 0.2, "the server used {used:.2} s of CPU in the second after");
+}
+
+#[test]
+fn sigterm_during_long_work_exits_within_the_timeout_and_a_second() {
+    let mut server = Server::start(&["--request-timeout", "3", "--verbose"]);
+    let request = endless_explain(&server.url("/v1/explain?patch=1&stride=1"));
+    server.wait_for_line("googlenet: POST /v1/explain");
+    let signalled = Instant::now();
+    let status = server.terminate();
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(4), "exited {took:?} after SIGTERM");
+    assert!(status.success(), "{status:?}: {:?}", server.log());
+    assert_eq!(request.join().unwrap(), 503);
+}
+
+#[test]
+fn connections_stuck_in_their_headers_do_not_lock_out_good_requests() {
+    let server = Server::start(&["--max-connections", "64"]);
+    let stuck: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&server.addr).unwrap();
+            stream.write_all(b"GET /v1/health HTTP/1.1\r\nHost: local").unwrap();
+            stream
+        })
+        .collect();
+    let photo = std::fs::read(asset("chelsea.png")).unwrap();
+    let url = server.url("/v1/classify");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let request = client(MINUTE).post(&url).header("content-type", "image/png");
+                    request.send(&photo[..]).unwrap().status().as_u16()
+                })
+            })
+            .collect();
+        requests.into_iter().map(|request| request.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, [200; 8]);
+    drop(stuck);
+}
+
+#[test]
+fn other_hosts_and_other_pages_are_refused_unless_allowed() {
+    let allowed = ["--allow-host", "photos.lan", "--allow-origin", "http://app.example"];
+    let server = Server::start(&allowed);
+    let get = |host: &str| {
+        let head = format!("GET /v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        raw(&server.addr, &head, MINUTE)
+    };
+    let answer = get("evil.example");
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    assert!(body(&answer)["error"].as_str().unwrap().contains("--allow-host evil.example"));
+    assert!(get("photos.lan:8080").starts_with("HTTP/1.1 200"));
+    assert!(get(&server.addr).starts_with("HTTP/1.1 200"));
+
+    let photo = std::fs::read(asset("chelsea.png")).unwrap();
+    let post = |origin: &str, content_type: &str| {
+        let mut request = format!(
+            "POST /v1/classify HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nContent-Type: \
+             {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            server.addr,
+            photo.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&photo);
+        raw_bytes(&server.addr, &request, MINUTE)
+    };
+    let answer = post("http://evil.example", "text/plain");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(body(&answer)["error"].as_str().unwrap().contains("--allow-origin"), "{answer}");
+    let own = post(&format!("http://{}", server.addr), "image/png");
+    assert!(own.starts_with("HTTP/1.1 200"), "{own}");
+    let answer = post("http://app.example", "image/png");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("access-control-allow-origin: http://app.example"), "{answer}");
+    assert_eq!(body(&answer)["results"][0]["predictions"][0]["name"], "Egyptian cat");
+
+    let preflight = raw(
+        &server.addr,
+        &format!(
+            "OPTIONS /v1/classify HTTP/1.1\r\nHost: {}\r\nOrigin: http://app.example\r\n\
+             Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",
+            server.addr
+        ),
+        MINUTE,
+    );
+    assert!(preflight.starts_with("HTTP/1.1 204"), "{preflight}");
+    assert!(preflight.to_ascii_lowercase().contains("access-control-allow-methods: get, post"));
+
+    let agent = client(MINUTE);
+    let page = agent.get(server.url("/")).call().unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let model = agent.get(server.url("/v1/model")).call().unwrap();
+    assert_eq!(model.headers()["x-content-type-options"], "nosniff");
+}
+
+#[test]
+fn requests_hyper_cannot_parse_get_json_errors_too() {
+    let server = Server::start(&[]);
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(70_000));
+    let long_header =
+        format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Filler: {}\r\n\r\n", "b".repeat(500_000));
+    for (request, status) in
+        [("NOT HTTP AT ALL\r\n\r\n".to_owned(), "400"), (long_uri, "414"), (long_header, "431")]
+    {
+        let answer = raw(&server.addr, &request, MINUTE);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{status}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("content-type: application/json"));
+        assert!(body(&answer)["error"].is_string(), "{answer}");
+    }
+}
