@@ -38,6 +38,10 @@ use conn::JsonErrors;
 use connections::Connections;
 use routes::ApiError;
 
+/// The most a request's line and headers may take, read: beyond, it is answered 431 (a URI
+/// over 64 KiB, 414).
+const MAX_HEAD_BYTES: usize = 128 << 10;
+
 /// The bounds on what requests may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -84,7 +88,9 @@ pub async fn serve(
     let connections = Connections::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
