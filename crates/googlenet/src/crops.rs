@@ -12,7 +12,7 @@ use std::str::FromStr;
 use image::imageops;
 use image::RgbImage;
 
-use crate::preprocess::{resize_exact, Preprocess, PreprocessError};
+use crate::preprocess::{resize_exact, Photo, Preprocess, PreprocessError};
 
 /// How many crops of each photo are classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,19 +116,19 @@ fn scaled_size((w, h): (u32, u32), short: u32) -> (u32, u32) {
     }
 }
 
-/// The input images of a photo's bytes for `crops`: the one image `Preprocess::input_image`
-/// makes, or each crop at the input size, not yet normalised.
+/// The input images of a photo for `crops`: the one image `Preprocess::input_image` makes, or
+/// each crop at the input size, not yet normalised.
 pub fn images(
     preprocess: &Preprocess,
-    bytes: &[u8],
+    photo: Photo<'_>,
     crops: Crops,
 ) -> Result<Vec<RgbImage>, PreprocessError> {
     let largest = crops.scales().iter().copied().max();
-    let Some(largest) = largest else { return Ok(vec![preprocess.input_image(bytes)?]) };
+    let Some(largest) = largest else { return Ok(vec![preprocess.input_image(photo)?]) };
     let input = (preprocess.width, preprocess.height);
     // Twice the largest scale's shorter side in both directions, as for one crop.
     let side = (2 * largest * input.0.max(input.1)).div_ceil(224);
-    let photo = preprocess.decode_at_least(bytes, side)?;
+    let photo = preprocess.photo_at_least(photo, side)?;
     let boxes = boxes(crops, photo.dimensions(), input);
     let mut scaled: Option<((u32, u32), RgbImage)> = None;
     let mut images = Vec::with_capacity(boxes.len());
@@ -175,7 +175,7 @@ mod tests {
         let (w, h) = (500u32, 375u32);
         let preprocess = crate::preprocess::Preset::Caffe.settings(224, 224);
         for crops in [Crops::Ten, Crops::All] {
-            let images = images(&preprocess, &ramps(w, h), crops).unwrap();
+            let images = images(&preprocess, Photo::File(&ramps(w, h)), crops).unwrap();
             let boxes = boxes(crops, (w, h), (224, 224));
             assert_eq!(images.len(), boxes.len());
             for (image, crop) in images.iter().zip(&boxes) {

@@ -147,8 +147,8 @@ impl Builder {
         self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
     }
 
-    /// The batch size: as set, or by the rule of [`Builder::images`].
-    fn batch(&self) -> usize {
+    /// The batch size the plan is loaded for: as set, or by the rule of [`Builder::images`].
+    pub fn batch(&self) -> usize {
         match self.batch_size {
             Some(size) => size,
             None if self.images * self.crops.count() >= BATCH_SHARE * self.thread_count() => 2,

@@ -4,6 +4,7 @@
 //! orientation, flattened to 8-bit RGB (alpha composited over white), resized to the model's
 //! input size and normalised into a `3 x H x W` float array in the model's channel order.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::Path;
 use std::str::FromStr;
@@ -102,6 +103,15 @@ pub enum ChannelOrder {
     Rgb,
     /// Blue, green, red (Caffe models).
     Bgr,
+}
+
+/// A photo as an input gives it.
+#[derive(Debug, Clone, Copy)]
+pub enum Photo<'a> {
+    /// An image file's bytes, decoded by their content.
+    File(&'a [u8]),
+    /// Pixels already decoded.
+    Pixels(&'a RgbImage),
 }
 
 /// A named set of preprocessing settings matching how a family of models was trained.
@@ -242,17 +252,37 @@ impl Preprocess {
 
     /// [`Preprocess::load`] for an image file's bytes.
     pub fn tensor(&self, bytes: &[u8]) -> Result<Array3<f32>, PreprocessError> {
-        Ok(self.normalise(&self.input_image(bytes)?))
+        Ok(self.normalise(&self.input_image(Photo::File(bytes))?))
     }
 
-    /// An image file's bytes decoded and fitted to the input size, not yet normalised.
-    pub(crate) fn input_image(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
+    /// A photo decoded and fitted to the input size, not yet normalised.
+    pub(crate) fn input_image(&self, photo: Photo<'_>) -> Result<RgbImage, PreprocessError> {
         let factor = match self.resize {
             ResizeMode::Squash => 2.0,
             ResizeMode::Crop => 2.0 * 256.0 / 224.0,
         };
         let side = (f64::from(self.width.max(self.height)) * factor).ceil() as u32;
-        self.resize(&self.decode_at_least(bytes, side)?)
+        self.resize(self.photo_at_least(photo, side)?.as_ref())
+    }
+
+    /// `photo`'s pixels: a file decoded as [`Preprocess::decode_at_least`] decodes it, or the
+    /// pixels given, refused like a file's over `max_pixels`.
+    pub(crate) fn photo_at_least<'a>(
+        &self,
+        photo: Photo<'a>,
+        side: u32,
+    ) -> Result<Cow<'a, RgbImage>, PreprocessError> {
+        match photo {
+            Photo::File(bytes) => self.decode_at_least(bytes, side).map(Cow::Owned),
+            Photo::Pixels(image) => {
+                let (width, height) = image.dimensions();
+                let limit = self.pixel_limit();
+                if u64::from(width) * u64::from(height) > limit {
+                    return Err(PreprocessError::TooLarge { width, height, limit });
+                }
+                Ok(Cow::Borrowed(image))
+            }
+        }
     }
 
     /// Decodes an image file's bytes by their content (whatever the name says) at full size,
@@ -564,7 +594,7 @@ fn check_png(bytes: &[u8]) -> Result<(), PreprocessError> {
 }
 
 /// 8-bit RGB, with any alpha channel composited over white.
-fn flatten(image: DynamicImage) -> RgbImage {
+pub(crate) fn flatten(image: DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {
         return image.into_rgb8();
     }

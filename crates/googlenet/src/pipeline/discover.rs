@@ -10,14 +10,17 @@ use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+
 use crate::download::{is_url, redact};
+use crate::preprocess::flatten;
 
 /// File extensions, lower-case, that a folder walk takes as images.
 pub(crate) const IMAGE_EXTENSIONS: &[&str] =
     &["jpg", "jpeg", "jpe", "jfif", "png", "gif", "bmp", "dib", "tif", "tiff", "webp"];
 
 /// One thing to process.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// A file to classify.
     Image(PathBuf),
@@ -36,6 +39,13 @@ pub enum Input {
         name: String,
         /// The image file's bytes.
         bytes: Arc<[u8]>,
+    },
+    /// An image already decoded, as an array of pixels (from the Python package), named `name`.
+    Pixels {
+        /// How its record names it.
+        name: String,
+        /// Its pixels.
+        image: Arc<RgbImage>,
     },
     /// A place the walk could not enter, and why.
     Broken {
@@ -57,12 +67,58 @@ impl Input {
         }
     }
 
+    /// An image of `height` x `width` pixels of `channels` 8-bit values each, row by row in
+    /// `values`: grey (1), RGB (3) or RGBA (4, composited over white as a decoded file's
+    /// alpha is), named `name`; or why those values are not such an image.
+    pub fn pixels(
+        name: &str,
+        values: &[u8],
+        (height, width, channels): (usize, usize, usize),
+    ) -> Result<Input, String> {
+        let pixels = height.checked_mul(width).filter(|&n| n > 0);
+        let pixels = pixels.ok_or_else(|| format!("an image of {height}x{width} pixels"))?;
+        if pixels.checked_mul(channels) != Some(values.len()) {
+            return Err(format!(
+                "{} values for {height}x{width} pixels of {channels} channels",
+                values.len()
+            ));
+        }
+        let (w, h) = (
+            u32::try_from(width).map_err(|_| format!("{width} pixels wide"))?,
+            u32::try_from(height).map_err(|_| format!("{height} pixels high"))?,
+        );
+        let values = values.to_vec();
+        let image = match channels {
+            1 => GrayImage::from_raw(w, h, values).map(DynamicImage::ImageLuma8),
+            3 => RgbImage::from_raw(w, h, values).map(DynamicImage::ImageRgb8),
+            4 => RgbaImage::from_raw(w, h, values).map(DynamicImage::ImageRgba8),
+            _ => return Err(format!("{channels} channels; expected 1, 3 or 4")),
+        }
+        .ok_or("the values do not fill the image")?;
+        Ok(Input::Pixels { name: name.to_owned(), image: Arc::new(flatten(image)) })
+    }
+
+    /// Which kind of input this is, in the order that decides which of two with one path a
+    /// walk keeps.
+    fn kind(&self) -> u8 {
+        match self {
+            Input::Image(_) => 0,
+            Input::Stdin => 1,
+            Input::Url { .. } => 2,
+            Input::Upload { .. } => 3,
+            Input::Pixels { .. } => 4,
+            Input::Broken { .. } => 5,
+        }
+    }
+
     /// The path this input concerns, as its record names it: the file, the URL, or `-`.
     pub fn path(&self) -> &Path {
         match self {
             Input::Image(path) | Input::Broken { path, .. } => path,
             Input::Stdin => Path::new("-"),
-            Input::Url { shown: name, .. } | Input::Upload { name, .. } => Path::new(name),
+            Input::Url { shown: name, .. }
+            | Input::Upload { name, .. }
+            | Input::Pixels { name, .. } => Path::new(name),
         }
     }
 }
@@ -96,7 +152,7 @@ impl Walk {
                 _ => {}
             }
         }
-        inputs.sort_by(|a, b| a.path().cmp(b.path()).then_with(|| a.cmp(b)));
+        inputs.sort_by(|a, b| a.path().cmp(b.path()).then_with(|| a.kind().cmp(&b.kind())));
         inputs.dedup_by(|a, b| a.path() == b.path());
         inputs
     }
@@ -268,9 +324,9 @@ mod tests {
         let mut union: Vec<Input> =
             (1..=3).flat_map(|k| shard(inputs.clone(), Shard { k, n: 3 })).collect();
         assert_eq!(shard(inputs.clone(), Shard { k: 1, n: 3 }).len(), 4);
-        union.sort();
+        union.sort_by(|a, b| a.path().cmp(b.path()));
         let mut expected = inputs;
-        expected.sort();
+        expected.sort_by(|a, b| a.path().cmp(b.path()));
         assert_eq!(union, expected);
     }
 }

@@ -23,7 +23,7 @@ use crate::crops::{self, Crops};
 use crate::download::Downloader;
 use crate::labels::Labels;
 use crate::model::Model;
-use crate::preprocess::Preprocess;
+use crate::preprocess::{Photo, Preprocess};
 use crate::record::{one_line, Outcome, Record};
 use crate::similarity::normalise;
 pub use discover::{Input, Walk};
@@ -62,8 +62,20 @@ impl Runner {
                 self.downloader.get(url, self.preprocess.byte_limit()).context("cannot download")?
             }
             Input::Upload { bytes, .. } => bytes.to_vec(),
+            Input::Pixels { name, .. } => bail!("{name} is pixels, not an image file"),
             Input::Broken { reason, .. } => bail!("{reason}"),
         })
+    }
+
+    /// The input images of one input, each crop at the input size, not yet normalised.
+    fn images(&self, input: &Input) -> Result<Vec<image::RgbImage>> {
+        let images = match input {
+            Input::Pixels { image, .. } => {
+                crops::images(&self.preprocess, Photo::Pixels(image), self.crops)
+            }
+            _ => crops::images(&self.preprocess, Photo::File(&self.bytes(input)?), self.crops),
+        };
+        Ok(images?)
     }
 
     /// The input tensor of one input.
@@ -78,10 +90,7 @@ impl Runner {
         let mut images = Vec::new();
         let mut rows: Vec<Result<usize, String>> = Vec::with_capacity(inputs.len());
         for input in inputs {
-            match self
-                .bytes(input)
-                .and_then(|b| Ok(crops::images(&self.preprocess, &b, self.crops)?))
-            {
+            match self.images(input) {
                 Ok(crops) => {
                     rows.push(Ok(crops.len()));
                     images.extend(crops);
