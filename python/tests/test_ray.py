@@ -1,0 +1,109 @@
+"""`googlenet.ray` on Ray Data: on one node, and on a cluster of two nodes on this machine.
+Run inside a network namespace that has only loopback (`scripts/test` does), so that Ray's
+traffic stays on 127.0.0.1."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import googlenet.ray  # noqa: E402  (after the skip)
+
+from conftest import SAMPLES, assert_same_predictions  # noqa: E402
+
+RAY = Path(sys.executable).with_name("ray")
+# Ray's token authentication would refuse the second node of a local cluster.
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+
+
+def rows_of(dataset):
+    """Every row of `dataset`, as plain Python values, by path."""
+    return {row["path"]: row for row in dataset.take_all()}
+
+
+def predictions(row):
+    """A row's predictions as a list of dicts, whatever Ray made of them."""
+    return [dict(prediction) for prediction in row["predictions"]]
+
+
+@pytest.fixture
+def single_node():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_two_actors_on_one_node_answer_what_the_command_line_does(single_node, all_photos,
+                                                                   cli_answers, tmp_path):
+    # Half a CPU each: two whole ones would starve the tasks that read the files. An actor's
+    # last images of a batch may run one at a time where the command line ran them in pairs
+    # (F(4x4, 3x3) on the 28x28 layers), which moves a probability by up to 3.2e-6.
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    paths = [str(path) for path in all_photos] + [str(broken)]
+    dataset = ray.data.read_binary_files(paths, include_paths=True)
+    classified = dataset.map_batches(googlenet.ray.Classify, fn_constructor_kwargs={"top_k": 5},
+                                     batch_size=32, concurrency=2, num_cpus=0.5)
+    rows = rows_of(classified)
+    assert len(rows) == 1101
+    assert rows[str(broken)]["error"] == "not an image (unrecognised format)"
+    for path, answer in cli_answers.items():
+        row = rows[path]
+        assert row["error"] is None, row
+        assert_same_predictions(predictions(row), answer["predictions"], tolerance=1e-5)
+    images = ray.data.read_images(str(SAMPLES), include_paths=True, mode="RGB")
+    embedded = rows_of(images.limit(8).map_batches(googlenet.ray.Embed, batch_size=4,
+                                                    concurrency=1, num_cpus=0.5))
+    assert len(embedded) == 8
+    assert all(len(row["embedding"]) == 1024 and row["error"] is None for row in embedded.values())
+
+
+def ray_cli(*args):
+    """Runs `ray ARGS`, failing the test with its output if it fails."""
+    done = subprocess.run([RAY, *args], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"ray {' '.join(args)}: {done.stdout}{done.stderr}"
+
+
+@pytest.fixture
+def two_nodes():
+    port = "6390"
+    # A short folder: Ray's socket paths under it must fit in 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp") as folder:
+        ray_cli("start", "--head", f"--port={port}", "--include-dashboard=false",
+                "--num-cpus=3", "--disable-usage-stats", f"--temp-dir={folder}")
+        try:
+            ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=3")
+            ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
+            yield
+        finally:
+            ray.shutdown()
+            subprocess.run([RAY, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+
+
+def test_actors_on_two_nodes_answer_the_same(two_nodes, cli_answers):
+    # Defined here, so that Ray sends the class itself to the workers rather than its module.
+    class WhereClassify(googlenet.ray.Classify):
+        """`Classify`, with the node each row was classified on."""
+
+        def __call__(self, batch):
+            answer = super().__call__(batch)
+            answer["node"] = [ray.get_runtime_context().get_node_id()] * len(answer["path"])
+            return answer
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    assert len(nodes) == 2
+    paths = sorted(str(path) for path in SAMPLES.glob("*.JPEG"))
+    # Nodes of 3 (logical) CPUs and actors of 2: two actors cannot share a node, and each node
+    # keeps a CPU for the tasks that read the files.
+    classified = ray.data.read_binary_files(paths, include_paths=True).map_batches(
+        WhereClassify, batch_size=10, concurrency=2, num_cpus=2)
+    rows = rows_of(classified)
+    assert len(rows) == 100
+    assert len({row["node"] for row in rows.values()}) == 2
+    for path, row in rows.items():
+        assert_same_predictions(predictions(row), cli_answers[path]["predictions"], 1e-5)
