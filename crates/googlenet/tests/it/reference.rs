@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::tract_ndarray::Array3;
 
-/// The repository's root.
+/// The repository's root, canonical (a browser's driver takes only canonical paths).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", root.display()))
 }
 
 /// `../shared/` beside the repository root.
