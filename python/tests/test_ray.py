@@ -1,12 +1,5 @@
-"""`googlenet.ray` on Ray Data: on one node, and on a cluster of two nodes on this machine.
-Run inside a network namespace that has only loopback (`scripts/test` does), so that Ray's
-traffic stays on 127.0.0.1."""
-
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+"""`googlenet.ray` on Ray Data, on one node. Run inside a network namespace that has only
+loopback (`scripts/test` does), so that Ray's traffic stays on 127.0.0.1."""
 
 import pytest
 
@@ -15,10 +8,6 @@ ray = pytest.importorskip("ray")
 import googlenet.ray  # noqa: E402  (after the skip)
 
 from conftest import SAMPLES, assert_same_predictions  # noqa: E402
-
-RAY = Path(sys.executable).with_name("ray")
-# Ray's token authentication would refuse the second node of a local cluster.
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
 
 def rows_of(dataset):
@@ -61,49 +50,3 @@ def test_two_actors_on_one_node_answer_what_the_command_line_does(single_node, a
                                                     concurrency=1, num_cpus=0.5))
     assert len(embedded) == 8
     assert all(len(row["embedding"]) == 1024 and row["error"] is None for row in embedded.values())
-
-
-def ray_cli(*args):
-    """Runs `ray ARGS`, failing the test with its output if it fails."""
-    done = subprocess.run([RAY, *args], env=ENV, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"ray {' '.join(args)}: {done.stdout}{done.stderr}"
-
-
-@pytest.fixture
-def two_nodes():
-    port = "6390"
-    # A short folder: Ray's socket paths under it must fit in 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp") as folder:
-        ray_cli("start", "--head", f"--port={port}", "--include-dashboard=false",
-                "--num-cpus=3", "--disable-usage-stats", f"--temp-dir={folder}")
-        try:
-            ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=3")
-            ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
-            yield
-        finally:
-            ray.shutdown()
-            subprocess.run([RAY, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
-
-
-def test_actors_on_two_nodes_answer_the_same(two_nodes, cli_answers):
-    # Defined here, so that Ray sends the class itself to the workers rather than its module.
-    class WhereClassify(googlenet.ray.Classify):
-        """`Classify`, with the node each row was classified on."""
-
-        def __call__(self, batch):
-            answer = super().__call__(batch)
-            answer["node"] = [ray.get_runtime_context().get_node_id()] * len(answer["path"])
-            return answer
-
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    assert len(nodes) == 2
-    paths = sorted(str(path) for path in SAMPLES.glob("*.JPEG"))
-    # Nodes of 3 (logical) CPUs and actors of 2: two actors cannot share a node, and each node
-    # keeps a CPU for the tasks that read the files.
-    classified = ray.data.read_binary_files(paths, include_paths=True).map_batches(
-        WhereClassify, batch_size=10, concurrency=2, num_cpus=2)
-    rows = rows_of(classified)
-    assert len(rows) == 100
-    assert len({row["node"] for row in rows.values()}) == 2
-    for path, row in rows.items():
-        assert_same_predictions(predictions(row), cli_answers[path]["predictions"], 1e-5)
