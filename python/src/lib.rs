@@ -127,8 +127,7 @@ impl Engine {
         let records = interruptible(py, |cancel| {
             collect(&inputs, cancel, |inputs, sink| {
                 let work = |chunk: &[Input]| classifier.classify_top(chunk, k);
-                let plan = classifier.plan();
-                googlenet::pipeline::run_ordered(inputs, plan.threads(), plan.chunk(), work, sink)
+                classifier.plan().each(inputs, work, sink)
             })
         })?;
         Ok(records.iter().map(json).collect())

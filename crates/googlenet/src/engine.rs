@@ -299,9 +299,10 @@ impl Plan {
         ]
     }
 
-    /// Runs `inputs` on the worker threads, a chunk at a time, and hands `sink` their records
-    /// in input order as each is done. A `sink` error stops the run and is returned.
-    fn each(
+    /// Runs `work` over `inputs` on the worker threads, a chunk at a time, and hands `sink`
+    /// their records in input order as each is done. A `sink` error stops the run and is
+    /// returned.
+    pub fn each(
         &self,
         inputs: &[Input],
         work: impl Fn(&[Input]) -> Vec<Record> + Sync,
