@@ -216,7 +216,8 @@ enum Isa {
     /// 512-bit vectors: the tile is 12 rows (or its panel's 8 or 4) of two vectors.
     #[cfg(target_arch = "x86_64")]
     Avx512,
-    /// 256-bit vectors with FMA: the tile is run in parts of 4 rows and 2 vectors.
+    /// 256-bit vectors with FMA: the tile is run in parts of 6 rows (4 in the panels of 8 or 4)
+    /// and 2 vectors.
     #[cfg(target_arch = "x86_64")]
     Avx2,
 }
@@ -403,10 +404,12 @@ mod x86 {
         start: Start,
         relu: bool,
     ) {
-        // 16 registers: a tile of 12 rows x 4 vectors would not fit, so it runs in parts of 4 x 2.
+        // 16 registers: a tile of 12 rows x 4 vectors would not fit, so it runs in parts of 6 x 2
+        // (4 x 2 in the panels of 8 or 4 rows).
         let [_, height, rows, width] = shape;
-        for first_row in (0..rows).step_by(4) {
-            for first_column in (0..width).step_by(PANEL / 2) {
+        let part_rows = if height == ROWS { 6 } else { 4 };
+        for first_column in (0..width).step_by(PANEL / 2) {
+            for first_row in (0..rows).step_by(part_rows) {
                 let corner = [first_row, first_column];
                 // SAFETY: the caller keeps the kernel contract for `__m256`; the corner is inside
                 // the tile, as the loops stop at `rows` and `width`.
@@ -414,7 +417,7 @@ mod x86 {
                     match height {
                         4 => part::<__m256, 4, 4>(a, b, tile, shape, start, relu, corner),
                         8 => part::<__m256, 4, 8>(a, b, tile, shape, start, relu, corner),
-                        _ => part::<__m256, 4, ROWS>(a, b, tile, shape, start, relu, corner),
+                        _ => part::<__m256, 6, ROWS>(a, b, tile, shape, start, relu, corner),
                     }
                 }
             }
@@ -536,7 +539,8 @@ mod x86 {
             let columns: [V; H] = std::array::from_fn(|half| unsafe {
                 V::load(b.as_ptr().add(at + half * V::LANES))
             });
-            for (sum, &weight) in sums.iter_mut().zip(&a[first_row..]) {
+            // Exactly `R` weights, so that the loop unrolls and the sums stay in registers.
+            for (sum, &weight) in sums.iter_mut().zip(&a[first_row..first_row + R]) {
                 // SAFETY: the CPU has `V`'s features.
                 let weight = unsafe { V::splat(weight) };
                 for (sum, &column) in sum.iter_mut().zip(&columns) {
@@ -745,6 +749,9 @@ mod tests {
             [13, 300, 64],
             [24, 40, 33],
             [28, 70, 96],
+            // A panel of 12 rows with 10 used, and one with 11: its last part is short.
+            [10, 37, 40],
+            [23, 100, 64],
         ];
         for kernel in kernels {
             for (seed, [rows, depth, columns]) in shapes.into_iter().enumerate() {
