@@ -1,0 +1,41 @@
+"""A Ray driver of its own, for the two-node test: joins the cluster at ADDRESS, classifies
+the photos named on stdin (a path a line) with `googlenet.ray.Classify` on two actors of two
+CPUs, and prints a JSON line per row: its path, predictions and error, and the node it was
+classified on. A process of its own, as a cluster's driver is: Ray's state in the pytest
+process belongs to the single-node test's instance.
+
+Usage: python cluster_driver.py ADDRESS < paths
+"""
+
+import json
+import sys
+
+import ray
+
+import googlenet.ray
+
+
+class WhereClassify(googlenet.ray.Classify):
+    """`Classify`, with the node each row was classified on."""
+
+    def __call__(self, batch):
+        answer = super().__call__(batch)
+        answer["node"] = [ray.get_runtime_context().get_node_id()] * len(answer["path"])
+        return answer
+
+
+def main():
+    paths = sys.stdin.read().split("\n")[:-1]
+    ray.init(address=sys.argv[1], log_to_driver=False)
+    # Nodes of 3 (logical) CPUs and actors of 2: two actors cannot share a node, and each node
+    # keeps a CPU for the tasks that read the files.
+    classified = ray.data.read_binary_files(paths, include_paths=True).map_batches(
+        WhereClassify, batch_size=10, concurrency=2, num_cpus=2)
+    for row in classified.take_all():
+        predictions = [dict(prediction) for prediction in row["predictions"] or []]
+        print(json.dumps({"path": row["path"], "node": row["node"], "error": row["error"],
+                          "predictions": predictions}))
+
+
+if __name__ == "__main__":
+    main()
