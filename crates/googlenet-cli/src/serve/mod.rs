@@ -27,6 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use googlenet::ModelInfo;
 use hyper::service::Service as _;
@@ -91,8 +92,11 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
+    // Every connection's task, so that those still open when the grace ends can be dropped.
+    let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while tasks.try_join_next().is_some() {}
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -108,7 +112,10 @@ pub async fn serve(
         let io = TokioIo::new(JsonErrors::new(stream));
         let Some((admitted, evicted)) = connections.admit() else {
             let refusal = http.clone().keep_alive(false).serve_connection(io, too_many(limits));
-            tokio::spawn(graceful.watch(refusal));
+            let refusal = graceful.watch(refusal);
+            tasks.spawn(async move {
+                let _ = refusal.await;
+            });
             continue;
         };
         let admitted = Arc::new(admitted);
@@ -124,7 +131,7 @@ pub async fn serve(
             }
         });
         let connection = graceful.watch(http.serve_connection(io, service));
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             // A connection that fails (reset, timed out) concerns only its client; one that
             // gave way to a new one is closed here.
             tokio::select! {
@@ -138,6 +145,10 @@ pub async fn serve(
     drop(router);
     if tokio::time::timeout(limits.request_timeout, graceful.shutdown()).await.is_err() {
         diagnostic("warning: closed the connections still open after --request-timeout");
+        // Dropping their requests cancels their work (a heatmap stops at its next batch) and
+        // lets go of the queue: the workers, joined below on this runtime's one thread, wait
+        // for the queue to close, which a request still held open would never do.
+        tasks.shutdown().await;
     }
     workers.stop();
     workers.join();

@@ -53,6 +53,24 @@ fn sigterm_during_long_work_exits_within_the_timeout_and_a_second() {
 }
 
 #[test]
+fn sigterm_with_a_connection_stuck_in_its_headers_exits_after_the_grace() {
+    let mut server = Server::start(&["--request-timeout", "1"]);
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    stuck.write_all(b"POST /v1/classify HTTP/1.1\r\nHost: loc").unwrap();
+    // Answered after the stuck one was accepted: connections are taken in order.
+    let head = "GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert!(raw(&server.addr, head, MINUTE).starts_with("HTTP/1.1 200"));
+    let signalled = Instant::now();
+    let status = server.terminate();
+    let took = signalled.elapsed();
+    // The grace is the request timeout; the header timeout (5 s) would be later.
+    assert!(took < Duration::from_secs(4), "exited {took:?} after SIGTERM");
+    assert!(status.success(), "{status:?}: {:?}", server.log());
+    assert_eq!(server.log().last().map(String::as_str), Some("googlenet: stopped"));
+    drop(stuck);
+}
+
+#[test]
 fn connections_stuck_in_their_headers_do_not_lock_out_good_requests() {
     let server = Server::start(&["--max-connections", "64"]);
     let stuck: Vec<TcpStream> = (0..200)
