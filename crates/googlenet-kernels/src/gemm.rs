@@ -406,20 +406,38 @@ mod x86 {
     ) {
         // 16 registers: a tile of 12 rows x 4 vectors would not fit, so it runs in parts of 6 x 2
         // (4 x 2 in the panels of 8 or 4 rows).
-        let [_, height, rows, width] = shape;
-        let part_rows = if height == ROWS { 6 } else { 4 };
+        // SAFETY: the caller keeps the kernel contract for `__m256`, with the panel's height.
+        unsafe {
+            match shape[1] {
+                4 => parts_avx2::<4, 4>(a, b, tile, shape, start, relu),
+                8 => parts_avx2::<4, 8>(a, b, tile, shape, start, relu),
+                _ => parts_avx2::<6, ROWS>(a, b, tile, shape, start, relu),
+            }
+        }
+    }
+
+    /// The AVX2 tile in parts of `R` rows x 2 vectors, the two row parts of a column half back
+    /// to back, so that the second reads its lines of `b` from L1.
+    ///
+    /// # Safety
+    /// The kernel contract for `__m256`, with `height == S`, and `R` divides `S`.
+    #[inline(always)]
+    unsafe fn parts_avx2<const R: usize, const S: usize>(
+        a: &[f32],
+        b: (&[f32], Steps),
+        tile: &mut [f32],
+        shape: [usize; 4],
+        start: Start,
+        relu: bool,
+    ) {
+        let [_, _, rows, width] = shape;
         for first_column in (0..width).step_by(PANEL / 2) {
-            for first_row in (0..rows).step_by(part_rows) {
+            for first_row in (0..rows).step_by(R) {
                 let corner = [first_row, first_column];
-                // SAFETY: the caller keeps the kernel contract for `__m256`; the corner is inside
-                // the tile, as the loops stop at `rows` and `width`.
-                unsafe {
-                    match height {
-                        4 => part::<__m256, 4, 4>(a, b, tile, shape, start, relu, corner),
-                        8 => part::<__m256, 4, 8>(a, b, tile, shape, start, relu, corner),
-                        _ => part::<__m256, 6, ROWS>(a, b, tile, shape, start, relu, corner),
-                    }
-                }
+                // SAFETY: passed on from the caller; the corner is inside the tile, as the loops
+                // stop at `rows` and `width`, and `R` rows from it are within `S`, as `R`
+                // divides `S` and `rows <= S`.
+                unsafe { part::<__m256, R, S>(a, b, tile, shape, start, relu, corner) }
             }
         }
     }
