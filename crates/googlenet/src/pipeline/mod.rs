@@ -69,13 +69,15 @@ impl Runner {
 
     /// The input images of one input, each crop at the input size, not yet normalised.
     fn images(&self, input: &Input) -> Result<Vec<image::RgbImage>> {
-        let images = match input {
-            Input::Pixels { image, .. } => {
-                crops::images(&self.preprocess, Photo::Pixels(image), self.crops)
+        let bytes;
+        let photo = match input {
+            Input::Pixels { image, .. } => Photo::Pixels(image),
+            _ => {
+                bytes = self.bytes(input)?;
+                Photo::File(&bytes)
             }
-            _ => crops::images(&self.preprocess, Photo::File(&self.bytes(input)?), self.crops),
         };
-        Ok(images?)
+        Ok(crops::images(&self.preprocess, photo, self.crops)?)
     }
 
     /// The input tensor of one input.
