@@ -183,7 +183,7 @@ fn the_occlusion_map_is_hottest_where_the_object_is() {
 
     let model = Model::from_bytes(&bytes(), 1).unwrap();
     let tensor = Preset::Caffe.settings(224, 224).load(&path).unwrap();
-    let (patch, stride) = (48, 24);
+    let (patch, stride) = (56, 28);
     let map = occlusion(&model, &tensor, (patch, stride), (2, &googlenet::Cancel::new())).unwrap();
     let (top, left, drop) = map.hottest;
     println!(

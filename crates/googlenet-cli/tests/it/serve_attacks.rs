@@ -29,10 +29,10 @@ fn body(answer: &str) -> Value {
 
 #[test]
 fn work_past_the_timeout_stops() {
-    let server = Server::start(&["--request-timeout", "2"]);
+    let server = Server::start(&["--request-timeout", "1"]);
     let status = endless_explain(&server.url("/v1/explain?patch=1&stride=1")).join().unwrap();
     assert_eq!(status, 503);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
     let before = server.cpu_seconds();
     std::thread::sleep(Duration::from_secs(1));
     let used = server.cpu_seconds() - before;
@@ -41,13 +41,13 @@ fn work_past_the_timeout_stops() {
 
 #[test]
 fn sigterm_during_long_work_exits_within_the_timeout_and_a_second() {
-    let mut server = Server::start(&["--request-timeout", "3", "--verbose"]);
+    let mut server = Server::start(&["--request-timeout", "1", "--verbose"]);
     let request = endless_explain(&server.url("/v1/explain?patch=1&stride=1"));
     server.wait_for_line("googlenet: POST /v1/explain");
     let signalled = Instant::now();
     let status = server.terminate();
     let took = signalled.elapsed();
-    assert!(took < Duration::from_secs(4), "exited {took:?} after SIGTERM");
+    assert!(took < Duration::from_secs(2), "exited {took:?} after SIGTERM");
     assert!(status.success(), "{status:?}: {:?}", server.log());
     assert_eq!(request.join().unwrap(), 503);
 }
