@@ -27,10 +27,17 @@ class WhereClassify(googlenet.ray.Classify):
 def main():
     paths = sys.stdin.read().split("\n")[:-1]
     ray.init(address=sys.argv[1], log_to_driver=False)
+    # Both actors running before the first batch, and batches handed to the less busy one
+    # wherever its files were read: otherwise the first actor up, or the one beside the
+    # blocks, may take them all.
+    context = ray.data.DataContext.get_current()
+    context.wait_for_min_actors_s = 120
+    context.execution_options.actor_locality_enabled = False
     # Nodes of 3 (logical) CPUs and actors of 2: two actors cannot share a node, and each node
-    # keeps a CPU for the tasks that read the files.
-    classified = ray.data.read_binary_files(paths, include_paths=True).map_batches(
-        WhereClassify, batch_size=10, concurrency=2, num_cpus=2)
+    # keeps a CPU for the tasks that read the files. A block of ten files for each batch.
+    read = ray.data.read_binary_files(paths, include_paths=True,
+                                      override_num_blocks=len(paths) // 10)
+    classified = read.map_batches(WhereClassify, batch_size=10, concurrency=2, num_cpus=2)
     for row in classified.take_all():
         predictions = [dict(prediction) for prediction in row["predictions"] or []]
         print(json.dumps({"path": row["path"], "node": row["node"], "error": row["error"],
