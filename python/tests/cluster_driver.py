@@ -14,6 +14,9 @@ import ray
 
 import googlenet.ray
 
+# Photos per batch, and per block read: a batch for each block.
+BATCH = 10
+
 
 class WhereClassify(googlenet.ray.Classify):
     """`Classify`, with the node each row was classified on."""
@@ -34,10 +37,10 @@ def main():
     context.wait_for_min_actors_s = 120
     context.execution_options.actor_locality_enabled = False
     # Nodes of 3 (logical) CPUs and actors of 2: two actors cannot share a node, and each node
-    # keeps a CPU for the tasks that read the files. A block of ten files for each batch.
+    # keeps a CPU for the tasks that read the files.
     read = ray.data.read_binary_files(paths, include_paths=True,
-                                      override_num_blocks=len(paths) // 10)
-    classified = read.map_batches(WhereClassify, batch_size=10, concurrency=2, num_cpus=2)
+                                      override_num_blocks=len(paths) // BATCH)
+    classified = read.map_batches(WhereClassify, batch_size=BATCH, concurrency=2, num_cpus=2)
     for row in classified.take_all():
         predictions = [dict(prediction) for prediction in row["predictions"] or []]
         print(json.dumps({"path": row["path"], "node": row["node"], "error": row["error"],
