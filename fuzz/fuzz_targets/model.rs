@@ -2,7 +2,7 @@
 #![no_main]
 
 // The binary's allocator, so that the guard's limits hold here as they do in `googlenet`.
-#[path = "../../crates/googlenet-cli/src/alloc.rs"]
+#[path = "../../src/alloc.rs"]
 mod alloc;
 
 use googlenet::model::Model;

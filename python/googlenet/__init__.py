@@ -14,27 +14,88 @@ An image is a path (``str`` or ``os.PathLike``; an ``http(s)://`` URL is downloa
 ``bytes`` of an encoded file, or a ``numpy.uint8`` array of shape (H, W, 3) in RGB, as PIL and
 Ray Data's ``read_images`` give, or (H, W) grey, or (H, W, 4) RGBA (composited over white).
 The work runs with the interpreter's lock released, on ``threads`` threads; Ctrl-C stops it.
+
+Every error the package raises is a ``googlenet.Error``, of the library's kinds:
+``SettingError`` (a setting out of range), ``ImageError`` (an image that cannot be read or
+decoded) and its ``DownloadError`` (a URL that cannot be downloaded), ``ModelError`` (a model
+that cannot be found or loaded) and ``FileError``. Their messages name settings as the
+arguments here do (``top_k``, ``max_pixels``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
 from . import _googlenet
 
-__all__ = ["Classifier", "ImageError", "Image"]
+__all__ = [
+    "Classifier",
+    "Image",
+    "Error",
+    "SettingError",
+    "ImageError",
+    "DownloadError",
+    "ModelError",
+    "FileError",
+]
 
 #: What one image may be.
 Image = Union[str, "os.PathLike[str]", bytes, np.ndarray]
 
 
-class ImageError(ValueError):
+class Error(Exception):
+    """Any error of googlenet; its message is one line."""
+
+
+class SettingError(Error, ValueError):
+    """A setting out of range, or one that does not fit the model (``top_k`` over its classes)."""
+
+
+class ImageError(Error, ValueError):
     """An image that could not be read, downloaded or decoded; the message is the command
     line's one-line error for it."""
+
+
+class DownloadError(ImageError):
+    """An image named by URL that could not be downloaded."""
+
+
+class ModelError(Error, ValueError):
+    """A model that could not be found, read or loaded, or that cannot do what was asked."""
+
+
+class FileError(Error, OSError):
+    """A file other than an image that could not be read or written."""
+
+
+#: The exception class of each kind of the library's errors.
+_CLASSES: Dict[str, Type[Error]] = {
+    "setting": SettingError,
+    "image": ImageError,
+    "download": DownloadError,
+    "model": ModelError,
+    "file": FileError,
+}
+
+
+def __dir__() -> List[str]:
+    """The package's API: what ``__all__`` names, and the ``ray`` module."""
+    return sorted(__all__ + ["ray"])
+
+
+@contextmanager
+def _raising() -> Iterator[None]:
+    """Raises the library's errors as the classes of their kinds."""
+    try:
+        yield
+    except _googlenet.LibraryError as error:
+        kind, message = error.args
+        raise _CLASSES.get(kind, Error)(message) from None
 
 
 def _native(image: Any) -> Any:
@@ -82,7 +143,8 @@ class Classifier:
         top_k: classes each record keeps unless ``classify`` is told otherwise.
 
     Raises:
-        ValueError: a setting is wrong, or the model cannot be loaded.
+        SettingError: a setting is wrong (a ``ValueError``).
+        ModelError: the model cannot be found or loaded (a ``ValueError``).
     """
 
     def __init__(
@@ -93,7 +155,8 @@ class Classifier:
         precision: str = "f32",
         top_k: int = 5,
     ) -> None:
-        self._engine = _googlenet.Engine(model, preset, threads, precision, top_k)
+        with _raising():
+            self._engine = _googlenet.Engine(model, preset, threads, precision, top_k)
 
     def classify(
         self, images: Union[Image, Sequence[Image]], top_k: Optional[int] = None
@@ -106,16 +169,19 @@ class Classifier:
         path as given; bytes and arrays are named ``-``.
 
         Raises:
-            ImageError: the one image given cannot be used.
-            ValueError: an array of the wrong dtype or shape, or ``top_k`` out of range.
+            ImageError: the one image given cannot be used (``DownloadError`` for a URL that
+                cannot be downloaded).
+            ValueError: an array of the wrong dtype or shape.
+            SettingError: ``top_k`` out of range.
             TypeError: something that is not an image.
         """
         if _is_one(images):
-            record = self._records([images], top_k)[0]
-            if "error" in record:
-                raise ImageError(f"{record['path']}: {record['error']}")
+            records, kinds = self._records([images], top_k)
+            record, kind = records[0], kinds[0]
+            if kind is not None:
+                raise _CLASSES.get(kind, ImageError)(f"{record['path']}: {record['error']}")
             return record
-        return self._records(list(images), top_k)
+        return self._records(list(images), top_k)[0]
 
     def embed(
         self,
@@ -129,13 +195,14 @@ class Classifier:
 
         Raises:
             ImageError: an image cannot be used (the first such, with its path).
-            ValueError: an array of the wrong dtype or shape, or no such layer.
+            ValueError: an array of the wrong dtype or shape.
+            ModelError: no such layer.
         """
         batch = [images] if _is_one(images) else list(images)
-        rows, paths, errors = self._embed_rows([_native(i) for i in batch], layer, normalize)
-        for path, error in zip(paths, errors):
+        rows, paths, errors, kinds = self._embed_rows([_native(i) for i in batch], layer, normalize)
+        for path, error, kind in zip(paths, errors, kinds):
             if error is not None:
-                raise ImageError(f"{path}: {error}")
+                raise _CLASSES.get(kind or "image", ImageError)(f"{path}: {error}")
         return rows
 
     @property
@@ -143,18 +210,27 @@ class Classifier:
         """The model's facts, as the service's ``GET /v1/model`` gives them: ``name``,
         ``source``, ``input`` (``name``, ``width``, ``height``), ``output``, ``classes``,
         ``features``, ``preset`` and ``top_k``."""
-        return json.loads(self._engine.model())
+        with _raising():
+            return json.loads(self._engine.model())
 
-    def _records(self, natives: List[Any], top_k: Optional[int]) -> List[Dict[str, Any]]:
-        """The records of images, each checked and converted first."""
+    def _records(
+        self, natives: List[Any], top_k: Optional[int]
+    ) -> Tuple[List[Dict[str, Any]], List[Optional[str]]]:
+        """The records of images, each checked and converted first, and each one's error kind
+        (None where it has predictions)."""
         natives = [_native(image) for image in natives]
-        return [json.loads(record) for record in self._engine.classify(natives, top_k)]
+        with _raising():
+            answers = self._engine.classify(natives, top_k)
+        return [json.loads(record) for record, _ in answers], [kind for _, kind in answers]
 
     def _embed_rows(
         self, natives: List[Any], layer: Optional[str], normalize: bool
-    ) -> Tuple[np.ndarray, List[str], List[Optional[str]]]:
+    ) -> Tuple[np.ndarray, List[str], List[Optional[str]], List[Optional[str]]]:
         """Features of converted images: the (N, D) array (zero rows where an image failed),
-        each image's path and each one's error or None."""
-        values, width, paths, errors = self._engine.embed(natives, layer, normalize)
+        each image's path, each one's error or None, and each error's kind."""
+        with _raising():
+            values, width, paths, failures = self._engine.embed(natives, layer, normalize)
         rows = np.frombuffer(values, dtype="<f4").reshape(len(natives), width).copy()
-        return rows, paths, errors
+        errors = [failure[1] if failure else None for failure in failures]
+        kinds = [failure[0] if failure else None for failure in failures]
+        return rows, paths, errors, kinds

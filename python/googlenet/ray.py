@@ -84,7 +84,7 @@ class Classify:
         images, paths = _images(batch)
         natives, errors = _convert(images)
         usable = [native for native in natives if native is not None]
-        records = iter(self._classifier._records(usable, None) if usable else [])
+        records = iter(self._classifier._records(usable, None)[0] if usable else [])
         predictions: List[Optional[list]] = []
         for at, native in enumerate(natives):
             record = next(records) if native is not None else {}
@@ -113,10 +113,10 @@ class Embed:
         images, paths = _images(batch)
         natives, errors = _convert(images)
         usable = [native for native in natives if native is not None]
-        rows, _, row_errors = (
+        rows, _, row_errors, _ = (
             self._classifier._embed_rows(usable, self._layer, self._normalize)
             if usable
-            else (np.zeros((0, 0), np.float32), [], [])
+            else (np.zeros((0, 0), np.float32), [], [], [])
         )
         embeddings: List[Optional[np.ndarray]] = []
         found = iter(zip(rows, row_errors))

@@ -1,7 +1,9 @@
 //! `googlenet._googlenet`: a thin binding over the `googlenet` library's [`Classifier`]. It
 //! turns Python's images into the library's inputs, runs them with the interpreter's lock
 //! released (checking for Ctrl-C as they run), and hands back the records as the command
-//! line's JSON, which `googlenet/__init__.py` turns into dicts and arrays.
+//! line's JSON, which `googlenet/__init__.py` turns into dicts and arrays. The library's
+//! errors come out as [`LibraryError`]`(kind, message)`, which the package raises as the
+//! exception class of that kind.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -9,17 +11,27 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use googlenet::{Builder, Cancel, Cancelled, Classifier, Embedder, Input, Outcome, Preset, Record};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError};
+use googlenet::{Builder, Cancel, Classifier, Embedder, Error, Input, Outcome, Preset, Record};
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+pyo3::create_exception!(
+    _googlenet,
+    LibraryError,
+    PyException,
+    "An error of the library, as (kind, message): `googlenet` raises it as its class."
+);
 
 /// How often a running call looks up from its work for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
+/// An image's error as `(kind, message)`: what [`LibraryError`] holds.
+type Failure = (&'static str, String);
+
 /// Features as `Engine::embed` answers them: little-endian float32 rows, their width, each
 /// image's path and each one's error.
-type Embedded<'py> = (Bound<'py, PyBytes>, usize, Vec<String>, Vec<Option<String>>);
+type Embedded<'py> = (Bound<'py, PyBytes>, usize, Vec<String>, Vec<Option<Failure>>);
 
 /// The network loaded once, with what runs it: see `googlenet.Classifier`. As on the command
 /// line, a call with enough images for every thread to have four runs them in batches of two
@@ -47,7 +59,7 @@ impl<K: Eq + Hash, T> Cache<K, T> {
         &self,
         py: Python<'_>,
         key: K,
-        load: impl FnOnce(&K) -> anyhow::Result<T> + Send,
+        load: impl FnOnce(&K) -> googlenet::Result<T> + Send,
     ) -> PyResult<Arc<T>>
     where
         K: Send,
@@ -62,13 +74,34 @@ impl<K: Eq + Hash, T> Cache<K, T> {
             loaded.insert(key, Arc::clone(&found));
             Ok(found)
         })
-        .map_err(value_error)
+        .map_err(library_error)
     }
 }
 
-/// An error of the library as a Python exception: `ValueError` for the caller's settings.
-fn value_error(err: anyhow::Error) -> PyErr {
-    PyValueError::new_err(googlenet::record::one_line(&err))
+/// The kind of `err`, as `googlenet/__init__.py` names its exception classes.
+fn kind(err: &Error) -> &'static str {
+    match err {
+        Error::Image(_) => "image",
+        Error::Download(_) => "download",
+        Error::Model(_) => "model",
+        Error::Setting { .. } => "setting",
+        Error::File(_) => "file",
+        _ => "other",
+    }
+}
+
+/// An error of the library as the Python exception the package raises as its kind's class;
+/// cancelled work as `KeyboardInterrupt`.
+fn library_error(err: Error) -> PyErr {
+    match err {
+        Error::Cancelled => PyKeyboardInterrupt::new_err("cancelled"),
+        err => LibraryError::new_err((kind(&err), err.to_string())),
+    }
+}
+
+/// A setting's error, as [`library_error`] raises it.
+fn setting_error(setting: &'static str, problem: impl Into<String>) -> PyErr {
+    library_error(Error::Setting { setting, problem: problem.into() })
 }
 
 #[pymethods]
@@ -84,20 +117,18 @@ impl Engine {
         top_k: usize,
     ) -> PyResult<Engine> {
         if precision != "f32" {
-            return Err(PyValueError::new_err(format!(
-                "precision {precision:?} is not available; this build computes in \"f32\""
-            )));
+            let problem = format!("{precision:?} is not available; this build computes in \"f32\"");
+            return Err(setting_error("precision", problem));
         }
         let preset = match preset {
             None => None,
             Some(name) => Some(Preset::from_name(name).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "unknown preset {name:?}: expected \"caffe\" or \"torchvision\""
-                ))
+                let problem = format!("{name:?} is unknown: expected \"caffe\" or \"torchvision\"");
+                setting_error("preset", problem)
             })?),
         };
         if threads == Some(0) {
-            return Err(PyValueError::new_err("threads must be at least 1"));
+            return Err(setting_error("threads", "must be at least 1"));
         }
         let builder = Classifier::builder()
             .model_or_default(model.as_deref())
@@ -109,28 +140,26 @@ impl Engine {
         Ok(engine)
     }
 
-    /// The records of `images` as JSON, each keeping `top_k` classes (or the default).
+    /// The records of `images` as JSON, each keeping `top_k` classes (or the default), with
+    /// each one's error kind (`None` where it has predictions).
     #[pyo3(signature = (images, top_k=None))]
     fn classify(
         &self,
         py: Python<'_>,
         images: Vec<Bound<'_, PyAny>>,
         top_k: Option<usize>,
-    ) -> PyResult<Vec<String>> {
+    ) -> PyResult<Vec<(String, Option<&'static str>)>> {
         let inputs = images.iter().map(input).collect::<PyResult<Vec<_>>>()?;
         let classifier = self.classifier(py, inputs.len())?;
-        let classes = classifier.labels().len();
         let k = top_k.unwrap_or(classifier.top_k());
-        if !(1..=classes).contains(&k) {
-            return Err(PyValueError::new_err(format!("top_k must be 1 to {classes}, not {k}")));
-        }
+        classifier.check_top_k(k).map_err(library_error)?;
         let records = interruptible(py, |cancel| {
-            collect(&inputs, cancel, |inputs, sink| {
-                let work = |chunk: &[Input]| classifier.classify_top(chunk, k);
-                classifier.plan().each(inputs, work, sink)
-            })
+            collect(&inputs, cancel, |inputs, sink| classifier.classify_each_top(inputs, k, sink))
         })?;
-        Ok(records.iter().map(json).collect())
+        Ok(records
+            .iter()
+            .map(|record| (json(record), failure(record).map(|(kind, _)| kind)))
+            .collect())
     }
 
     /// The features of `images` of `layer` (or the default), row after row as little-endian
@@ -159,9 +188,10 @@ impl Engine {
                     errors.push(None);
                     continue;
                 }
-                Outcome::Error(reason) => reason.clone(),
-                Outcome::Embedding(_) | Outcome::Predictions(_) => "no features".to_owned(),
+                Outcome::Error(_) => failure(record),
+                Outcome::Embedding(_) | Outcome::Predictions(_) => None,
             };
+            let error = error.unwrap_or(("model", "no features".to_owned()));
             values.extend(std::iter::repeat_n(0, width * 4));
             errors.push(Some(error));
         }
@@ -190,9 +220,9 @@ impl Engine {
         layer: Option<String>,
         images: usize,
     ) -> PyResult<Arc<Embedder>> {
-        let builder = self.builder.clone().images(images);
-        let key = (layer, builder.batch());
-        self.embedders.get(py, key, |(layer, _)| builder.build_embedder(layer.as_deref()))
+        let classifier = self.classifier(py, images)?;
+        let key = (layer, self.builder.clone().images(images).batch());
+        self.embedders.get(py, key, |(layer, _)| classifier.embedder(layer.as_deref()))
     }
 }
 
@@ -207,7 +237,7 @@ fn input(image: &Bound<'_, PyAny>) -> PyResult<Input> {
         image.extract::<(Bound<'_, PyBytes>, usize, usize, usize)>()
     {
         return Input::pixels("-", pixels.as_bytes(), (height, width, channels))
-            .map_err(PyValueError::new_err);
+            .map_err(library_error);
     }
     match image.extract::<PathBuf>() {
         Ok(path) => Ok(Input::from_arg(path)),
@@ -218,12 +248,20 @@ fn input(image: &Bound<'_, PyAny>) -> PyResult<Input> {
     }
 }
 
+/// The error of `record`, as `(kind, message)`, if it has one.
+fn failure(record: &Record) -> Option<Failure> {
+    match &record.outcome {
+        Outcome::Error(err) => Some((kind(err), err.to_string())),
+        Outcome::Predictions(_) | Outcome::Embedding(_) => None,
+    }
+}
+
 /// The records `run` hands its sink for `inputs`, in order, until `cancel` stops it.
 fn collect(
     inputs: &[Input],
     cancel: &Cancel,
-    run: impl FnOnce(&[Input], &mut dyn FnMut(Record) -> anyhow::Result<()>) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<Record>> {
+    run: impl FnOnce(&[Input], &mut dyn FnMut(Record) -> googlenet::Result<()>) -> googlenet::Result<()>,
+) -> googlenet::Result<Vec<Record>> {
     let mut records = Vec::with_capacity(inputs.len());
     run(inputs, &mut |record| {
         cancel.check()?;
@@ -238,7 +276,7 @@ fn collect(
 /// and the signal's exception raised.
 fn interruptible<T: Send>(
     py: Python<'_>,
-    work: impl FnOnce(&Cancel) -> anyhow::Result<T> + Send,
+    work: impl FnOnce(&Cancel) -> googlenet::Result<T> + Send,
 ) -> PyResult<T> {
     let cancel = Cancel::new();
     let done = (Mutex::new(false), Condvar::new());
@@ -263,9 +301,7 @@ fn interruptible<T: Send>(
             }
         }
         match running.join() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.is::<Cancelled>() => Err(PyKeyboardInterrupt::new_err("cancelled")),
-            Ok(Err(err)) => Err(PyRuntimeError::new_err(googlenet::record::one_line(&err))),
+            Ok(result) => result.map_err(library_error),
             Err(_) => Err(PyRuntimeError::new_err("the work panicked")),
         }
     })
@@ -279,5 +315,6 @@ fn json(record: &Record) -> String {
 /// The native part of the `googlenet` package.
 #[pymodule]
 fn _googlenet(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_class::<Engine>()
+    module.add_class::<Engine>()?;
+    module.add("LibraryError", module.py().get_type::<LibraryError>())
 }

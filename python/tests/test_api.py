@@ -108,8 +108,10 @@ def test_hostile_inputs_raise_or_answer_errors_and_the_interpreter_lives(classif
     strided = rgb[::2, ::3]
     assert not strided.flags["C_CONTIGUOUS"]
     assert classifier.classify(strided) == classifier.classify(np.ascontiguousarray(strided))
-    with pytest.raises(ValueError, match="top_k must be 1 to 1000"):
+    with pytest.raises(googlenet.SettingError, match="^top_k must be at least 1$"):
         classifier.classify(str(CAT), top_k=0)
+    with pytest.raises(googlenet.SettingError, match="^top_k 1001 exceeds the 1000 classes"):
+        classifier.classify(str(CAT), top_k=1001)
     assert classifier.classify(str(CAT))["predictions"][0]["name"] == "Egyptian cat"
 
 
@@ -138,12 +140,31 @@ def test_the_model_and_the_settings(classifier):
     assert model["input"] == {"name": "data_0", "width": 224, "height": 224}
     three = googlenet.Classifier(top_k=3, threads=1)
     assert len(three.classify(str(CAT))["predictions"]) == 3
-    for settings, message in [
-        ({"precision": "bf16"}, "precision"),
-        ({"preset": "keras"}, "unknown preset"),
-        ({"threads": 0}, "threads"),
-        ({"model": "/no/such/model.onnx"}, "/no/such/model.onnx"),
-        ({"top_k": 1001}, "exceeds the 1000 classes"),
+    for settings, error, message in [
+        ({"precision": "bf16"}, googlenet.SettingError, "^precision \"bf16\" is not available"),
+        ({"preset": "keras"}, googlenet.SettingError, "^preset \"keras\" is unknown"),
+        ({"threads": 0}, googlenet.SettingError, "^threads must be at least 1$"),
+        ({"model": "/no/such/model.onnx"}, googlenet.ModelError, "/no/such/model.onnx"),
+        ({"top_k": 0}, googlenet.SettingError, "^top_k must be at least 1$"),
+        ({"top_k": 1001}, googlenet.SettingError, "^top_k 1001 exceeds the 1000 classes"),
     ]:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message) as raised:
             googlenet.Classifier(**settings)
+        assert isinstance(raised.value, (googlenet.Error, ValueError)), settings
+        assert "--" not in str(raised.value), "settings are named as the arguments are"
+
+
+def test_the_package_exports_its_api_only():
+    assert dir(googlenet) == sorted(googlenet.__all__ + ["ray"])
+    for name in googlenet.__all__:
+        assert hasattr(googlenet, name), name
+    for kind in (googlenet.SettingError, googlenet.ImageError, googlenet.ModelError):
+        assert issubclass(kind, googlenet.Error) and issubclass(kind, ValueError)
+    assert issubclass(googlenet.DownloadError, googlenet.ImageError)
+
+
+def test_a_url_that_cannot_be_downloaded_is_a_download_error(classifier):
+    url = "http://127.0.0.1:9/photo.jpg"
+    with pytest.raises(googlenet.DownloadError, match="^http://127.0.0.1:9/photo.jpg: cannot"):
+        classifier.classify(url)
+    assert "cannot download" in classifier.classify([url])[0]["error"]

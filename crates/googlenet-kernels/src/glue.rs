@@ -6,8 +6,6 @@ use std::ops::{Deref, DerefMut};
 
 use tract_onnx::prelude::{Tensor, TractError, TractResult};
 
-use crate::{Size, MAX_ALLOCATION_BYTES};
-
 /// Floats in a 64-byte cache line.
 pub const LINE_FLOATS: usize = 16;
 
@@ -210,13 +208,17 @@ impl Part {
     }
 }
 
+/// The largest buffer or output tensor an operator makes, 4 GiB: a malformed model's shapes
+/// become an error here rather than an allocation the system cannot make.
+const MAX_BUFFER_BYTES: u64 = 4 << 30;
+
 fn within_limit(len: usize) -> TractResult<()> {
     let bytes = (len as u64).saturating_mul(4);
-    if bytes > MAX_ALLOCATION_BYTES {
+    if bytes > MAX_BUFFER_BYTES {
         return Err(TractError::msg(format!(
-            "the model needs a buffer of {}, over the limit of {}",
-            Size(bytes),
-            Size(MAX_ALLOCATION_BYTES)
+            "the model needs a buffer of {} MiB, over the limit of {} GiB",
+            bytes.div_ceil(1 << 20),
+            MAX_BUFFER_BYTES >> 30
         )));
     }
     Ok(())
@@ -343,7 +345,7 @@ mod tests {
     #[test]
     fn buffers_over_the_allocation_limit_are_errors() {
         assert_eq!(Scratch::new(3).unwrap().len(), 3);
-        let over = usize::try_from(MAX_ALLOCATION_BYTES / 4 + (1 << 18)).unwrap();
+        let over = usize::try_from(MAX_BUFFER_BYTES / 4 + (1 << 18)).unwrap();
         assert_eq!(
             Scratch::new(over).err().unwrap().to_string(),
             "the model needs a buffer of 4097 MiB, over the limit of 4 GiB"
@@ -388,7 +390,7 @@ mod tests {
             half.unwrap_err().to_string(),
             "an operator left 1 values of its output unwritten"
         );
-        let over = usize::try_from(MAX_ALLOCATION_BYTES / 4 / 1024 + 1).unwrap();
+        let over = usize::try_from(MAX_BUFFER_BYTES / 4 / 1024 + 1).unwrap();
         let refused = output(&[1024, over], |_| Ok(())).unwrap_err().to_string();
         assert!(refused.contains("over the limit of 4 GiB"), "{refused}");
         let overflowing = output(&[usize::MAX, 2], |_| Ok(())).unwrap_err().to_string();

@@ -1,9 +1,11 @@
 //! Stopping long work from outside: a [`Cancel`] is shared by whoever may stop the work (a
 //! request that timed out, a client gone, a signal) and the work, which looks at it between
-//! its steps (a batch, a row of occlusions) and stops there with [`Cancelled`].
+//! its steps (a batch, a row of occlusions) and stops there with [`Error::Cancelled`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use crate::error::{Error, Result};
 
 /// A flag that stops the work it is given to. Clones share it.
 #[derive(Debug, Clone, Default)]
@@ -25,20 +27,15 @@ impl Cancel {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// `Err(Cancelled)` once the work was stopped, for `?` between its steps.
-    pub fn check(&self) -> Result<(), Cancelled> {
+    /// `Err(Error::Cancelled)` once the work was stopped, for `?` between its steps.
+    pub fn check(&self) -> Result<()> {
         if self.is_cancelled() {
-            Err(Cancelled)
+            Err(Error::Cancelled)
         } else {
             Ok(())
         }
     }
 }
-
-/// The work was stopped by its [`Cancel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("cancelled")]
-pub struct Cancelled;
 
 #[cfg(test)]
 mod tests {
@@ -51,6 +48,6 @@ mod tests {
         assert_eq!(seen.check(), Ok(()));
         cancel.cancel();
         assert!(seen.is_cancelled());
-        assert_eq!(seen.check(), Err(Cancelled));
+        assert_eq!(seen.check(), Err(Error::Cancelled));
     }
 }

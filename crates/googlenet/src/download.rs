@@ -33,8 +33,8 @@ pub enum DownloadError {
     /// The redirects went on past [`MAX_REDIRECTS`].
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
-    /// The body, as sent or as decoded, is over the limit (`--max-download`, or less where
-    /// no image within `--max-pixels` can be that large).
+    /// The body, as sent or as decoded, is over the limit (the downloader's, or less where no
+    /// image within `max_pixels` can be that large).
     #[error("over {}, the most a download may take", Size(*.limit))]
     TooLarge {
         /// The limit in bytes.
@@ -54,7 +54,7 @@ pub enum DownloadError {
     Other(String),
 }
 
-/// The most bytes a download may take by default (`--max-download`).
+/// The most bytes a download may take by default: 64 MiB.
 pub const DEFAULT_MAX_DOWNLOAD: u64 = 64 << 20;
 
 /// An HTTP client with the limits of one run: shared by the workers, each download on the
@@ -74,7 +74,7 @@ impl Default for Downloader {
 
 impl Downloader {
     /// A client that gives up connecting after `connect`, waiting for an answer after
-    /// [`ANSWER_TIMEOUT`] (or `total`, if shorter), and downloading after `total`, and takes
+    /// 30 s (or `total`, if shorter), and downloading after `total`, and takes
     /// at most `max_bytes` of any body, counted as they arrive and again as they are decoded.
     pub fn new(connect: Duration, total: Duration, max_bytes: u64) -> Downloader {
         let config = ureq::Agent::config_builder()
@@ -89,9 +89,9 @@ impl Downloader {
 
     /// The body at `url`, refused past `limit` bytes (or the client's own limit, if lower)
     /// without reading further.
-    pub fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
+    pub(crate) fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
         let limit = limit.min(self.max_bytes);
-        let (body, announced) = self.open(url, limit)?;
+        let (body, announced) = self.reader(url, limit)?;
         let bytes = read_up_to(body, limit, announced.unwrap_or(0))
             .map_err(|err| read_error(err, announced))?
             .ok_or(DownloadError::TooLarge { limit })?;
@@ -107,6 +107,15 @@ impl Downloader {
     /// and again past `limit` decoded (a gzip body is inflated here), and the length the server
     /// announced for a body sent as it is; refused at once when that is over `limit`.
     pub fn open(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> crate::Result<(Box<dyn Read + Send>, Option<u64>)> {
+        self.reader(url, limit).map_err(|err| crate::Error::Download(crate::one_line(&err)))
+    }
+
+    /// [`Downloader::open`], failing with the download's own error.
+    fn reader(
         &self,
         url: &str,
         limit: u64,
@@ -193,10 +202,10 @@ impl From<ureq::Error> for DownloadError {
         match err {
             ureq::Error::StatusCode(code) => DownloadError::Status(code),
             ureq::Error::Timeout(ureq::Timeout::Global) => {
-                DownloadError::Timeout("--download-timeout".into())
+                DownloadError::Timeout("download_timeout".into())
             }
             ureq::Error::Timeout(ureq::Timeout::Connect) => {
-                DownloadError::Timeout("--connect-timeout".into())
+                DownloadError::Timeout("connect_timeout".into())
             }
             ureq::Error::Timeout(ureq::Timeout::RecvResponse) => {
                 DownloadError::Timeout(format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()))

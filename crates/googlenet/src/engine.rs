@@ -1,20 +1,26 @@
-//! One way to load and run the network: [`Classifier::builder`] resolves the model, loads and
-//! optimises it for a batch size, picks its preprocessing (the preset policy) and its labels,
-//! and gives a [`Classifier`] (class scores) or an [`Embedder`] (features). The command line,
-//! the service and the Python package all load through it.
+//! One way to load and run the network: [`Classifier::builder`] resolves the model and reads
+//! it once, loads and optimises it for a batch size, picks its preprocessing (the preset
+//! policy) and its labels, and gives a [`Classifier`] (class scores) or an [`Embedder`]
+//! (features). The command line, the service and the Python package all load through it, and
+//! every run goes through [`Classifier::classify_each`] or [`Embedder::embed_each`].
 
+use std::borrow::Cow;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::crops::Crops;
 use crate::download::Downloader;
+use crate::error::{Error, Result};
+use crate::inputs::Input;
+use crate::inspect::profile::Profile;
 use crate::inspect::Network;
 use crate::labels::Labels;
 use crate::model::{Model, ModelSource, Origin, OutputKind};
-use crate::pipeline::{embedding_records, records, run_ordered, Input, Runner};
+use crate::pipeline::{embedding_records, records, run_ordered, Runner};
 use crate::preprocess::{ChannelOrder, Preprocess, Preset, ResizeMode};
 use crate::record::Record;
 
@@ -32,14 +38,14 @@ pub struct Adjust {
     pub std: Option<[f32; 3]>,
     /// The order of the tensor's channels.
     pub order: Option<ChannelOrder>,
-    /// The most pixels an image may decode to.
+    /// The most pixels an image may decode to (`max_pixels`).
     pub max_pixels: Option<u64>,
 }
 
 /// How a [`Classifier`] or an [`Embedder`] is loaded and run. Every setting has a default: the
-/// model resolved as the command line resolves it (`GOOGLENET_MODEL`, the embedded model, the
-/// cache of `googlenet fetch-model`), the preset its origin and input name suggest, a thread
-/// per core, the top 5 classes, one crop, and [`Downloader::default`]'s limits.
+/// model resolved from [`crate::MODEL_ENV`], the embedded model, then the cache of `googlenet
+/// fetch-model` ([`crate::cache_path`]); the preset its origin and input name suggest; a thread
+/// per core; the top 5 classes; one crop; and [`Downloader::default`]'s limits.
 #[derive(Debug, Clone)]
 pub struct Builder {
     model: Option<PathBuf>,
@@ -72,7 +78,7 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The ONNX model file, instead of the one resolved by default.
+    /// The ONNX model file (`model`), instead of the one resolved by default.
     pub fn model(mut self, path: impl Into<PathBuf>) -> Builder {
         self.model = Some(path.into());
         self
@@ -96,8 +102,8 @@ impl Builder {
         self
     }
 
-    /// A label file (one class a line, `<synset> <names>` or just names) instead of the
-    /// embedded ImageNet-1k list.
+    /// A label file (`labels`: one class a line, `<synset> <names>` or just names) instead of
+    /// the embedded ImageNet-1k list.
     pub fn labels(mut self, path: Option<&Path>) -> Builder {
         self.labels = path.map(Path::to_owned);
         self
@@ -124,7 +130,7 @@ impl Builder {
         self
     }
 
-    /// How many classes each record keeps (5 by default).
+    /// How many classes each record keeps (`top_k`, 5 by default).
     pub fn top_k(mut self, k: usize) -> Builder {
         self.top_k = k;
         self
@@ -158,44 +164,52 @@ impl Builder {
 
     /// Loads the model for class scores, with its labels.
     pub fn build(self) -> Result<Classifier> {
-        let loaded = self.load(Head::Scores)?;
-        let classes = loaded.runner.model.classes;
-        let labels = load_labels(self.labels.as_deref(), classes)?;
-        let top_k = self.top_k;
-        ensure!(top_k >= 1, "--top-k must be at least 1");
-        ensure!(top_k <= classes, "--top-k {top_k} exceeds the {classes} classes the model scores");
-        Ok(Classifier { plan: loaded, labels, top_k, builder: self })
+        let file = Arc::new(ModelFile::read(self.model.as_deref())?);
+        self.classifier(file)
     }
 
     /// Loads the model for the features of `layer` (a node or tensor name), or by default
     /// those its classifier reads (the global average pool).
     pub fn build_embedder(self, layer: Option<&str>) -> Result<Embedder> {
-        Ok(Embedder { plan: self.load(Head::Features(layer))? })
+        let file = Arc::new(ModelFile::read(self.model.as_deref())?);
+        Ok(Embedder { plan: self.load(file, Head::Features(layer))? })
     }
 
-    /// Loads the model for class scores alone, without labels: the network and its
-    /// preprocessing, for profiling and experiments.
-    pub fn build_runner(self) -> Result<Runner> {
-        Ok(self.load(Head::Scores)?.runner)
+    /// The model's layers, each output's shape inferred for the input shape `input_shape`
+    /// (`N x C x H x W`), or by default the model's own with a symbolic batch: the graph as
+    /// the paper's Table 1 reads it, without loading the model to run.
+    pub fn network(self, input_shape: Option<&[usize]>) -> Result<Network> {
+        let file = ModelFile::read(self.model.as_deref())?;
+        Network::analyse(&file.bytes, input_shape).map_err(|err| {
+            Error::model(&err.context(format!("cannot analyse model {}", file.source)))
+        })
     }
 
-    /// Resolves, reads and loads the model for `head`.
-    fn load(&self, head: Head) -> Result<Plan> {
+    /// A [`Classifier`] of the model in `file`.
+    fn classifier(self, file: Arc<ModelFile>) -> Result<Classifier> {
+        let plan = self.load(file, Head::Scores)?;
+        let classes = plan.runner.model().classes;
+        let labels = load_labels(self.labels.as_deref(), classes)?;
+        let top_k = self.top_k;
+        check_top_k(top_k, classes)?;
+        Ok(Classifier { plan, labels, top_k, builder: self })
+    }
+
+    /// Loads the model in `file` for `head`.
+    fn load(&self, file: Arc<ModelFile>, head: Head) -> Result<Plan> {
         let started = Instant::now();
-        let source = ModelSource::resolve(self.model.as_deref())?;
-        let bytes = source.bytes()?;
         let batch = self.batch();
         let model = match head {
-            Head::Scores => Model::from_bytes(&bytes, batch),
-            Head::Features(layer) => Model::features(&bytes, batch, layer),
+            Head::Scores => Model::from_bytes(&file.bytes, batch),
+            Head::Features(layer) => Model::features(&file.bytes, batch, layer),
         }
-        .with_context(|| format!("cannot load model {source}"))?;
-        let preset = self.preset.unwrap_or_else(|| suggested_preset(&model, source.origin));
+        .map_err(|err| Error::model(&err.context(format!("cannot load model {}", file.source))))?;
+        let preset = self.preset.unwrap_or_else(|| suggested_preset(&model, file.source.origin));
         let preprocess = self.preprocess(preset, &model);
         let downloader = self.downloader.clone();
         let runner = Runner { model, preprocess, downloader, crops: self.crops };
         let threads = self.thread_count();
-        Ok(Plan { runner, source, preset, threads, load_time: started.elapsed() })
+        Ok(Plan { runner, file, preset, threads, load_time: started.elapsed() })
     }
 
     /// The preprocessing of `preset` for `model`'s input, adjusted.
@@ -220,6 +234,37 @@ enum Head<'a> {
     Features(Option<&'a str>),
 }
 
+/// A model resolved and read once: where it came from and its ONNX bytes (borrowed from the
+/// binary when embedded), shared by the plans loaded from it.
+#[derive(Debug)]
+pub(crate) struct ModelFile {
+    /// Where it came from.
+    pub(crate) source: ModelSource,
+    /// Its ONNX bytes.
+    pub(crate) bytes: Cow<'static, [u8]>,
+}
+
+impl ModelFile {
+    /// Resolves the model (`path`, or the default) and reads it.
+    fn read(path: Option<&Path>) -> Result<ModelFile> {
+        let source = ModelSource::resolve(path).map_err(|err| Error::model(&err))?;
+        let bytes = source.bytes().map_err(|err| Error::model(&err))?;
+        Ok(ModelFile { source, bytes })
+    }
+}
+
+/// `top_k`, checked against the `classes` a model scores.
+fn check_top_k(top_k: usize, classes: usize) -> Result<()> {
+    if top_k == 0 {
+        return Err(Error::setting("top_k", "must be at least 1"));
+    }
+    if top_k > classes {
+        let problem = format!("{top_k} exceeds the {classes} classes the model scores");
+        return Err(Error::setting("top_k", problem));
+    }
+    Ok(())
+}
+
 /// Caffe for the default GoogLeNet and for Caffe-style input names, torchvision otherwise.
 fn suggested_preset(model: &Model, origin: Origin) -> Preset {
     let default_model = matches!(origin, Origin::Embedded | Origin::Cache);
@@ -233,55 +278,53 @@ fn suggested_preset(model: &Model, origin: Origin) -> Preset {
 /// The label list: `file` or the embedded ImageNet-1k list, checked against the number of
 /// classes the model scores.
 fn load_labels(file: Option<&Path>, classes: usize) -> Result<Labels> {
-    let (labels, origin) = match file {
-        Some(path) => (Labels::from_file(path)?, path.display().to_string()),
-        None => (Labels::imagenet(), "the embedded ImageNet-1k list".to_owned()),
+    let labels = match file {
+        Some(path) => Labels::from_file(path).map_err(|err| Error::file(&err))?,
+        None => Labels::imagenet(),
     };
-    if labels.len() != classes {
-        let hint = if file.is_none() { ": pass --labels FILE" } else { "" };
-        bail!("{origin} has {} labels but the model scores {classes} classes{hint}", labels.len());
+    if labels.len() == classes {
+        return Ok(labels);
     }
-    Ok(labels)
+    let problem = match file {
+        Some(path) => {
+            format!("{} has {} labels but the model scores {classes}", path.display(), labels.len())
+        }
+        None => format!(
+            "is needed: the embedded ImageNet-1k list has {} labels but the model scores {classes} \
+             classes",
+            labels.len()
+        ),
+    };
+    Err(Error::setting("labels", problem))
 }
 
-/// A loaded network with what runs it: what a [`Classifier`] and an [`Embedder`] share
-/// ([`Classifier::plan`], [`Embedder::plan`]).
+/// A loaded network with what runs it: what a [`Classifier`] and an [`Embedder`] share.
 #[derive(Debug)]
-pub struct Plan {
+struct Plan {
     runner: Runner,
-    source: ModelSource,
+    file: Arc<ModelFile>,
     preset: Preset,
     threads: usize,
     load_time: Duration,
 }
 
 impl Plan {
-    /// The network, its preprocessing and its input readers.
-    pub fn runner(&self) -> &Runner {
-        &self.runner
-    }
-
-    /// The worker threads of the runs over many inputs.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
     /// Inputs each worker takes at a time: enough for a batch of crops, so that a worker holds
     /// about one batch's crops, not a batch of photos' crops.
-    pub fn chunk(&self) -> usize {
-        self.runner.model.batch_size.div_ceil(self.runner.crops.count())
+    fn chunk(&self) -> usize {
+        self.runner.model().batch_size.div_ceil(self.runner.crops.count())
     }
 
-    /// What `--verbose` says of the load, a line each.
-    pub fn describe(&self) -> Vec<String> {
-        let (model, p) = (&self.runner.model, &self.runner.preprocess);
+    /// What the load was, a line each.
+    fn describe(&self) -> Vec<String> {
+        let (model, p) = (self.runner.model(), self.runner.preprocess());
         let output = match model.output_kind {
             OutputKind::Probabilities => "classes, probabilities (the graph ends in Softmax)",
             OutputKind::Logits => "classes, logits (softmax applied)",
             OutputKind::Features => "features",
         };
         vec![
-            format!("model: {}", self.source),
+            format!("model: {}", self.file.source),
             format!(
                 "input `{}` {}x3x{}x{}; output `{}`: {} {output}",
                 model.input.name,
@@ -302,14 +345,24 @@ impl Plan {
     /// Runs `work` over `inputs` on the worker threads, a chunk at a time, and hands `sink`
     /// their records in input order as each is done. A `sink` error stops the run and is
     /// returned.
-    pub fn each(
+    fn each<E>(
         &self,
         inputs: &[Input],
         work: impl Fn(&[Input]) -> Vec<Record> + Sync,
-        sink: impl FnMut(Record) -> Result<()>,
-    ) -> Result<()> {
+        sink: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
         run_ordered(inputs, self.threads, self.chunk(), work, sink)
     }
+}
+
+/// Every record of `run`, which hands them to a sink that cannot fail.
+fn collected(run: impl FnOnce(&mut dyn FnMut(Record) -> Result<(), Infallible>)) -> Vec<Record> {
+    let mut records = Vec::new();
+    run(&mut |record| {
+        records.push(record);
+        Ok(())
+    });
+    records
 }
 
 /// GoogLeNet, or another ImageNet-style ONNX classifier, loaded with its preprocessing and
@@ -328,30 +381,43 @@ impl Classifier {
         Builder::default()
     }
 
-    /// Classifies a chunk of inputs on this thread; each gets its top classes or its own error.
+    /// The records of `inputs`, in their order: each one's top classes or its own error. For
+    /// many inputs, [`Classifier::classify_each`] hands each record on as it is done.
     pub fn classify(&self, inputs: &[Input]) -> Vec<Record> {
-        self.classify_top(inputs, self.top_k)
-    }
-
-    /// [`Classifier::classify`] keeping the `k` most probable classes.
-    pub fn classify_top(&self, inputs: &[Input], k: usize) -> Vec<Record> {
-        records(inputs, self.plan.runner.run(inputs), k, &self.labels)
+        collected(|sink| {
+            let _ = self.classify_each(inputs, sink);
+        })
     }
 
     /// Classifies `inputs` on the worker threads and hands `sink` each record in input order
-    /// as soon as it and every earlier one are done. A `sink` error stops the run.
-    pub fn classify_each(
+    /// as soon as it and every earlier one are done. A `sink` error stops the run and is
+    /// returned; an input's own error is its record's, and the run goes on past it.
+    pub fn classify_each<E>(
         &self,
         inputs: &[Input],
-        sink: impl FnMut(Record) -> Result<()>,
-    ) -> Result<()> {
-        self.plan.each(inputs, |chunk| self.classify(chunk), sink)
+        sink: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.classify_each_top(inputs, self.top_k, sink)
     }
 
-    /// An [`Embedder`] for the same model and settings: the features of `layer`, or by default
-    /// those the classifier reads.
+    /// [`Classifier::classify_each`] keeping the `k` most probable classes (at most as many
+    /// as the model scores).
+    pub fn classify_each_top<E>(
+        &self,
+        inputs: &[Input],
+        k: usize,
+        sink: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let runner = &self.plan.runner;
+        let work = |chunk: &[Input]| records(chunk, runner.run(chunk), k, &self.labels);
+        self.plan.each(inputs, work, sink)
+    }
+
+    /// An [`Embedder`] for the same model and settings, loaded from the bytes already read:
+    /// the features of `layer`, or by default those the classifier reads.
     pub fn embedder(&self, layer: Option<&str>) -> Result<Embedder> {
-        self.builder.clone().build_embedder(layer)
+        let file = Arc::clone(&self.plan.file);
+        Ok(Embedder { plan: self.builder.load(file, Head::Features(layer))? })
     }
 
     /// How many classes each record keeps.
@@ -359,24 +425,32 @@ impl Classifier {
         self.top_k
     }
 
+    /// Checks that `k` classes can be kept: at least 1, at most as many as the model scores.
+    pub fn check_top_k(&self, k: usize) -> Result<()> {
+        check_top_k(k, self.plan.runner.model().classes)
+    }
+
     /// The names of the classes.
     pub fn labels(&self) -> &Labels {
         &self.labels
     }
 
-    /// The loaded network and what runs it.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
+    /// The worker threads of [`Classifier::classify_each`].
+    pub fn threads(&self) -> usize {
+        self.plan.threads
     }
 
-    /// Each layer's output shape in a run, per image, as `googlenet inspect` derives it from
+    /// What was loaded and how, a line each: the model and where it came from, its input and
+    /// output, the preprocessing, and the time the load took.
+    pub fn describe(&self) -> Vec<String> {
+        self.plan.describe()
+    }
+
+    /// Each layer's output shape in a run, per image, as [`Builder::network`] derives it from
     /// the graph for this run's input.
     pub fn shapes(&self) -> Result<Vec<LayerShape>> {
-        let model = &self.plan.runner.model;
-        let (h, w) = (model.input.height as usize, model.input.width as usize);
-        let bytes = self.plan.source.bytes()?;
-        let network = Network::analyse(&bytes, Some(&[model.batch_size, 3, h, w]))?;
-        Ok(network
+        Ok(self
+            .network()?
             .layers
             .into_iter()
             .map(|layer| LayerShape {
@@ -387,10 +461,41 @@ impl Classifier {
             .collect())
     }
 
+    /// The model's layers at this classifier's input (its batch, channels, height and width).
+    pub fn network(&self) -> Result<Network> {
+        let model = self.plan.runner.model();
+        let (h, w) = (model.input.height as usize, model.input.width as usize);
+        Network::analyse(&self.plan.file.bytes, Some(&[model.batch_size, 3, h, w]))
+            .map_err(|err| Error::model(&err))
+    }
+
+    /// Times every node of the plan over `runs` runs (after one to warm up) of a batch of
+    /// copies of `image`, or of a plain grey image, with the multiply-adds of each layer.
+    pub fn profile(&self, image: Option<&Input>, runs: usize) -> Result<Profile> {
+        let runner = &self.plan.runner;
+        let tensor = match image {
+            Some(input) => runner.tensor(input)?,
+            None => {
+                let p = runner.preprocess();
+                runner.preprocess().normalise(&image::RgbImage::from_pixel(
+                    p.width,
+                    p.height,
+                    image::Rgb([128; 3]),
+                ))
+            }
+        };
+        let model = runner.model();
+        let (nodes, total) = model.profile(&tensor, runs).map_err(|err| Error::model(&err))?;
+        let network =
+            Network::analyse(&self.plan.file.bytes, None).map_err(|err| Error::model(&err))?;
+        let macs = network.layers.iter().map(|l| (l.name.clone(), l.macs)).collect();
+        Ok(Profile::new(&nodes, total, runs, model.batch_size, &macs))
+    }
+
     /// The facts of the model, as `GET /v1/model` gives them; `features` is the width of the
     /// embedder's output where there is one.
     pub fn info(&self, features: Option<usize>) -> ModelInfo {
-        let (source, model) = (&self.plan.source, &self.plan.runner.model);
+        let (source, model) = (&self.plan.file.source, self.plan.runner.model());
         ModelInfo {
             name: source.path.file_stem().map_or_else(String::new, |n| n.to_string_lossy().into()),
             source: source.to_string(),
@@ -406,6 +511,16 @@ impl Classifier {
             top_k: self.top_k,
         }
     }
+
+    /// The model's ONNX bytes, as read once at load.
+    pub(crate) fn model_bytes(&self) -> &[u8] {
+        &self.plan.file.bytes
+    }
+
+    /// What runs the network: its model, preprocessing and readers.
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.plan.runner
+    }
 }
 
 /// The network loaded for features: inputs in, records of their feature vectors out.
@@ -415,30 +530,36 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// The features of a chunk of inputs on this thread, each scaled to unit length with
-    /// `normalize`, or each input's own error.
+    /// The features of `inputs`, in their order, each scaled to unit length with `normalize`,
+    /// or each input's own error. For many inputs, [`Embedder::embed_each`] hands each record
+    /// on as it is done.
     pub fn embed(&self, inputs: &[Input], normalize: bool) -> Vec<Record> {
-        embedding_records(inputs, self.plan.runner.run(inputs), normalize)
+        collected(|sink| {
+            let _ = self.embed_each(inputs, normalize, sink);
+        })
     }
 
-    /// [`Embedder::embed`] on the worker threads, handing `sink` each record in input order.
-    pub fn embed_each(
+    /// [`Embedder::embed`] on the worker threads, handing `sink` each record in input order
+    /// as soon as it and every earlier one are done. A `sink` error stops the run.
+    pub fn embed_each<E>(
         &self,
         inputs: &[Input],
         normalize: bool,
-        sink: impl FnMut(Record) -> Result<()>,
-    ) -> Result<()> {
-        self.plan.each(inputs, |chunk| self.embed(chunk, normalize), sink)
+        sink: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let runner = &self.plan.runner;
+        let work = |chunk: &[Input]| embedding_records(chunk, runner.run(chunk), normalize);
+        self.plan.each(inputs, work, sink)
     }
 
     /// How many values each input's features hold.
     pub fn width(&self) -> usize {
-        self.plan.runner.model.classes
+        self.plan.runner.model().classes
     }
 
-    /// The loaded network and what runs it.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
+    /// What was loaded and how, a line each, as [`Classifier::describe`] says it.
+    pub fn describe(&self) -> Vec<String> {
+        self.plan.describe()
     }
 }
 
@@ -448,7 +569,7 @@ impl Embedder {
 pub struct ModelInfo {
     /// The model file's name without its extension, such as `googlenet-bvlc`.
     pub name: String,
-    /// Where the model came from, as `--verbose` says it.
+    /// Where the model came from, as [`Classifier::describe`] says it.
     pub source: String,
     /// The input tensor.
     pub input: InputInfo,
@@ -502,11 +623,17 @@ mod tests {
     #[test]
     fn labels_must_match_the_classes() {
         assert_eq!(load_labels(None, 1000).unwrap().len(), 1000);
-        let err = load_labels(None, 10).unwrap_err().to_string();
+        let err = load_labels(None, 10).unwrap_err();
         assert_eq!(
-            err,
-            "the embedded ImageNet-1k list has 1000 labels but the model scores 10 classes: \
-             pass --labels FILE"
+            err.to_string(),
+            "labels is needed: the embedded ImageNet-1k list has 1000 labels but the model scores \
+             10 classes"
+        );
+        assert!(matches!(err, Error::Setting { setting: "labels", .. }));
+        assert_eq!(check_top_k(0, 10).unwrap_err().to_string(), "top_k must be at least 1");
+        assert_eq!(
+            check_top_k(11, 10).unwrap_err().to_string(),
+            "top_k 11 exceeds the 10 classes the model scores"
         );
     }
 }

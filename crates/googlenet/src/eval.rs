@@ -79,7 +79,7 @@ impl Tally {
     }
 }
 
-/// Accuracy over the evaluated images (the `--format json` document of `eval`).
+/// Accuracy over the evaluated images (the JSON document of `googlenet eval`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// Images evaluated.

@@ -9,8 +9,10 @@ use rayon::prelude::*;
 use tract_onnx::prelude::tract_ndarray::{Array2, Array3, ArrayViewMut, Axis, Dimension, Slice};
 
 use crate::cancel::Cancel;
+use crate::engine::Classifier;
+use crate::error::{Error, Result as Outcome};
+use crate::inputs::Input;
 use crate::model::Model;
-use crate::preprocess::Preprocess;
 
 /// The occlusion map of one image.
 #[derive(Debug, Clone)]
@@ -20,7 +22,7 @@ pub struct Occlusion {
     /// Its probability without occlusion.
     pub probability: f32,
     /// Mean drop of that probability over the patches covering each input pixel, `H x W`.
-    pub map: Array2<f32>,
+    pub(crate) map: Array2<f32>,
     /// The patch whose occlusion dropped the probability most: `(top, left, drop)` in input
     /// pixels.
     pub hottest: (usize, usize, f32),
@@ -41,9 +43,11 @@ pub struct Explanation {
 
 impl Explanation {
     /// The heatmap as a PNG file's bytes.
-    pub fn png(&self) -> Result<Vec<u8>> {
+    pub fn png(&self) -> Outcome<Vec<u8>> {
         let mut png = Vec::new();
-        self.heatmap.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        self.heatmap
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|err| Error::Image(format!("cannot encode the heatmap: {err}")))?;
         Ok(png)
     }
 
@@ -64,19 +68,34 @@ impl Explanation {
     }
 }
 
-/// Decodes the photo in `bytes`, maps how occluding each part of it changes `model`'s top
-/// class ([`occlusion`]) and draws the map over it (`render`). `cancel` stops it between
-/// batches of occluded copies.
+/// Reads and decodes `photo`, maps how occluding each part of it changes the top class of
+/// `classifier` with `patch`-pixel squares every `stride` pixels of the network's input, and
+/// draws the map over the photo. The occluded copies run on the classifier's worker threads,
+/// a batch at a time; `cancel` stops the work between batches ([`Error::Cancelled`]).
 pub fn explain(
-    model: &Model,
-    settings: &Preprocess,
-    bytes: &[u8],
+    classifier: &Classifier,
+    photo: &Input,
     (patch, stride): (usize, usize),
-    (threads, cancel): (usize, &Cancel),
-) -> Result<Explanation> {
-    let photo = settings.decode(bytes)?;
-    let tensor = settings.normalise(&settings.resize(&photo)?);
-    let occlusion = occlusion(model, &tensor, (patch, stride), (threads, cancel))?;
+    cancel: &Cancel,
+) -> Outcome<Explanation> {
+    let runner = classifier.runner();
+    let settings = runner.preprocess();
+    let side = settings.width.min(settings.height) as usize;
+    if !(1..=side).contains(&patch) {
+        return Err(Error::setting("patch", format!("must be 1 to {side} pixels")));
+    }
+    if stride == 0 {
+        return Err(Error::setting("stride", "must be at least 1 pixel"));
+    }
+    let image = |err: crate::preprocess::PreprocessError| Error::image(&err.into());
+    let photo = settings.decode(&runner.bytes(photo)?).map_err(image)?;
+    let tensor = settings.normalise(&settings.resize(&photo).map_err(image)?);
+    let threads = classifier.threads();
+    let occlusion = occlusion(runner.model(), &tensor, (patch, stride), (threads, cancel))
+        .map_err(|err| match err.downcast_ref::<Error>() {
+            Some(Error::Cancelled) => Error::Cancelled,
+            _ => Error::model(&err),
+        })?;
     let region = settings.region(photo.width(), photo.height());
     let heatmap = render(&photo, &occlusion.map, region, occlusion.hottest.2);
     Ok(Explanation { occlusion, heatmap, region })
@@ -84,8 +103,8 @@ pub fn explain(
 
 /// Occludes `image` (`3 x H x W`, normalised) with `patch`-pixel squares every `stride` pixels
 /// and runs all of them through `model`, `model.batch_size` at a time on `threads` threads,
-/// until `cancel` stops it ([`crate::Cancelled`]) between batches.
-pub fn occlusion(
+/// until `cancel` stops it ([`Error::Cancelled`]) between batches.
+fn occlusion(
     model: &Model,
     image: &Array3<f32>,
     (patch, stride): (usize, usize),
@@ -152,7 +171,7 @@ fn offsets(size: usize, patch: usize, stride: usize) -> impl Iterator<Item = usi
 /// The colour of `value` (0..=1) on a dark-to-bright scale: black, purple, red, orange, pale
 /// yellow.
 #[allow(clippy::indexing_slicing, reason = "i + 1 < STOPS.len() and c < 3 by construction")]
-pub fn colour(value: f32) -> Rgb<u8> {
+fn colour(value: f32) -> Rgb<u8> {
     const STOPS: [[f32; 3]; 5] = [
         [0.0, 0.0, 4.0],
         [87.0, 16.0, 110.0],

@@ -1,11 +1,29 @@
 //! Reading whole files no larger than the caller can use: a huge file named by mistake, or a
 //! device such as `/dev/zero`, would otherwise fill the memory before anything could refuse it.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-pub use googlenet_kernels::Size;
+/// A size in bytes as messages word it: in GiB when a whole number of them, else to the nearest
+/// MiB from 1 MiB up, to the nearest KiB from 1 KiB up, and in bytes below that (`64 MiB`,
+/// `1324 MiB`, `2 GiB`, `512 KiB`, `1000 bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nearest = |shift: u32| self.0.saturating_add(1 << (shift - 1)) >> shift;
+        let (kib, mib) = (nearest(10), nearest(20));
+        match self.0 {
+            bytes if bytes < 1 << 10 => write!(f, "{bytes} bytes"),
+            bytes if bytes < 1 << 20 => write!(f, "{kib} KiB"),
+            _ if mib >= 1024 && mib.is_multiple_of(1024) => write!(f, "{} GiB", mib / 1024),
+            _ => write!(f, "{mib} MiB"),
+        }
+    }
+}
 
 /// The bytes of the file at `path`, or `None` when it holds more than `limit` bytes: refused
 /// by its size when it is a regular file, and never read past `limit` otherwise (a pipe, a
@@ -31,6 +49,18 @@ pub fn read_up_to(reader: impl Read, limit: u64, expected: u64) -> io::Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_gib_mib_kib_or_bytes() {
+        assert_eq!(Size(64 << 20).to_string(), "64 MiB");
+        assert_eq!(Size((1 << 30) + (300 << 20)).to_string(), "1324 MiB");
+        assert_eq!(Size(i32::MAX as u64).to_string(), "2 GiB");
+        assert_eq!(Size(4 << 30).to_string(), "4 GiB");
+        assert_eq!(Size(1 << 20).to_string(), "1 MiB");
+        assert_eq!(Size(1 << 10).to_string(), "1 KiB");
+        assert_eq!(Size(1000).to_string(), "1000 bytes");
+        assert_eq!(Size(0).to_string(), "0 bytes");
+    }
 
     #[test]
     fn files_over_the_limit_are_refused_by_size_or_after_the_limit() {

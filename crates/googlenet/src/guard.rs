@@ -3,15 +3,17 @@
 //! that is not there (found by fuzzing the loader, see `fuzz/`); and while loading it evaluates
 //! whatever a model computes from constants, however large (a `ConstantOfShape` of 40000 x 40000
 //! took a minute and 6 GB before it was thrown away). The image decoders have panicked on
-//! malformed files too (png 0.18.1 on a palette that is not whole RGB entries). [`contain`]
-//! turns such a panic into a [`Breach`], without the panic message on stderr, and refuses any
+//! malformed files too (png 0.18.1 on a palette that is not whole RGB entries). [`catch`]
+//! turns such a panic into an error, without the panic message on stderr, and refuses any
 //! single allocation over [`MAX_ALLOCATION_BYTES`] made inside it; any other panic is reported
-//! as usual. [`catch`] is [`contain`] for the model, with its errors worded, and [`catch_load`]
-//! also holds loading to [`MAX_LOAD_BYTES`] in all: a model computing several large constants
-//! could otherwise hold them all at once.
+//! as usual. [`catch_load`] also holds loading to [`MAX_LOAD_BYTES`] in all: a model computing
+//! several large constants could otherwise hold them all at once.
 //!
 //! The allocation limits need the binary's global allocator, which asks [`admits`] before
-//! each allocation and reports to [`count`]; a library does not install one for its users.
+//! each allocation and reports to [`count`]; a library does not install one for its users. This
+//! module is public for that allocator alone (and for its tests, which run [`catch`] and
+//! [`catch_load`]): the library forbids `unsafe` code, so the allocator lives in the binary,
+//! and it must ask this module's per-thread state.
 
 use std::alloc::Layout;
 use std::cell::Cell;
@@ -22,11 +24,11 @@ use anyhow::{anyhow, Result};
 
 use crate::files::Size;
 
-/// The largest single allocation the work of [`contain`] may make. tract allocates tensors
+/// The largest single allocation the work of [`catch`] may make. tract allocates tensors
 /// fallibly, so a refused one is an error, and the project's own operators check their buffers
-/// against it first. GoogLeNet's largest tensor, conv1's output at the largest batch (256), is
-/// 822 MB; a whole run is held to the same 4 GiB at load (see `model`).
-pub use googlenet_kernels::MAX_ALLOCATION_BYTES;
+/// against the same 4 GiB first. GoogLeNet's largest tensor, conv1's output at the largest
+/// batch (256), is 822 MB; a whole run is held to the same 4 GiB at load (see `model`).
+pub const MAX_ALLOCATION_BYTES: u64 = 4 << 30;
 
 /// How much more heap loading a model ([`catch_load`]) may hold, all allocations together, than
 /// when it started. Classifying a photo with GoogLeNet peaks at 113 MB in all; a model of 1 GB,
@@ -59,9 +61,9 @@ enum Refusal {
 }
 
 /// Whether the allocator may make an allocation of `layout` that grows the heap by `added`
-/// bytes: on a thread inside [`contain`] it may not when the allocation is over
+/// bytes: on a thread inside [`catch`] it may not when the allocation is over
 /// [`MAX_ALLOCATION_BYTES`], or when it is a tensor's that would take the heap over the
-/// thread's ceiling in [`catch_load`]; a refusal is remembered for [`contain`] to report, the
+/// thread's ceiling in [`catch_load`]; a refusal is remembered for [`catch`] to report, the
 /// first that the ceiling made or else the largest allocation. The binary's global allocator
 /// asks this before each allocation and reports what it made and freed with [`count`]; without
 /// such an allocator (an embedding that installs none) nothing is refused, and panics are still
@@ -99,7 +101,7 @@ pub fn count(added: usize, freed: usize) {
     HELD.fetch_sub(freed as u64, Ordering::Relaxed);
 }
 
-/// Installs a panic hook that stays silent inside [`contain`] and otherwise calls the hook that
+/// Installs a panic hook that stays silent inside [`catch`] and otherwise calls the hook that
 /// was in place. Call it once, at start-up.
 pub fn install_hook() {
     let previous = std::panic::take_hook();
@@ -112,7 +114,7 @@ pub fn install_hook() {
 
 /// What went wrong inside [`contain`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Breach {
+pub(crate) enum Breach {
     /// The work panicked, with this message.
     Panicked(String),
     /// The work failed after an allocation of this many bytes was refused.
@@ -125,7 +127,7 @@ pub enum Breach {
 /// Runs `work` with panics silenced and allocations over [`MAX_ALLOCATION_BYTES`] refused. Its
 /// result passes through, unless it panicked ([`Breach::Panicked`]) or it panicked or failed
 /// after a refused allocation ([`Breach::TooLarge`], the largest refused).
-pub fn contain<T, E>(work: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, Breach> {
+pub(crate) fn contain<T, E>(work: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, Breach> {
     let outer = CATCHING.with(|catching| catching.replace(true));
     let outer_refused = REFUSED.with(|refused| refused.replace(None));
     let result = std::panic::catch_unwind(AssertUnwindSafe(work));
@@ -139,8 +141,9 @@ pub fn contain<T, E>(work: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>
     }
 }
 
-/// Runs `work` in [`contain`], turning a panic inside it into the error "the model is malformed
-/// (tract: message)", and a failure after a refused allocation into "the model needs a tensor
+/// Runs `work` with panics silenced and allocations over [`MAX_ALLOCATION_BYTES`] refused,
+/// turning a panic inside it into the error "the model is malformed (tract: message)", and a
+/// failure after a refused allocation into "the model needs a tensor
 /// of ..., over the limit of 4 GiB" (or, in [`catch_load`], "loading the model needs more than
 /// 4 GiB of memory").
 pub fn catch<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -166,8 +169,6 @@ pub fn catch_load<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     let outer = CEILING.with(|outer| outer.replace(ceiling.min(outer.get())));
     let result = catch(work);
     CEILING.with(|restored| restored.set(outer));
-    // Loading peaks well above what it keeps (the parsed file, tract's unpacked weights).
-    googlenet_kernels::release_free_heap();
     result
 }
 

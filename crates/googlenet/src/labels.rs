@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use crate::files::{read_at_most, Size};
 
 /// The 1000 ImageNet-1k classes in model output order (origin: `assets/README.md`).
-const IMAGENET_1K: &str = include_str!("../../../assets/imagenet-1k.txt");
+const IMAGENET_1K: &str = include_str!("../data/imagenet-1k.txt");
 
 /// The largest label file read: a million classes of 64 characters.
 const MAX_LABELS_BYTES: u64 = 64 << 20;
@@ -113,7 +113,7 @@ mod tests {
         let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/data/synset_words.txt");
         let shared = std::fs::read_to_string(shared).expect("../shared/data/synset_words.txt");
-        assert_eq!(IMAGENET_1K, shared, "assets/imagenet-1k.txt differs from synset_words.txt");
+        assert_eq!(IMAGENET_1K, shared, "data/imagenet-1k.txt differs from synset_words.txt");
     }
 
     #[test]

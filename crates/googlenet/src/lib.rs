@@ -1,9 +1,12 @@
-//! `googlenet`: classify images with GoogLeNet (Inception v1) through tract, with the project's
-//! own convolution, max-pool and LRN kernels ([`googlenet_kernels`]).
+//! `googlenet`: classify images with GoogLeNet (Inception v1) on the CPU, through tract, with
+//! the project's own convolution, max-pool and LRN kernels (`googlenet-kernels`).
 //!
-//! [`Classifier::builder`] is the way in: it resolves and loads the model (by default the one
-//! embedded at build time), picks its preprocessing and labels, and gives a [`Classifier`] for
-//! class scores or an [`Embedder`] for features.
+//! [`Classifier::builder`] is the way in: it resolves and loads the model once (by default the
+//! one embedded at build time), picks its preprocessing and labels, and gives a [`Classifier`]
+//! for class scores or an [`Embedder`] for features. [`Classifier::classify_each`] and
+//! [`Embedder::embed_each`] run any number of [`Input`]s on worker threads and hand back a
+//! [`Record`] for each, in input order, as soon as it is done; [`Classifier::classify`] is the
+//! same for a few inputs at once.
 //!
 //! ```
 //! use googlenet::{Classifier, Input, Outcome};
@@ -14,39 +17,60 @@
 //! let Outcome::Predictions(predictions) = &records[0].outcome else { panic!("not classified") };
 //! println!("{}: {:.1}%", predictions[0].name, 100.0 * predictions[0].probability);
 //! assert_eq!(predictions[0].name, "Egyptian cat");
-//! # Ok::<(), anyhow::Error>(())
+//! # Ok::<(), googlenet::Error>(())
 //! ```
 //!
-//! Data flows one way: paths are found ([`pipeline::discover`]), read or downloaded
-//! ([`download`]), decoded and preprocessed ([`preprocess`], [`crops`]) into tensors, run through
-//! one optimised plan ([`model`]) on worker threads ([`pipeline`]), ranked and labelled
-//! ([`classify`], [`labels`]) into [`Record`]s in input order. [`eval`] scores records against
-//! labelled folders; [`inspect`], [`experiment`] and [`explain`] open the network up;
-//! [`similarity`] and [`npy`] work with features.
+//! Every failure is an [`Error`], whose variants tell an unreadable image from a failed
+//! download, an unusable model, a bad setting and cancelled work. An input's error is its
+//! record's ([`Outcome::Error`]); the run goes on past it.
+//!
+//! The public modules each open one more thing up: [`inputs`] finds images in folders and
+//! lists; [`eval`] scores records against labelled file names; [`inspect`] lays the network out
+//! (its layers, the paper's Table 1, a profile); [`experiment`] and [`explain`] ask the network
+//! questions; [`similarity`] and [`npy`] work with features; [`guard`] is what a binary's
+//! global allocator consults to bound a malformed input's memory.
+//!
+//! No tract or ndarray type appears in this API.
 
+#![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
-pub mod cancel;
-pub mod classify;
-pub mod crops;
-pub mod download;
+mod cancel;
+mod classify;
+mod crops;
+mod download;
 mod engine;
+mod error;
+mod files;
+#[cfg(test)]
+mod fuzz_seeds;
+mod labels;
+mod model;
+mod pipeline;
+mod preprocess;
+mod record;
+#[cfg(test)]
+#[path = "../tests/it/reference.rs"]
+mod reference;
+
 pub mod eval;
 pub mod experiment;
 pub mod explain;
-pub mod files;
 pub mod guard;
+pub mod inputs;
 pub mod inspect;
-pub mod labels;
-pub mod model;
 pub mod npy;
-pub mod pipeline;
-pub mod preprocess;
-pub mod record;
 pub mod similarity;
 
-pub use cancel::{Cancel, Cancelled};
-pub use engine::{Adjust, Builder, Classifier, Embedder, InputInfo, LayerShape, ModelInfo, Plan};
-pub use pipeline::Input;
-pub use preprocess::Preset;
+pub use cancel::Cancel;
+pub use classify::Prediction;
+pub use crops::Crops;
+pub use download::{redact as redact_url, Downloader, DEFAULT_MAX_DOWNLOAD};
+pub use engine::{Adjust, Builder, Classifier, Embedder, InputInfo, LayerShape, ModelInfo};
+pub use error::{one_line, Error, Result};
+pub use files::Size;
+pub use inputs::Input;
+pub use labels::{Label, Labels};
+pub use model::{cache_path, MODEL_ENV};
+pub use preprocess::{ChannelOrder, Preset, ResizeMode, DEFAULT_MAX_PIXELS, LARGEST_MAX_PIXELS};
 pub use record::{Outcome, Record};

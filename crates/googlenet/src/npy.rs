@@ -1,12 +1,10 @@
-//! NumPy's `.npy` format, for the feature matrices of `embed` and `similar`: an `N x D` array of
-//! little-endian `float32` in C order, written row by row through a temporary file and read
-//! back whole.
+//! NumPy's `.npy` format, for feature matrices: an `N x D` array of little-endian `float32` in
+//! C order, its [`header`] for a writer that streams rows, and [`read`] to read one back whole.
 //!
 //! The format (numpy.lib.format): the magic `\x93NUMPY`, the version (1.0), the header's length
 //! as a little-endian `u16`, and the header, a Python dict literal padded with spaces to a
 //! multiple of 64 bytes with the magic and ending in `\n`; then the data.
 
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -16,15 +14,17 @@ use crate::files::{read_at_most, Size};
 /// The magic string that starts every `.npy` file.
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// The length of the header written, magic included: room for any two 20-digit dimensions,
-/// so that the final shape can be written over the first one in place.
-const HEADER_BYTES: usize = 128;
+/// The length of the header [`header`] writes, magic included: room for any two 20-digit
+/// dimensions, so that the final shape can be written over the first one in place.
+pub const HEADER_BYTES: usize = 128;
 
 /// The largest `.npy` file read: 16 GiB, four million 1024-value rows.
 pub(crate) const MAX_NPY_BYTES: u64 = 16 << 30;
 
-/// The header for an `rows x width` array of float32, padded to [`HEADER_BYTES`].
-fn header(rows: u64, width: usize) -> Vec<u8> {
+/// The header of an `rows x width` array of little-endian float32 in C order, padded to
+/// [`HEADER_BYTES`]: a writer streaming rows writes it first with a shape of 0 x 0, and over
+/// that once it knows the shape.
+pub fn header(rows: u64, width: usize) -> Vec<u8> {
     let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {width}), }}");
     let len = HEADER_BYTES - MAGIC.len() - 4;
     let mut header = MAGIC.to_vec();
@@ -32,62 +32,6 @@ fn header(rows: u64, width: usize) -> Vec<u8> {
     header.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_le_bytes());
     header.extend_from_slice(format!("{dict:<width$}\n", width = len - 1).as_bytes());
     header
-}
-
-/// Writes an `N x D` float32 array one row at a time, with the name of each row in a text file
-/// beside it (`feats.npy` and `feats.paths.txt`). Both are written to temporary files that
-/// [`NpyWriter::finish`] renames into place, so neither is ever seen half-written.
-pub struct NpyWriter {
-    data: BufWriter<tempfile::NamedTempFile>,
-    names: BufWriter<tempfile::NamedTempFile>,
-    path: PathBuf,
-    rows: u64,
-    width: Option<usize>,
-}
-
-impl NpyWriter {
-    /// A writer of the array `path`, and of its row names in [`names_path`]`(path)`.
-    pub fn create(path: &Path) -> Result<NpyWriter> {
-        let temp = || crate::record::temp_beside(path);
-        let mut data = BufWriter::new(temp()?);
-        data.write_all(&header(0, 0))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(NpyWriter {
-            data,
-            names: BufWriter::new(temp()?),
-            path: path.to_owned(),
-            rows: 0,
-            width: None,
-        })
-    }
-
-    /// Appends one row and its name, which must not hold a line break. Every row must have
-    /// the first one's length.
-    pub fn row(&mut self, name: &str, values: &[f32]) -> Result<()> {
-        let width = *self.width.get_or_insert(values.len());
-        ensure!(values.len() == width, "a row of {} values in an array of {width}", values.len());
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.data
-            .write_all(&bytes)
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
-        writeln!(self.names, "{name}")
-            .with_context(|| format!("cannot write {}", names_path(&self.path).display()))?;
-        self.rows += 1;
-        Ok(())
-    }
-
-    /// Writes the final shape into the header and renames both files into place.
-    pub fn finish(self) -> Result<()> {
-        let name = self.path.display();
-        let mut data = self.data.into_inner().map_err(|e| e.into_error())?;
-        data.seek(SeekFrom::Start(0))?;
-        data.write_all(&header(self.rows, self.width.unwrap_or(0)))?;
-        data.as_file().sync_all().with_context(|| format!("cannot write {name}"))?;
-        let names = self.names.into_inner().map_err(|e| e.into_error())?;
-        names.persist(names_path(&self.path)).context("cannot write the row names")?;
-        data.persist(&self.path).with_context(|| format!("cannot write {name}"))?;
-        Ok(())
-    }
 }
 
 /// The text file that names the rows of the array at `path`: `feats.npy` → `feats.paths.txt`.
@@ -113,7 +57,7 @@ impl Matrix {
     }
 }
 
-/// Reads a 2-D little-endian float32 array in C order, as [`NpyWriter`] and `numpy.save`
+/// Reads a 2-D little-endian float32 array in C order, as `numpy.save` and `googlenet embed`
 /// write it.
 pub fn read(path: &Path) -> Result<Matrix> {
     let name = path.display();
@@ -162,14 +106,6 @@ fn parse(bytes: &[u8]) -> Result<Matrix> {
 mod tests {
     use super::*;
 
-    fn write(path: &Path, matrix: &Matrix, names: &[String]) -> Result<()> {
-        let mut writer = NpyWriter::create(path)?;
-        for (index, name) in names.iter().enumerate() {
-            writer.row(name, matrix.row(index))?;
-        }
-        writer.finish()
-    }
-
     #[test]
     fn headers_are_a_multiple_of_64_and_end_in_a_newline() {
         let header = header(u64::MAX, usize::MAX);
@@ -179,27 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn arrays_are_read_back_as_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("feats.npy");
-        let matrix = Matrix { rows: 3, width: 2, data: vec![1.0, -2.5, 0.0, 3.25, 1e-8, 7.0] };
-        let names: Vec<String> = ["a.jpg", "b c.png", "https://x/y.jpg"].map(String::from).into();
-        write(&path, &matrix, &names).unwrap();
-        assert_eq!(read(&path).unwrap(), matrix);
-        let listed = std::fs::read_to_string(names_path(&path)).unwrap();
-        assert_eq!(listed.lines().collect::<Vec<_>>(), names);
-        let mut bytes = std::fs::read(&path).unwrap();
+    fn arrays_are_parsed_from_their_header_and_data() {
+        let mut bytes = header(3, 2);
+        let values = [1.0f32, -2.5, 0.0, 3.25, 1e-8, 7.0];
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        assert_eq!(parse(&bytes).unwrap(), Matrix { rows: 3, width: 2, data: values.to_vec() });
         bytes.pop();
         assert!(parse(&bytes).unwrap_err().to_string().contains("but 23 bytes"));
         assert!(parse(b"\x93NUMPY\x01\x00\xff\xff{").is_err());
         assert!(parse(b"PK\x03\x04").unwrap_err().to_string().contains("magic"));
-    }
-
-    #[test]
-    fn rows_of_another_length_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = NpyWriter::create(&dir.path().join("x.npy")).unwrap();
-        writer.row("a", &[1.0, 2.0]).unwrap();
-        assert!(writer.row("b", &[1.0]).is_err());
     }
 }

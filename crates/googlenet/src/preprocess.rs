@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::Path;
-use std::str::FromStr;
 
 use fast_image_resize::images::{Image as ResizeImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -24,7 +23,7 @@ pub enum PreprocessError {
     #[error("cannot read")]
     Io(#[from] std::io::Error),
     /// The file holds more bytes than any image within the pixel limit can take.
-    #[error("file over {}, more than an image within --max-pixels can take", Size(*.limit))]
+    #[error("file over {}, more than an image within max_pixels can take", Size(*.limit))]
     FileTooLarge {
         /// The limit in bytes.
         limit: u64,
@@ -73,7 +72,7 @@ pub enum PreprocessError {
         bytes: u64,
     },
     /// The image is larger than the decoding limit (a decompression bomb, or a huge scan).
-    #[error("{width}x{height} pixels is over the limit of {limit} (--max-pixels)")]
+    #[error("{width}x{height} pixels is over the limit of {limit} (max_pixels)")]
     TooLarge {
         /// Announced width.
         width: u32,
@@ -132,7 +131,7 @@ pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 /// the pixel limit.
 const MAX_BYTES_PER_PIXEL: u64 = 16;
 
-/// The largest pixel limit (`--max-pixels`; a larger one is taken as this): an image of that
+/// The largest pixel limit (`max_pixels`; a larger one is taken as this): an image of that
 /// many pixels in the largest layout fills one allocation of the guard's limit (4 GiB). The
 /// decoders allocate the whole image in a `Vec`, which aborts the process if the guard refuses
 /// it; their own allocation limit does not cover that buffer.
@@ -180,41 +179,6 @@ impl Preset {
                 std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
                 max_pixels: DEFAULT_MAX_PIXELS,
             },
-        }
-    }
-}
-
-/// Three per-channel values in RGB order, parsed from `a,b,c`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Triple(pub [f32; 3]);
-
-impl FromStr for Triple {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Triple, String> {
-        let values: Vec<f32> = text
-            .split(',')
-            .map(|part| part.trim().parse::<f32>().map_err(|_| format!("`{part}` is not a number")))
-            .collect::<Result<_, _>>()?;
-        let values: [f32; 3] = values.try_into().map_err(|v: Vec<f32>| {
-            format!("expected 3 comma-separated values (R,G,B), got {}", v.len())
-        })?;
-        if values.iter().all(|v| v.is_finite()) {
-            Ok(Triple(values))
-        } else {
-            Err("values must be finite numbers".into())
-        }
-    }
-}
-
-impl Triple {
-    /// Parses `a,b,c` of three values that are all above zero (a standard deviation).
-    pub fn positive(text: &str) -> Result<Triple, String> {
-        let triple: Triple = text.parse()?;
-        if triple.0.iter().all(|v| *v > 0.0) {
-            Ok(triple)
-        } else {
-            Err("values must be positive".into())
         }
     }
 }
@@ -609,6 +573,10 @@ pub(crate) fn flatten(image: DynamicImage) -> RgbImage {
 }
 
 #[cfg(test)]
+#[path = "preprocess_tests.rs"]
+mod decoding;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -634,17 +602,6 @@ mod tests {
         ));
         assert!(check_tiff(&with(270)).is_ok(), "ImageDescription is text");
         assert!(check_tiff(&tiff[..10]).is_ok(), "headers too short to walk go to the decoder");
-    }
-
-    #[test]
-    fn triples_parse_and_reject() {
-        assert_eq!("1,2.5, 3".parse::<Triple>().unwrap(), Triple([1.0, 2.5, 3.0]));
-        assert!("1,2".parse::<Triple>().unwrap_err().contains("got 2"));
-        assert!("1,x,3".parse::<Triple>().unwrap_err().contains("`x`"));
-        assert!("1,inf,3".parse::<Triple>().is_err());
-        assert_eq!(Triple::positive("1,2,3"), Ok(Triple([1.0, 2.0, 3.0])));
-        assert!(Triple::positive("1,0,3").unwrap_err().contains("positive"));
-        assert!(Triple::positive("1,-2,3").is_err());
     }
 
     #[test]
@@ -742,7 +699,7 @@ mod tests {
         assert!(matches!(refused, PreprocessError::FileTooLarge { limit: l } if l == limit));
         assert_eq!(
             refused.to_string(),
-            "file over 64 MiB, more than an image within --max-pixels can take"
+            "file over 64 MiB, more than an image within max_pixels can take"
         );
         file.set_len(limit).unwrap();
         assert!(matches!(settings.load(&sparse), Err(PreprocessError::UnknownFormat)));
@@ -781,7 +738,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "100000x100000 pixels is over the limit of 178956970 (--max-pixels)"
+            "100000x100000 pixels is over the limit of 178956970 (max_pixels)"
         );
         let mut small = Vec::new();
         let image = DynamicImage::ImageRgb8(RgbImage::new(40, 30));

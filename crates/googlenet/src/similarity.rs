@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::npy::Matrix;
 
-/// The default least similarity of near-duplicates (`similar --duplicates`), chosen by
+/// The default least similarity of near-duplicates (as `googlenet similar` groups them), chosen by
 /// `scripts/duplicates` on resized, recompressed, cropped and mirrored copies of the shared
 /// photos.
 pub const DUPLICATE_THRESHOLD: f32 = 0.88;

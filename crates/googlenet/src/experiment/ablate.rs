@@ -3,10 +3,13 @@
 //! normalisation, matter to the trained weights?
 
 use anyhow::{ensure, Context, Result};
+use prost::Message;
 use tract_onnx::pb::{GraphProto, ModelProto};
 
 use super::concat_order::chosen;
 use super::weights;
+use crate::engine::Classifier;
+use crate::error::Error;
 use crate::inspect::modules::{BranchKind, Module};
 use crate::inspect::Network;
 
@@ -25,9 +28,20 @@ pub enum Ablation {
     Lrn,
 }
 
-/// A copy of `proto` without what `ablation` names, and the names of the nodes changed or
-/// removed.
+/// A copy of `classifier`'s model without what `ablation` names, as ONNX bytes, and the names
+/// of the nodes changed or removed.
 pub fn ablate(
+    classifier: &Classifier,
+    ablation: &Ablation,
+) -> crate::Result<(Vec<u8>, Vec<String>)> {
+    let (proto, network) = super::graph(classifier)?;
+    let (variant, changed) =
+        ablated(&proto, &network, ablation).map_err(|err| Error::model(&err))?;
+    Ok((variant.encode_to_vec(), changed))
+}
+
+/// [`ablate`] of the model `proto` whose layers are `network`.
+fn ablated(
     proto: &ModelProto,
     network: &Network,
     ablation: &Ablation,

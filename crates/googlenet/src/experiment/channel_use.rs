@@ -4,15 +4,24 @@
 
 use std::fmt::Write as _;
 
+use std::convert::Infallible;
+
 use anyhow::{ensure, Context, Result};
+use rayon::prelude::*;
 use serde::Serialize;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::tract_ndarray::ArrayD;
 
 use super::weights;
+use crate::engine::Classifier;
+use crate::error::Error;
+use crate::inputs::Input;
 use crate::inspect::modules::{find_modules, BranchKind};
 use crate::inspect::{aligned, Layer, Network};
 use crate::model::attributes;
+use crate::model::Probe;
+use crate::pipeline::run_ordered;
+use crate::record::path_text;
 
 /// Layers that keep every channel where it is, looked through when finding a channel's source.
 const CHANNEL_WISE: [&str; 6] = ["MaxPool", "AveragePool", "Relu", "Dropout", "Identity", "LRN"];
@@ -56,8 +65,64 @@ pub struct ChannelUse {
     sums: Vec<[f64; 2]>,
 }
 
+/// How each input channel of the 1x1 convolution `layer` of `classifier`'s model (of every
+/// one, when `None`) is used: its weights' size and, when there are `inputs`, its mean
+/// contribution to the convolution's output over them, run on the classifier's worker
+/// threads. `failed` is told of each input that could not be run, and of a layer that could
+/// not take an image's activations, with the error.
+pub fn measure(
+    classifier: &Classifier,
+    layer: Option<&str>,
+    inputs: &[Input],
+    mut failed: impl FnMut(&str, &Error),
+) -> crate::Result<Vec<ChannelUse>> {
+    let (proto, network) = super::graph(classifier)?;
+    let layers = match layer {
+        None => pointwise_convolutions(&network),
+        Some(name) => vec![name.to_owned()],
+    };
+    let mut uses = layers
+        .iter()
+        .map(|name| ChannelUse::new(&proto, &network, name))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|err| Error::model(&err))?;
+    if inputs.is_empty() {
+        return Ok(uses);
+    }
+    let tensors: Vec<&str> = uses.iter().map(|u| u.input.as_str()).collect();
+    let probe = Probe::new(classifier.model_bytes(), &tensors).map_err(|err| Error::model(&err))?;
+    let runner = classifier.runner();
+    let work = |chunk: &[Input]| -> Vec<(String, crate::Result<Vec<ArrayD<f32>>>)> {
+        let probed = |input: &Input| {
+            let tensor = runner.tensor(input)?;
+            probe.run(&tensor).map_err(|err| Error::model(&err))
+        };
+        chunk.iter().map(|input| (path_text(input.path()), probed(input))).collect()
+    };
+    let _ = run_ordered(inputs, classifier.threads(), 1, work, |(name, activations)| {
+        let activations = match activations {
+            Ok(activations) => activations,
+            Err(err) => {
+                failed(&name, &err);
+                return Ok::<(), Infallible>(());
+            }
+        };
+        // The layers' sums are independent: each is taken on a core of its own.
+        let refused: Vec<(String, Error)> = uses
+            .par_iter_mut()
+            .zip(activations.par_iter())
+            .filter_map(|(one, activation)| {
+                one.add(activation).err().map(|err| (one.layer.clone(), Error::model(&err)))
+            })
+            .collect();
+        refused.iter().for_each(|(layer, err)| failed(layer, err));
+        Ok(())
+    });
+    Ok(uses)
+}
+
 /// Every 1x1 convolution of the network, by name.
-pub fn pointwise_convolutions(network: &Network) -> Vec<String> {
+fn pointwise_convolutions(network: &Network) -> Vec<String> {
     network.layers.iter().filter(|l| is_pointwise(l)).map(|l| l.name.clone()).collect()
 }
 
@@ -67,7 +132,7 @@ fn is_pointwise(layer: &Layer) -> bool {
 
 impl ChannelUse {
     /// The weights and sources of the input channels of the 1x1 convolution `name`.
-    pub fn new(proto: &ModelProto, network: &Network, name: &str) -> Result<ChannelUse> {
+    fn new(proto: &ModelProto, network: &Network, name: &str) -> Result<ChannelUse> {
         let layer =
             network.layers.iter().find(|l| l.name == name).with_context(|| {
                 format!("no layer named {name}: `googlenet inspect` lists them")
@@ -121,7 +186,7 @@ impl ChannelUse {
     }
 
     /// Adds one image's input to the convolution (`[1, C, H, W]`) to the contributions.
-    pub fn add(&mut self, input: &ArrayD<f32>) -> Result<()> {
+    fn add(&mut self, input: &ArrayD<f32>) -> Result<()> {
         let inputs = self.channels.len();
         ensure!(
             input.ndim() == 4 && input.shape().get(..2) == Some(&[1, inputs][..]),
@@ -320,7 +385,7 @@ impl Weakest {
     }
 }
 
-/// One summary line per layer, for `--layer all`.
+/// One summary line per layer, for a report on every 1x1 convolution.
 pub fn summary(reports: &[Report]) -> String {
     let rows: Vec<[String; 5]> = reports
         .iter()

@@ -6,11 +6,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
+use prost::Message;
 use serde::Serialize;
 use tract_onnx::pb::{GraphProto, ModelProto};
 
 use super::weights;
 use crate::classify::ranking;
+use crate::engine::Classifier;
+use crate::error::Error;
 use crate::inspect::modules::{find_modules, BranchKind, Module};
 use crate::inspect::Network;
 use crate::model::attributes;
@@ -51,20 +54,31 @@ impl fmt::Display for Order {
 /// A reordered copy of a model.
 #[derive(Debug, Clone)]
 pub struct Variant {
-    /// The changed model.
-    pub proto: ModelProto,
+    /// The changed model, as ONNX bytes.
+    pub onnx: Vec<u8>,
     /// The modules whose Concat was reordered, with their original order.
     pub modules: Vec<(String, String)>,
     /// How many weight tensors were permuted to compensate.
     pub permuted: usize,
 }
 
-/// Builds the variant of `proto` whose modules named in `only` (all modules when empty)
-/// concatenate their branches in `order`. With `compensate`, the input channels of every layer
-/// that reads a reordered output (through channel-wise layers such as pools, activations,
-/// dropout and flattening of a 1x1 map) are permuted to match, so the network computes the
-/// same function.
+/// Builds the variant of `classifier`'s model whose modules named in `only` (all modules when
+/// empty) concatenate their branches in `order`. With `compensate`, the input channels of every
+/// layer that reads a reordered output (through channel-wise layers such as pools,
+/// activations, dropout and flattening of a 1x1 map) are permuted to match, so the network
+/// computes the same function.
 pub fn reorder(
+    classifier: &Classifier,
+    order: &Order,
+    only: &[String],
+    compensate: bool,
+) -> crate::Result<Variant> {
+    let (proto, network) = super::graph(classifier)?;
+    reordered(&proto, &network, order, only, compensate).map_err(|err| Error::model(&err))
+}
+
+/// [`reorder`] of the model `proto` whose layers are `network`.
+fn reordered(
     proto: &ModelProto,
     network: &Network,
     order: &Order,
@@ -102,7 +116,7 @@ pub fn reorder(
         }
     }
     let modules = modules.iter().map(|m| (m.name.clone(), m.order.clone())).collect();
-    Ok(Variant { proto, modules, permuted })
+    Ok(Variant { onnx: proto.encode_to_vec(), modules, permuted })
 }
 
 /// The modules named in `only`, or all of them.

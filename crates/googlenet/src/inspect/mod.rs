@@ -108,9 +108,7 @@ impl Network {
             None => symbolic_batch(&model)?,
         };
         model.set_input_fact(0, fact)?;
-        model
-            .analyse(false)
-            .context("cannot infer the shapes: give the input shape with --input-shape")?;
+        model.analyse(false).context("cannot infer the shapes: give the input shape")?;
         let dims_of = |outlet: OutletId| -> Result<Vec<String>> {
             let fact = model.outlet_fact(outlet)?;
             ensure!(!fact.shape.is_open(), "the shape is unknown");
@@ -181,14 +179,14 @@ impl Network {
 /// The model's own input shape with its first dimension replaced by the symbol `N`.
 fn symbolic_batch(model: &InferenceModel) -> Result<InferenceFact> {
     let fact = model.input_fact(0)?;
-    ensure!(!fact.shape.is_open(), "the input shape is unknown: give it with --input-shape");
+    ensure!(!fact.shape.is_open(), "the input shape is unknown: give it");
     let mut dims: Vec<TDim> = Vec::new();
     for (axis, dim) in fact.shape.dims().enumerate() {
         match (axis, dim.concretize()) {
             (0, _) => dims.push(model.sym("N").into()),
             (_, Some(dim)) => dims.push(dim),
             (_, None) => {
-                bail!("input dimension {axis} is unknown: give the shape with --input-shape")
+                bail!("input dimension {axis} is unknown: give the input shape")
             }
         }
     }

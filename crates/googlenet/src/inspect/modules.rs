@@ -277,10 +277,10 @@ pub struct Stage {
     /// 3x3 and 5x5 convolutions and a 3x3 max-pool straight on the module's input).
     #[serde(flatten)]
     pub naive: Option<Naive>,
-    /// The paper's (rounded) parameter figure, with `--paper`.
+    /// The paper's (rounded) parameter figure, when compared with the paper.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paper_params: Option<&'static str>,
-    /// The paper's (rounded) operations figure, with `--paper`.
+    /// The paper's (rounded) operations figure, when compared with the paper.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paper_ops: Option<&'static str>,
 }

@@ -1,5 +1,5 @@
 //! The parameter and operation figures printed in Table 1 of Szegedy et al., "Going deeper
-//! with convolutions" (2015, arXiv:1409.4842), for `inspect --modules --paper`. They are the
+//! with convolutions" (2015, arXiv:1409.4842), for the module table's comparison with the paper. They are the
 //! paper's rounded numbers, shown beside the ones counted from the model, never used as results.
 
 /// (stage, output size, params, ops) for the rows of Table 1 that have figures.

@@ -1,4 +1,4 @@
-//! `inspect --profile`: where the time of one run goes, per node of the optimised plan and per
+//! The profile of a run (`Classifier::profile`): where the time of one run goes, per node of the optimised plan and per
 //! operator type, slowest first.
 
 use std::collections::HashMap;

@@ -28,7 +28,7 @@ pub(super) fn feature_tensor(proto: &ModelProto) -> Result<String> {
             op if LOOKED_THROUGH.contains(&op) => None,
             op => bail!(
                 "the scores come from {op} node `{}`, not a linear layer: name the features' \
-                 layer with --layer",
+                 layer with the `layer` setting",
                 node.name
             ),
         };
@@ -37,7 +37,7 @@ pub(super) fn feature_tensor(proto: &ModelProto) -> Result<String> {
         }
         tensor = first_input(node)?;
     }
-    bail!("no linear layer found before the scores: name the features' layer with --layer")
+    bail!("no linear layer found before the scores: name the features' layer with the `layer` setting")
 }
 
 /// `tensor` followed back through the reshapes that produce it.

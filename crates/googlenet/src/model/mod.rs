@@ -6,6 +6,8 @@ pub(crate) mod attributes;
 mod checked_ops;
 mod features;
 mod graph_size;
+#[cfg(test)]
+mod parity;
 mod shapes;
 mod source;
 
@@ -22,9 +24,10 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::plan::SimpleState;
 use tract_onnx::tract_hir::infer::Factoid;
 
-pub use allowlist::OPERATORS;
+#[cfg(test)]
+pub(crate) use allowlist::OPERATORS;
 pub(crate) use checked_ops::onnx;
-pub use source::{cache_path, ModelSource, Origin};
+pub use source::{cache_path, ModelSource, Origin, MODEL_ENV};
 
 use crate::files::Size;
 use crate::guard;
@@ -69,12 +72,6 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads, checks and optimises the model of `source` for batches of `batch_size` images.
-    pub fn load(source: &ModelSource, batch_size: usize) -> Result<Model> {
-        Model::from_bytes(&source.bytes()?, batch_size)
-            .with_context(|| format!("cannot load model {source}"))
-    }
-
     /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
     /// Reshape nodes that pin the batch to 1 are rewritten to copy it from their input.
     pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {

@@ -1,5 +1,5 @@
-//! Where the model comes from: the first of `--model`, `GOOGLENET_MODEL`, the model embedded at
-//! build time, and the cache written by `googlenet fetch-model`.
+//! Where the model comes from: the first of the file the caller names, `GOOGLENET_MODEL`, the
+//! model embedded at build time, and the cache written by `googlenet fetch-model`.
 
 use std::borrow::Cow;
 use std::ffi::OsString;
@@ -25,8 +25,8 @@ const MAX_MODEL_BYTES: u64 = i32::MAX as u64;
 /// How the model was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// `--model PATH`.
-    Flag,
+    /// Named by the caller ([`crate::Builder::model`]).
+    Given,
     /// The `GOOGLENET_MODEL` environment variable.
     Env,
     /// Embedded in the binary at build time.
@@ -45,12 +45,12 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    /// Resolves the model: `flag`, then `GOOGLENET_MODEL`, then the embedded model, then the
+    /// Resolves the model: `given`, then `GOOGLENET_MODEL`, then the embedded model, then the
     /// fetch-model cache. Fails with instructions when there is none.
-    pub fn resolve(flag: Option<&Path>) -> Result<ModelSource> {
+    pub fn resolve(given: Option<&Path>) -> Result<ModelSource> {
         let cache = cache_path();
         resolve_from(
-            flag,
+            given,
             std::env::var_os(MODEL_ENV),
             EMBEDDED.map(|(path, _)| path),
             cache.as_deref(),
@@ -86,7 +86,7 @@ impl fmt::Display for ModelSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match self.origin {
-            Origin::Flag => write!(f, "{path} (--model)"),
+            Origin::Given => write!(f, "{path}"),
             Origin::Env => write!(f, "{path} ({MODEL_ENV})"),
             Origin::Embedded => write!(f, "embedded in the binary (built from {path})"),
             Origin::Cache => write!(f, "{path} (fetch-model cache)"),
@@ -95,13 +95,14 @@ impl fmt::Display for ModelSource {
 }
 
 fn resolve_from(
-    flag: Option<&Path>,
+    given: Option<&Path>,
     env: Option<OsString>,
     embedded: Option<&str>,
     cache: Option<&Path>,
 ) -> Option<ModelSource> {
     let source = |origin, path: PathBuf| ModelSource { origin, path };
-    flag.map(|path| source(Origin::Flag, path.to_owned()))
+    given
+        .map(|path| source(Origin::Given, path.to_owned()))
         .or_else(|| env.filter(|v| !v.is_empty()).map(|v| source(Origin::Env, v.into())))
         .or_else(|| embedded.map(|path| source(Origin::Embedded, path.into())))
         .or_else(|| cache.filter(|path| path.is_file()).map(|p| source(Origin::Cache, p.into())))
@@ -111,7 +112,7 @@ fn no_model_message(cache: Option<&Path>) -> String {
     let cache = cache.map_or_else(|| "the user cache".to_owned(), |p| p.display().to_string());
     format!(
         "no model: this binary embeds none and {cache} holds none; run `googlenet fetch-model` \
-         to download GoogLeNet, or pass --model PATH (or set {MODEL_ENV}) to use an ONNX file"
+         to download GoogLeNet, or name an ONNX file (the `model` setting, or {MODEL_ENV})"
     )
 }
 
@@ -124,11 +125,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cached = dir.path().join("googlenet-12.onnx");
         std::fs::write(&cached, b"x").unwrap();
-        let flag = Path::new("flag.onnx");
-        let resolve = |flag, env: Option<&str>, embedded| {
-            resolve_from(flag, env.map(OsString::from), embedded, Some(&cached)).map(|s| s.origin)
+        let given = Path::new("given.onnx");
+        let resolve = |given, env: Option<&str>, embedded| {
+            resolve_from(given, env.map(OsString::from), embedded, Some(&cached)).map(|s| s.origin)
         };
-        assert_eq!(resolve(Some(flag), Some("env.onnx"), Some("e.onnx")), Some(Origin::Flag));
+        assert_eq!(resolve(Some(given), Some("env.onnx"), Some("e.onnx")), Some(Origin::Given));
         assert_eq!(resolve(None, Some("env.onnx"), Some("e.onnx")), Some(Origin::Env));
         assert_eq!(resolve(None, Some(""), Some("e.onnx")), Some(Origin::Embedded));
         assert_eq!(resolve(None, None, None), Some(Origin::Cache));

@@ -9,29 +9,28 @@
 //! photos and every finished record in a killed run's output. Where every result is wanted at once (`explain`'s patch positions, the
 //! channel-use sums), rayon does the work.
 
-pub mod discover;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex, PoisonError};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Context;
 use tract_onnx::prelude::tract_ndarray::Array3;
 
 use crate::classify::top_k;
 use crate::crops::{self, Crops};
 use crate::download::Downloader;
+use crate::error::{one_line, Error, Result};
+use crate::inputs::Input;
 use crate::labels::Labels;
 use crate::model::Model;
-use crate::preprocess::{Photo, Preprocess};
-use crate::record::{one_line, Outcome, Record};
+use crate::preprocess::{Photo, Preprocess, PreprocessError};
+use crate::record::{Outcome, Record};
 use crate::similarity::normalise;
-pub use discover::{Input, Walk};
 
 /// A model with its preprocessing, and the means to read its inputs: inputs in, output rows
 /// out.
 #[derive(Debug)]
-pub struct Runner {
+pub(crate) struct Runner {
     /// The network.
     pub(crate) model: Model,
     /// How images become its input.
@@ -44,27 +43,34 @@ pub struct Runner {
 
 impl Runner {
     /// The network.
-    pub fn model(&self) -> &Model {
+    pub(crate) fn model(&self) -> &Model {
         &self.model
     }
 
     /// How images become the network's input.
-    pub fn preprocess(&self) -> &Preprocess {
+    pub(crate) fn preprocess(&self) -> &Preprocess {
         &self.preprocess
     }
 
     /// The bytes of one input: its file, standard input, its download or its upload.
-    pub fn bytes(&self, input: &Input) -> Result<Vec<u8>> {
-        Ok(match input {
-            Input::Image(path) => self.preprocess.read(path)?,
-            Input::Stdin => self.preprocess.read_stdin()?,
+    pub(crate) fn bytes(&self, input: &Input) -> Result<Vec<u8>> {
+        let image = |err: PreprocessError| Error::image(&err.into());
+        match input {
+            Input::Image(path) => self.preprocess.read(path).map_err(image),
+            Input::Stdin => self.preprocess.read_stdin().map_err(image),
             Input::Url { url, .. } => {
-                self.downloader.get(url, self.preprocess.byte_limit()).context("cannot download")?
+                self.downloader.get(url, self.preprocess.byte_limit()).map_err(|err| {
+                    Error::Download(one_line(
+                        anyhow::Error::from(err).context("cannot download").as_ref(),
+                    ))
+                })
             }
-            Input::Upload { bytes, .. } => bytes.to_vec(),
-            Input::Pixels { name, .. } => bail!("{name} is pixels, not an image file"),
-            Input::Broken { reason, .. } => bail!("{reason}"),
-        })
+            Input::Upload { bytes, .. } => Ok(bytes.to_vec()),
+            Input::Pixels { name, .. } => {
+                Err(Error::Image(format!("{name} is pixels, not an image file")))
+            }
+            Input::Broken { reason, .. } => Err(Error::Image(reason.clone())),
+        }
     }
 
     /// The input images of one input, each crop at the input size, not yet normalised.
@@ -77,27 +83,31 @@ impl Runner {
                 Photo::File(&bytes)
             }
         };
-        Ok(crops::images(&self.preprocess, photo, self.crops)?)
+        crops::images(&self.preprocess, photo, self.crops).map_err(|err| Error::image(&err.into()))
     }
 
     /// The input tensor of one input.
-    pub fn tensor(&self, input: &Input) -> Result<Array3<f32>> {
-        Ok(self.preprocess.tensor(&self.bytes(input)?)?)
+    pub(crate) fn tensor(&self, input: &Input) -> Result<Array3<f32>> {
+        let bytes = match input {
+            Input::Pixels { image, .. } => return Ok(self.preprocess.normalise(image)),
+            _ => self.bytes(input)?,
+        };
+        self.preprocess.tensor(&bytes).map_err(|err| Error::image(&err.into()))
     }
 
     /// Runs up to one batch of inputs: each one's output row ([`Model::run`], averaged over
     /// its crops), or its error on one line. The crops of all the inputs go through the model
     /// in batches of its batch size.
-    pub fn run(&self, inputs: &[Input]) -> Vec<RowResult> {
+    pub(crate) fn run(&self, inputs: &[Input]) -> Vec<RowResult> {
         let mut images = Vec::new();
-        let mut rows: Vec<Result<usize, String>> = Vec::with_capacity(inputs.len());
+        let mut rows: Vec<Result<usize>> = Vec::with_capacity(inputs.len());
         for input in inputs {
             match self.images(input) {
                 Ok(crops) => {
                     rows.push(Ok(crops.len()));
                     images.extend(crops);
                 }
-                Err(err) => rows.push(Err(one_line(&err))),
+                Err(err) => rows.push(Err(err)),
             }
         }
         // A chunk whose every input failed before inference costs no run of the network.
@@ -107,7 +117,7 @@ impl Runner {
                 batch.iter().map(|i| self.preprocess.normalise(i)).collect();
             match self.model.run(&tensors).context("inference failed") {
                 Ok(batch) => outputs.extend(batch.into_iter().map(Ok)),
-                Err(err) => outputs.extend(vec![Err(one_line(&err)); tensors.len()]),
+                Err(err) => outputs.extend(vec![Err(Error::model(&err)); tensors.len()]),
             }
         }
         let mut outputs = outputs.into_iter();
@@ -124,7 +134,7 @@ impl Runner {
 fn mean(rows: Vec<RowResult>) -> RowResult {
     let count = rows.len() as f32;
     let mut rows = rows.into_iter();
-    let mut sum = rows.next().unwrap_or_else(|| Err("no result".into()))?;
+    let mut sum = rows.next().unwrap_or_else(|| Err(Error::Model("no result".into())))?;
     for row in rows {
         sum.iter_mut().zip(row?).for_each(|(total, value)| *total += value);
     }
@@ -135,11 +145,15 @@ fn mean(rows: Vec<RowResult>) -> RowResult {
 }
 
 /// One input's output row, or why it has none, on one line.
-pub type RowResult = Result<Vec<f32>, String>;
+pub(crate) type RowResult = Result<Vec<f32>>;
 
 /// The records of `inputs` from their feature rows ([`Runner::run`] of a features model), each
 /// scaled to unit length with `normalize`.
-pub fn embedding_records(inputs: &[Input], rows: Vec<RowResult>, normalize: bool) -> Vec<Record> {
+pub(crate) fn embedding_records(
+    inputs: &[Input],
+    rows: Vec<RowResult>,
+    normalize: bool,
+) -> Vec<Record> {
     outcomes(inputs, rows, |mut values| {
         if normalize {
             normalise(&mut values);
@@ -150,7 +164,12 @@ pub fn embedding_records(inputs: &[Input], rows: Vec<RowResult>, normalize: bool
 
 /// The records of `inputs` from their class scores ([`Runner::run`]), each keeping its `k`
 /// most probable classes.
-pub fn records(inputs: &[Input], rows: Vec<RowResult>, k: usize, labels: &Labels) -> Vec<Record> {
+pub(crate) fn records(
+    inputs: &[Input],
+    rows: Vec<RowResult>,
+    k: usize,
+    labels: &Labels,
+) -> Vec<Record> {
     outcomes(inputs, rows, |p| Outcome::Predictions(top_k(&p, k, labels)))
 }
 
@@ -172,14 +191,17 @@ fn outcomes(
 /// order and never more than `look_ahead` chunks past the oldest one not yet sunk, so a
 /// stalled worker holds up a bounded number of finished results, not the whole run. A `sink`
 /// error stops the workers and is returned.
-pub fn run_ordered<T: Sync, R: Send>(
+pub(crate) fn run_ordered<T: Sync, R: Send, E>(
     items: &[T],
     threads: usize,
     chunk: usize,
     work: impl Fn(&[T]) -> Vec<R> + Sync,
-    mut sink: impl FnMut(R) -> Result<()>,
-) -> Result<()> {
+    mut sink: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E> {
     let chunks: Vec<&[T]> = items.chunks(chunk.max(1)).collect();
+    if let [only] = chunks.as_slice() {
+        return work(only).into_iter().try_for_each(sink);
+    }
     let threads = threads.clamp(1, chunks.len().max(1));
     let next = AtomicUsize::new(0);
     let window = Window::new(look_ahead(threads));
@@ -245,11 +267,11 @@ impl Window {
     }
 }
 
-fn sink_in_order<R>(
+fn sink_in_order<R, E>(
     receiver: mpsc::Receiver<(usize, Vec<R>)>,
     window: &Window,
-    sink: &mut impl FnMut(R) -> Result<()>,
-) -> Result<()> {
+    sink: &mut impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E> {
     let mut waiting: BTreeMap<usize, Vec<R>> = BTreeMap::new();
     let mut due = 0;
     for (index, results) in receiver {
@@ -285,7 +307,7 @@ mod tests {
                 },
                 |r| {
                     seen.push(r);
-                    Ok(())
+                    Ok::<(), ()>(())
                 },
             )
             .unwrap();
@@ -329,7 +351,7 @@ mod tests {
                 done.fetch_add(1, Ordering::SeqCst);
                 chunk.to_vec()
             },
-            |_| Ok(()),
+            |_| Ok::<(), ()>(()),
         )
         .unwrap();
         assert_eq!(done.load(Ordering::SeqCst), 1000);
@@ -346,7 +368,7 @@ mod tests {
             |c| c.to_vec(),
             |_| {
                 calls += 1;
-                Ok(())
+                Ok::<(), ()>(())
             },
         )
         .unwrap();

@@ -1,7 +1,7 @@
 //! [`Classifier::builder`] as a user calls it: the default model, its records, its features
 //! and its facts.
 
-use googlenet::{Classifier, Input, Outcome};
+use googlenet::{Classifier, Error, Input, Outcome};
 
 use crate::reference::{asset, samples};
 
@@ -27,7 +27,7 @@ fn each_streams_records_in_input_order_and_keeps_bad_inputs() {
     classifier
         .classify_each(&inputs, |record| {
             paths.push((record.path.clone(), matches!(record.outcome, Outcome::Error(_))));
-            Ok(())
+            Ok::<(), Error>(())
         })
         .unwrap();
     let expected: Vec<(String, bool)> = inputs
@@ -52,9 +52,42 @@ fn embeddings_are_the_pooled_features() {
 }
 
 #[test]
-fn a_bad_setting_is_an_error_not_a_panic() {
-    let err = Classifier::builder().top_k(1001).build().unwrap_err().to_string();
-    assert_eq!(err, "--top-k 1001 exceeds the 1000 classes the model scores");
+fn errors_are_the_kinds_callers_branch_on() {
+    let err = Classifier::builder().top_k(1001).build().unwrap_err();
+    assert_eq!(err.to_string(), "top_k 1001 exceeds the 1000 classes the model scores");
+    assert!(matches!(err, Error::Setting { setting: "top_k", .. }), "{err:?}");
+    let err = Classifier::builder().top_k(0).build().unwrap_err();
+    assert_eq!(err, Error::Setting { setting: "top_k", problem: "must be at least 1".into() });
     let err = Classifier::builder().model("/no/such/model.onnx").build().unwrap_err();
-    assert!(format!("{err:#}").contains("/no/such/model.onnx"), "{err:#}");
+    assert!(matches!(&err, Error::Model(m) if m.contains("/no/such/model.onnx")), "{err:?}");
+    let err = Classifier::builder().labels(Some(&asset("chelsea.png"))).build().unwrap_err();
+    assert!(matches!(err, Error::File(_)), "not text: {err:?}");
+    let three = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(three.path(), "cat\ndog\nfish\n").unwrap();
+    let err = Classifier::builder().labels(Some(three.path())).build().unwrap_err();
+    assert!(matches!(err, Error::Setting { setting: "labels", .. }), "{err:?}");
+
+    let classifier = Classifier::builder().threads(Some(1)).build().unwrap();
+    let inputs = [
+        Input::from_arg(asset("no-such-photo.png")),
+        Input::from_arg(asset("README.md")),
+        Input::from_arg("http://127.0.0.1:9/photo.jpg"),
+    ];
+    let kinds: Vec<&str> = classifier
+        .classify(&inputs)
+        .iter()
+        .map(|record| match &record.outcome {
+            Outcome::Error(Error::Image(_)) => "image",
+            Outcome::Error(Error::Download(_)) => "download",
+            other => panic!("{}: {other:?}", record.path),
+        })
+        .collect();
+    assert_eq!(kinds, ["image", "image", "download"]);
+    let cancel = googlenet::Cancel::new();
+    cancel.cancel();
+    let err = googlenet::explain::explain(&classifier, &inputs[0], (56, 28), &cancel);
+    assert!(matches!(err, Err(Error::Image(_))), "the photo is read first: {err:?}");
+    let photo = Input::from_arg(asset("chelsea.png"));
+    let err = googlenet::explain::explain(&classifier, &photo, (56, 28), &cancel).unwrap_err();
+    assert_eq!(err, Error::Cancelled);
 }

@@ -2,5 +2,4 @@
 //! photos, and its public API as a user calls it.
 
 mod api;
-mod model;
 mod reference;

@@ -8,7 +8,11 @@ use tract_onnx::prelude::tract_ndarray::Array3;
 
 /// The repository's root, canonical (a browser's driver takes only canonical paths).
 pub fn root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or_else(|| panic!("no workspace root above {}", manifest.display()));
     root.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", root.display()))
 }
 
