@@ -111,8 +111,9 @@ fn resolve_from(
 fn no_model_message(cache: Option<&Path>) -> String {
     let cache = cache.map_or_else(|| "the user cache".to_owned(), |p| p.display().to_string());
     format!(
-        "no model: this binary embeds none and {cache} holds none; run `googlenet fetch-model` \
-         to download GoogLeNet, or name an ONNX file (the `model` setting, or {MODEL_ENV})"
+        "no model: this build embeds none and {cache} holds none; `googlenet fetch-model` \
+         downloads GoogLeNet there (the ONNX model zoo's googlenet-12.onnx), or name an ONNX \
+         file (the `model` setting, or {MODEL_ENV})"
     )
 }
 
