@@ -74,3 +74,25 @@ pub use labels::{Label, Labels};
 pub use model::{cache_path, MODEL_ENV};
 pub use preprocess::{ChannelOrder, Preset, ResizeMode, DEFAULT_MAX_PIXELS, LARGEST_MAX_PIXELS};
 pub use record::{Outcome, Record};
+
+/// The fuzzers' way in (`fuzz/`), compiled only as cargo-fuzz builds (`--cfg fuzzing`): `bytes`
+/// decoded and preprocessed as a photo under a limit of 4 megapixels (within libFuzzer's memory
+/// limit); whether they made a tensor of the network's input size.
+#[cfg(fuzzing)]
+pub fn fuzz_decode(bytes: &[u8]) -> bool {
+    let settings = preprocess::Preset::Caffe.settings(224, 224);
+    let settings = preprocess::Preprocess { max_pixels: 4_000_000, ..settings };
+    settings.tensor(bytes).is_ok_and(|tensor| tensor.shape() == [3, 224, 224])
+}
+
+/// The fuzzers' way in for models (`fuzz/`), compiled only with `--cfg fuzzing`: `bytes` loaded
+/// as a model, and a model that loads run once on a blank image of at most 512 x 512 pixels.
+#[cfg(fuzzing)]
+pub fn fuzz_model(bytes: &[u8]) {
+    let Ok(model) = model::Model::from_bytes(bytes, 1) else { return };
+    let (w, h) = (model.input.width as usize, model.input.height as usize);
+    if w * h <= 512 * 512 {
+        let blank = tract_onnx::prelude::tract_ndarray::Array3::zeros((3, h, w));
+        let _ = model.run(&[blank]);
+    }
+}
