@@ -1,13 +1,15 @@
 //! Who may use the service: requests whose `Host` is not the service's are refused (a web page
 //! reaching the loopback service through DNS rebinding names its own host), and so are
 //! cross-origin requests from any page but those given with `--allow-origin`, which get the
-//! CORS answers they need. Every answer says `nosniff`.
+//! CORS answers they need. Both headers are compared as ASCII, failing closed: a `Host` or an
+//! `Origin` that is not ASCII text, an HTTP/1.1 request without a `Host`, and one with two are
+//! refused. Every answer says `nosniff`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -59,26 +61,53 @@ fn is_port(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The header `name` of `headers` as text, if it is there and is text.
-fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-/// Refuses a request for another host (421) or from another page's origin (403), answers a
-/// CORS preflight from an allowed origin, and marks every answer `nosniff` (and, for an
-/// allowed origin, readable by it).
-pub async fn check(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let host = text(headers, header::HOST);
-    if let Some(host) = host.filter(|host| !access.answers_host(host)) {
+/// The request's one `Host`, as ASCII text (`None` for an HTTP/1.0 request without one), or
+/// its refusal: 400 for a missing (HTTP/1.1 requires it), repeated or non-ASCII `Host`, 421 for
+/// a host this service does not answer.
+fn host<'a>(access: &Access, request: &'a Request) -> Result<Option<&'a str>, ApiError> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (None, _) if request.version() >= Version::HTTP_11 => {
+            return Err(ApiError::bad_request("an HTTP/1.1 request needs a Host header"));
+        }
+        (None, _) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("a request has one Host header, not several"));
+        }
+        (Some(host), None) => {
+            host.to_str().map_err(|_| ApiError::bad_request("the Host header is not ASCII text"))?
+        }
+    };
+    if !access.answers_host(host) {
         let message = format!(
             "this service does not answer for the host `{host}`; start it with --allow-host \
              {} to answer it",
             strip_port(host)
         );
-        return ApiError::new(StatusCode::MISDIRECTED_REQUEST, message).into_response();
+        return Err(ApiError::new(StatusCode::MISDIRECTED_REQUEST, message));
     }
-    let origin = text(headers, header::ORIGIN).map(str::to_owned);
+    Ok(Some(host))
+}
+
+/// The request's `Origin` as ASCII text, if it has one, or its refusal (403) where it is not.
+fn origin(request: &Request) -> Result<Option<String>, ApiError> {
+    match request.headers().get(header::ORIGIN).map(HeaderValue::to_str) {
+        None => Ok(None),
+        Some(Ok(origin)) => Ok(Some(origin.to_owned())),
+        Some(Err(_)) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "the Origin header is not ASCII text"))
+        }
+    }
+}
+
+/// Refuses a request for another host (421), a malformed `Host` (400) or one from another
+/// page's origin (403), answers a CORS preflight from an allowed origin, and marks every
+/// answer `nosniff` (and, for an allowed origin, readable by it).
+pub async fn check(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    let (host, origin) = match (host(&access, &request), origin(&request)) {
+        (Ok(host), Ok(origin)) => (host, origin),
+        (Err(refused), _) | (_, Err(refused)) => return refused.into_response(),
+    };
     let own = host.map(|host| format!("http://{host}"));
     let allowed = origin.as_deref().filter(|origin| access.allows_origin(origin));
     let foreign = origin.as_deref().filter(|origin| Some(*origin) != own.as_deref());

@@ -1,7 +1,8 @@
-//! A connection's stream as the HTTP server sees it, with one change: the answers hyper makes
+//! A connection's stream as the HTTP server sees it, with two changes: the answers hyper makes
 //! by itself to requests it cannot parse (400 for a garbage request line, 414 for a URI too
 //! long, 431 for headers too large: a status line and an empty body) get the service's JSON
-//! error body, like every other refusal.
+//! error body, like every other refusal; and a connection that opens with HTTP/2's preface,
+//! which hyper's HTTP/1.1 server would close with nothing said, is answered a JSON 505.
 
 use std::io;
 use std::pin::Pin;
@@ -15,13 +16,36 @@ pub struct JsonErrors<T> {
     inner: T,
     /// A rewritten answer not yet all written to `inner`.
     pending: Vec<u8>,
+    /// Whether anything has been read: the HTTP/2 preface is looked for in the first bytes.
+    started: bool,
 }
 
 impl<T> JsonErrors<T> {
     /// `inner`, its error answers rewritten.
     pub fn new(inner: T) -> JsonErrors<T> {
-        JsonErrors { inner, pending: Vec::new() }
+        JsonErrors { inner, pending: Vec::new(), started: false }
     }
+}
+
+/// How an HTTP/2 connection starts (RFC 9113, 3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// The answer to a connection that opened with [`HTTP2_PREFACE`].
+fn http2_refusal() -> Vec<u8> {
+    json_answer("505", "HTTP Version Not Supported", "this service speaks HTTP/1.1 only")
+}
+
+/// A whole answer of `status` with the JSON error body `{"error": message}`, after which the
+/// connection closes.
+fn json_answer(status: &str, reason: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
+         x-content-type-options: nosniff\r\ncontent-length: {}\r\nconnection: close\r\n\r\n\
+         {body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The JSON answer that stands for `head`, when `head` is one of hyper's own bodiless error
@@ -40,16 +64,7 @@ fn rewritten(head: &[u8]) -> Option<Vec<u8>> {
         "431" => ("Request Header Fields Too Large", "the request's headers are too large"),
         _ => return None,
     };
-    let body = serde_json::json!({ "error": message }).to_string();
-    Some(
-        format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
-             x-content-type-options: nosniff\r\ncontent-length: {}\r\nconnection: close\r\n\r\n\
-             {body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
+    Some(json_answer(&status, reason, message))
 }
 
 impl<T: AsyncWrite + Unpin> JsonErrors<T> {
@@ -67,13 +82,29 @@ impl<T: AsyncWrite + Unpin> JsonErrors<T> {
     }
 }
 
+/// Reads as `inner` does, except that a connection opening with [`HTTP2_PREFACE`] reads as
+/// ended, with [`http2_refusal`] pending: hyper closes it, and the refusal is written as it does.
 impl<T: AsyncRead + Unpin> AsyncRead for JsonErrors<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.started || !matches!(read, Poll::Ready(Ok(()))) {
+            return read;
+        }
+        let new = buf.filled().get(before..).unwrap_or_default();
+        if new.is_empty() {
+            return read;
+        }
+        self.started = true;
+        if new.starts_with(HTTP2_PREFACE) {
+            buf.set_filled(before);
+            self.pending = http2_refusal();
+        }
+        read
     }
 }
 
@@ -128,5 +159,13 @@ mod tests {
         assert!(rewritten(ours).is_none());
         assert!(rewritten(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
         assert!(rewritten(b"{\"results\":[]}").is_none());
+    }
+
+    #[test]
+    fn the_http2_preface_is_answered_505_in_json() {
+        let answer = String::from_utf8(http2_refusal()).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"), "{answer}");
+        assert!(answer.contains("x-content-type-options: nosniff\r\n"));
+        assert!(answer.ends_with("{\"error\":\"this service speaks HTTP/1.1 only\"}"));
     }
 }

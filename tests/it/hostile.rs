@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::common::images::*;
-use crate::common::{asset, googlenet};
+use crate::common::{asset, googlenet, with_peak_memory};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use serde_json::Value;
 
@@ -86,4 +86,57 @@ fn a_batch_of_hostile_files_reports_each_and_classifies_the_rest() {
         assert_eq!(line, 1, "one line on stderr for {}: {stderr}", path.display());
     }
     assert!(stderr.lines().all(|l| l.starts_with("googlenet: ")), "{stderr}");
+}
+
+/// Photos of extreme shape up to the default pixel limit (178,956,970 x 1 is a 522 KB PNG),
+/// each beside an ordinary photo: classified in bounded memory (a side over 16,384 pixels is
+/// first divided by whole blocks), or refused for the crops with the reason; never an abort,
+/// and the other photo keeps its record. Each runs alone: the workers decode photos side by
+/// side, and a photo of 178,956,970 pixels is 537 MB decoded.
+#[test]
+fn extreme_shapes_are_classified_in_bounded_memory_and_keep_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let most = 178_956_970;
+    let run = |photo: &Path, extra: &[&str]| {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("googlenet"));
+        command.current_dir(crate::common::root()).env_remove("GOOGLENET_MODEL");
+        command.args(["classify", "-q", "--format", "jsonl", "assets/chelsea.png"]);
+        let (output, peak) = with_peak_memory(command.args(extra).arg(photo));
+        println!("{} {extra:?}: peak resident memory {} MB", photo.display(), peak >> 20);
+        assert!(peak < 1 << 30, "{}: peak resident memory {} MB", photo.display(), peak >> 20);
+        let records = jsonl(&output.stdout);
+        assert_eq!(records.len(), 2, "{records:?}");
+        let by_path = |path: &str| records.iter().find(|r| r["path"] == path).unwrap().clone();
+        assert!(by_path("assets/chelsea.png")["predictions"].is_array(), "{records:?}");
+        (output.status.code(), by_path(photo.to_str().unwrap()))
+    };
+    for (w, h) in [(most, 1), (1, most), (most / 2, 2)] {
+        let photo = write(dir.path(), &format!("{w}x{h}.png"), &grey_png(w, h));
+        let (code, record) = run(&photo, &[]);
+        assert_eq!(code, Some(0), "{record}");
+        assert_eq!(record["predictions"].as_array().map(Vec::len), Some(5), "{record}");
+        if h == 1 {
+            let (code, record) = run(&photo, &["--crops", "10"]);
+            assert_eq!(code, Some(2));
+            let error = record["error"].as_str().unwrap_or_else(|| panic!("{record}"));
+            assert!(error.contains("is too long and thin for the crops"), "{error}");
+        }
+        std::fs::remove_file(photo).unwrap();
+    }
+}
+
+/// `explain` on a photo of extreme shape: its map, drawn over a copy shrunk to 16,384 pixels on
+/// its longer side, in bounded memory.
+#[test]
+fn explain_takes_a_photo_of_extreme_shape_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = write(dir.path(), "long.png", &grey_png(178_956_970, 1));
+    let heatmap = dir.path().join("heat.png");
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("googlenet"));
+    command.current_dir(crate::common::root()).env_remove("GOOGLENET_MODEL");
+    command.args(["explain", "--patch", "112", "--stride", "112", "--out"]).arg(&heatmap);
+    let (output, peak) = with_peak_memory(command.arg(&photo));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(image::image_dimensions(&heatmap).unwrap(), (16_384, 1));
+    assert!(peak < 1 << 30, "peak resident memory {} MB", peak >> 20);
 }

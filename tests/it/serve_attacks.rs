@@ -169,3 +169,36 @@ fn requests_hyper_cannot_parse_get_json_errors_too() {
         assert!(body(&answer)["error"].is_string(), "{answer}");
     }
 }
+
+#[test]
+fn malformed_hosts_and_origins_fail_closed_and_every_answer_says_nosniff() {
+    let server = Server::start(&["--max-body", "1K"]);
+    let answer = |request: &[u8]| raw_bytes(&server.addr, request, MINUTE);
+    let nosniff =
+        |answer: &str| answer.to_ascii_lowercase().contains("x-content-type-options: nosniff");
+    let cases: [(&[u8], &str, &str); 6] = [
+        (b"GET /v1/health HTTP/1.1\r\nHost: \xe9vil.example\r\nConnection: close\r\n\r\n", "400", "not ASCII"),
+        (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "400", "one Host header"),
+        (b"GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n", "400", "needs a Host header"),
+        (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nOrigin: http://\xe9vil.example\r\nConnection: close\r\n\r\n", "403", "Origin header is not ASCII"),
+        (b"GET /v1/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "421", "--allow-host"),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505", "HTTP/1.1 only"),
+    ];
+    for (request, status, reason) in cases {
+        let answer = answer(request);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{status}: {answer}");
+        assert!(body(&answer)["error"].as_str().unwrap().contains(reason), "{answer}");
+        assert!(nosniff(&answer), "{answer}");
+    }
+    let old = answer(b"GET /v1/health HTTP/1.0\r\n\r\n");
+    assert!(old.starts_with("HTTP/1.0 200"), "HTTP/1.0 has no Host to give: {old}");
+    let big = format!(
+        "POST /v1/classify HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\
+         Connection: close\r\n\r\n{}",
+        "x".repeat(2000)
+    );
+    let refused = answer(big.as_bytes());
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+    let message = body(&refused)["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("over 1 KiB (--max-body)"), "{message}");
+}

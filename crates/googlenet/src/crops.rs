@@ -106,6 +106,25 @@ pub(crate) fn boxes(crops: Crops, photo: (u32, u32), input: (u32, u32)) -> Vec<C
     boxes
 }
 
+/// The most pixels a photo scaled for the crops may have: 64 megapixels (192 MiB), far above
+/// any photo's 256 to 352 pixels on its shorter side, and bounded for one a million times
+/// longer than it is wide.
+const MAX_SCALED_PIXELS: u64 = 1 << 26;
+
+/// Refuses a photo of `size` whose largest scale for `crops` is over [`MAX_SCALED_PIXELS`].
+fn check_scales(size: (u32, u32), crops: Crops) -> Result<(), PreprocessError> {
+    let Some(short) = crops.scales().iter().copied().max() else { return Ok(()) };
+    let (w, h) = (f64::from(size.0), f64::from(size.1));
+    let scale = f64::from(short) / w.min(h);
+    let scaled = ((w * scale).round() * (h * scale).round()) as u64;
+    if scaled > MAX_SCALED_PIXELS {
+        let (width, height) = size;
+        let limit = MAX_SCALED_PIXELS;
+        return Err(PreprocessError::TooThinForCrops { width, height, short, scaled, limit });
+    }
+    Ok(())
+}
+
 /// The size of a photo of `photo` pixels scaled so that its shorter side is `short`.
 fn scaled_size((w, h): (u32, u32), short: u32) -> (u32, u32) {
     let long = |a: u32, b: u32| (f64::from(a) * f64::from(short) / f64::from(b)).round() as u32;
@@ -129,6 +148,7 @@ pub fn images(
     // Twice the largest scale's shorter side in both directions, as for one crop.
     let side = (2 * largest * input.0.max(input.1)).div_ceil(224);
     let photo = preprocess.photo_at_least(photo, side)?;
+    check_scales(photo.dimensions(), crops)?;
     let boxes = boxes(crops, photo.dimensions(), input);
     let mut scaled: Option<((u32, u32), RgbImage)> = None;
     let mut images = Vec::with_capacity(boxes.len());

@@ -70,7 +70,8 @@ impl Explanation {
 
 /// Reads and decodes `photo`, maps how occluding each part of it changes the top class of
 /// `classifier` with `patch`-pixel squares every `stride` pixels of the network's input, and
-/// draws the map over the photo. The occluded copies run on the classifier's worker threads,
+/// draws the map over the photo (over a copy shrunk to 16,384 pixels on its longer side, for a
+/// photo larger than that: the heatmap and the hottest patch are in that copy's pixels). The occluded copies run on the classifier's worker threads,
 /// a batch at a time; `cancel` stops the work between batches ([`Error::Cancelled`]).
 pub fn explain(
     classifier: &Classifier,
@@ -89,6 +90,7 @@ pub fn explain(
     }
     let image = |err: crate::preprocess::PreprocessError| Error::image(&err.into());
     let photo = settings.decode(&runner.bytes(photo)?).map_err(image)?;
+    let photo = within_heatmap(photo).map_err(image)?;
     let tensor = settings.normalise(&settings.resize(&photo).map_err(image)?);
     let threads = classifier.threads();
     let occlusion = occlusion(runner.model(), &tensor, (patch, stride), (threads, cancel))
@@ -99,6 +101,24 @@ pub fn explain(
     let region = settings.region(photo.width(), photo.height());
     let heatmap = render(&photo, &occlusion.map, region, occlusion.hottest.2);
     Ok(Explanation { occlusion, heatmap, region })
+}
+
+/// The longest side of a heatmap: 16,384 pixels (at most 768 MiB square, and the photos that
+/// are larger are scans and panoramas).
+const MAX_HEATMAP_SIDE: u32 = 16_384;
+
+/// `photo`, or for one with a side over [`MAX_HEATMAP_SIDE`] a copy shrunk to that side, as
+/// near its shape as whole pixels allow, which the map is made from and drawn over: the heatmap
+/// of a photo of any shape within the pixel limit is bounded.
+fn within_heatmap(photo: RgbImage) -> Result<RgbImage, crate::preprocess::PreprocessError> {
+    let (w, h) = photo.dimensions();
+    let longest = w.max(h);
+    if longest <= MAX_HEATMAP_SIDE {
+        return Ok(photo);
+    }
+    let scale = f64::from(MAX_HEATMAP_SIDE) / f64::from(longest);
+    let side = |side: u32| ((f64::from(side) * scale).round() as u32).clamp(1, MAX_HEATMAP_SIDE);
+    crate::preprocess::resize_exact(&photo, None, side(w), side(h))
 }
 
 /// Occludes `image` (`3 x H x W`, normalised) with `patch`-pixel squares every `stride` pixels

@@ -59,7 +59,12 @@ impl Matrix {
 
 /// Reads a 2-D little-endian float32 array in C order, as `numpy.save` and `googlenet embed`
 /// write it.
-pub fn read(path: &Path) -> Result<Matrix> {
+pub fn read(path: &Path) -> crate::Result<Matrix> {
+    read_file(path).map_err(|err| crate::Error::file(&err))
+}
+
+/// [`read`], failing with the causes.
+fn read_file(path: &Path) -> Result<Matrix> {
     let name = path.display();
     let bytes = read_at_most(path, MAX_NPY_BYTES)
         .with_context(|| format!("cannot read {name}"))?

@@ -81,6 +81,21 @@ pub enum PreprocessError {
         /// The limit in pixels.
         limit: u64,
     },
+    /// Scaled for the crops (its shorter side to 256 pixels or more), the photo would be more
+    /// pixels than the crops may take: one far longer than it is wide.
+    #[error("{width}x{height} pixels is too long and thin for the crops: scaled to a shorter side of {short} it would be {scaled} pixels, over the limit of {limit}")]
+    TooThinForCrops {
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The shorter side it would be scaled to.
+        short: u32,
+        /// The pixels it would have.
+        scaled: u64,
+        /// The most a scaled photo may have.
+        limit: u64,
+    },
     /// The resizer refused the image (zero-sized, for instance).
     #[error("cannot resize: {0}")]
     Resize(String),
@@ -339,13 +354,80 @@ impl Preprocess {
 }
 
 /// The part `region` of `image` (`(left, top, width, height)` in its pixels; all of it when
-/// `None`) resized to `width` x `height`, bilinear and antialiased as Pillow resizes.
+/// `None`) resized to `width` x `height`, bilinear and antialiased as Pillow resizes. Whatever
+/// the source's shape, the work holds little more than the source and the result: a side of
+/// more than 16,384 pixels is first divided by a whole factor, by the mean of each block. A
+/// result over the allocation limit is refused.
 pub fn resize_exact(
     image: &RgbImage,
     region: Option<(f64, f64, f64, f64)>,
     width: u32,
     height: u32,
 ) -> Result<RgbImage, PreprocessError> {
+    if region.is_none() {
+        if let Some(narrower) = shrink_long_side(image, width, height)? {
+            return resize_exact(&narrower, None, width, height);
+        }
+    }
+    convolve(image, region, width, height)
+}
+
+/// The longest side a bilinear pass reads: the resizer's coefficient tables grow with the
+/// source's side (about 16 bytes a pixel when it shrinks), and its first pass keeps the
+/// source's width at the output's height, so a photo of millions of pixels on one side would
+/// need gigabytes.
+const MAX_RESIZE_SIDE: u32 = 16_384;
+
+/// For a source with a side over [`MAX_RESIZE_SIDE`] (and over the output's), the source with
+/// that side divided by a whole factor, each output pixel the mean of the block of source pixels
+/// it stands for: a pass with no tables that holds only its output. `None` for any other source.
+fn shrink_long_side(
+    image: &RgbImage,
+    width: u32,
+    height: u32,
+) -> Result<Option<RgbImage>, PreprocessError> {
+    let (w, h) = image.dimensions();
+    let factor = |side: u32, out: u32| match side > MAX_RESIZE_SIDE && side > out {
+        true => side.div_ceil(MAX_RESIZE_SIDE.max(out)),
+        false => 1,
+    };
+    let (fx, fy) = (factor(w, width), factor(h, height));
+    if (fx, fy) == (1, 1) {
+        return Ok(None);
+    }
+    Ok(Some(box_reduce(image, fx, fy)))
+}
+
+/// `image` with each block of `fx` x `fy` pixels (fewer at the right and bottom edges) made one
+/// pixel, their mean.
+fn box_reduce(image: &RgbImage, fx: u32, fy: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let (out_w, out_h) = (w.div_ceil(fx), h.div_ceil(fy));
+    RgbImage::from_fn(out_w, out_h, |x, y| {
+        let (xs, ys) = (x * fx..((x + 1) * fx).min(w), y * fy..((y + 1) * fy).min(h));
+        let mut sums = [0u64; 3];
+        for sy in ys.clone() {
+            for sx in xs.clone() {
+                let pixel = image.get_pixel(sx, sy);
+                sums.iter_mut().zip(pixel.0).for_each(|(sum, value)| *sum += u64::from(value));
+            }
+        }
+        let count = u64::from(xs.end - xs.start) * u64::from(ys.end - ys.start);
+        image::Rgb(sums.map(|sum| ((sum + count / 2) / count.max(1)) as u8))
+    })
+}
+
+/// One resize of `image` (or of `region` of it) to `width` x `height` by the bilinear filter.
+fn convolve(
+    image: &RgbImage,
+    region: Option<(f64, f64, f64, f64)>,
+    width: u32,
+    height: u32,
+) -> Result<RgbImage, PreprocessError> {
+    let bytes = u64::from(width) * u64::from(height) * 3;
+    if bytes > guard::MAX_ALLOCATION_BYTES {
+        return Err(PreprocessError::BufferTooLarge { bytes });
+    }
     let src = ImageRef::new(image.width(), image.height(), image.as_raw(), PixelType::U8x3)
         .map_err(|e| PreprocessError::Resize(e.to_string()))?;
     let mut dst = ResizeImage::new(width, height, PixelType::U8x3);

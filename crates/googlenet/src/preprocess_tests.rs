@@ -174,3 +174,34 @@ fn first_pixel(bytes: &[u8]) -> [u8; 3] {
     let dir = tempfile::tempdir().unwrap();
     decode(&write(dir.path(), "image", bytes)).unwrap().get_pixel(0, 0).0
 }
+
+/// Images of extreme shape resize to the input in bounded memory: a 40,000,000 x 1 photo
+/// would need a 26 GB intermediate in one pass (its width at the output's 224 rows).
+#[test]
+fn extreme_shapes_resize_within_bounded_memory() {
+    for (width, height) in [(40_000_000, 1), (1, 40_000_000), (20_000_000, 2), (2, 20_000_000)] {
+        let image = RgbImage::from_pixel(width, height, Rgb([9, 99, 199]));
+        let resized = super::resize_exact(&image, None, 224, 224).unwrap();
+        assert_eq!(resized.dimensions(), (224, 224), "{width}x{height}");
+        let pixel = resized.get_pixel(112, 112).0;
+        assert!(pixel.iter().zip([9, 99, 199]).all(|(a, b)| a.abs_diff(b) <= 1), "{pixel:?}");
+    }
+    let settings = Preset::Torchvision.settings(224, 224);
+    let wide = RgbImage::from_pixel(10_000_000, 1, Rgb([9, 99, 199]));
+    assert_eq!(settings.resize(&wide).unwrap().dimensions(), (224, 224), "a centre crop");
+}
+
+#[test]
+fn photos_too_thin_for_the_crops_are_refused_with_the_reason() {
+    use crate::crops::{images, Crops};
+    let settings = Preset::Caffe.settings(224, 224);
+    let thin = RgbImage::from_pixel(1_000_000, 1, Rgb([9, 99, 199]));
+    let err = images(&settings, super::Photo::Pixels(&thin), Crops::Ten).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "1000000x1 pixels is too long and thin for the crops: scaled to a shorter side of 256 it \
+         would be 65536000000 pixels, over the limit of 67108864"
+    );
+    let ordinary = RgbImage::from_pixel(500, 375, Rgb([9, 99, 199]));
+    assert_eq!(images(&settings, super::Photo::Pixels(&ordinary), Crops::All).unwrap().len(), 144);
+}

@@ -438,3 +438,30 @@ impl Graph {
         encode_at(graph, opset)
     }
 }
+
+/// Runs `command` as the only child of a Python process that reports the child's peak resident
+/// memory (`getrusage` of its children): its output, and that peak in bytes.
+pub fn with_peak_memory(command: &mut std::process::Command) -> (std::process::Output, u64) {
+    const REPORT: &str = "import resource, subprocess, sys\n\
+        done = subprocess.run(sys.argv[1:])\n\
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+        sys.exit(done.returncode)";
+    let program = command.get_program().to_owned();
+    let mut wrapped = std::process::Command::new("python3");
+    wrapped.args(["-c", REPORT]).arg(program).args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    let mut output = wrapped.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let (rest, last) = stderr.trim_end().rsplit_once('\n').unwrap_or(("", stderr.trim_end()));
+    let kib: u64 = last.trim().parse().unwrap_or_else(|_| panic!("no peak in {stderr}"));
+    output.stderr = rest.as_bytes().to_vec();
+    (output, kib * 1024)
+}

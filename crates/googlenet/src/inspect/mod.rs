@@ -90,7 +90,7 @@ pub struct Network {
 impl Network {
     /// Reads the ONNX model and infers every node's output shape, with the input shape
     /// `input_shape` or, by default, the model's own with a symbolic batch `N`.
-    pub fn analyse(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Network> {
+    pub(crate) fn analyse(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Network> {
         crate::guard::catch_load(|| Network::read(bytes, input_shape))
     }
 

@@ -53,7 +53,7 @@ impl Profile {
     /// Gathers node times into the profile of a run of `total` on average over `runs`, each
     /// run of `batch` images, per image; `macs` gives the multiply-adds of one image in the
     /// nodes that have them, by name.
-    pub fn new(
+    pub(crate) fn new(
         nodes: &[NodeTime],
         total: Duration,
         runs: usize,

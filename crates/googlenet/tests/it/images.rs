@@ -158,3 +158,16 @@ pub fn png_bomb() -> Vec<u8> {
     drop(writer);
     bytes
 }
+
+/// A grey 8-bit PNG of `width` x `height` pixels, all mid-grey: a few hundred kilobytes for the
+/// most pixels the default limit takes, in any shape (178,956,970 x 1 makes 522 KB).
+pub fn grey_png(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&vec![128u8; width as usize * height as usize]).unwrap();
+    writer.finish().unwrap();
+    bytes
+}
