@@ -202,3 +202,30 @@ fn malformed_hosts_and_origins_fail_closed_and_every_answer_says_nosniff() {
     let message = body(&refused)["error"].as_str().unwrap().to_owned();
     assert!(message.contains("over 1 KiB (--max-body)"), "{message}");
 }
+
+/// A photo of extreme shape, 178,956,970 x 1 in a 522 KB PNG, classified and explained by the
+/// service in bounded memory, which answers the next request as before.
+#[test]
+fn a_photo_of_extreme_shape_is_answered_in_bounded_memory() {
+    let server = Server::start(&["--threads", "1"]);
+    let photo = crate::common::images::grey_png(178_956_970, 1);
+    let agent = client(MINUTE);
+    let send = |path: &str, body: &[u8]| {
+        let mut answer = agent.post(server.url(path)).header("content-type", "image/png");
+        answer = answer.config().http_status_as_error(false).build();
+        let mut response = answer.send(body).unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_vec().unwrap())
+    };
+    let (status, body) = send("/v1/classify", &photo);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["results"][0]["predictions"].as_array().map(Vec::len), Some(5));
+    let (status, heatmap) = send("/v1/explain?patch=112&stride=112", &photo);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&heatmap));
+    assert!(heatmap.starts_with(b"\x89PNG"));
+    let peak = server.peak_memory();
+    println!("the service's peak resident memory: {} MB", peak >> 20);
+    assert!(peak < 1 << 30, "peak resident memory {} MB", peak >> 20);
+    let cat = std::fs::read(asset("chelsea.png")).unwrap();
+    assert_eq!(send("/v1/classify", &cat).0, 200);
+}

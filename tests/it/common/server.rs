@@ -77,6 +77,14 @@ impl Server {
         ticks as f64 / 100.0
     }
 
+    /// The most resident memory the server has held so far, in bytes (`VmHWM`).
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
     /// Sends SIGTERM and waits (at most a minute) for the server to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
