@@ -205,6 +205,14 @@ pub struct ServeArgs {
     /// The longest a request may take to send its headers.
     #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = seconds)]
     pub header_timeout: Duration,
+    /// The longest a request may take to send its body, once its headers are in; until then
+    /// its connection may give way to a new one, as one waiting for headers does.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    pub body_timeout: Duration,
+    /// The most bytes of request bodies held at once, all requests together; a body that would
+    /// take more is answered 503 (with Retry-After).
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = size)]
+    pub max_buffered: u64,
     /// Also answer requests that name this host (repeatable): besides `localhost` and the
     /// address the service listens on, a request for any other host is refused (421), as a
     /// web page reaching it through DNS rebinding would name its own.

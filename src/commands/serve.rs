@@ -34,6 +34,8 @@ pub(super) fn serve(args: &ServeArgs, verbose: bool) -> Result<Status> {
         max_body: args.max_body,
         max_connections: usize::from(args.max_connections),
         header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_buffered: args.max_buffered,
         request_timeout: args.request_timeout,
     };
     let batching = Batching {

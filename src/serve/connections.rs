@@ -1,7 +1,7 @@
-//! The connections being served, and which of them are waiting for a request's headers. When
-//! all `--max-connections` are taken, a new connection takes the place of the one that has
-//! waited longest without sending a whole request: connections that dribble their headers can
-//! hold the service only until better ones come.
+//! The connections being served, and which of them are waiting for a whole request: its
+//! headers, or its body. When all `--max-connections` are taken, a new connection takes the
+//! place of the one that has waited longest without sending a whole request: connections that
+//! dribble their headers or their bodies can hold the service only until better ones come.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,7 +25,8 @@ struct Open {
 /// One open connection.
 #[derive(Debug)]
 struct Slot {
-    /// Since when it has waited for a request's headers; `None` while a request is served.
+    /// Since when it has waited for a whole request (headers and body); `None` while one is
+    /// served.
     waiting: Option<Instant>,
     /// Closes it when sent (or dropped).
     evict: oneshot::Sender<()>,
@@ -79,8 +80,8 @@ impl Connections {
 }
 
 impl Admitted {
-    /// Marks the connection as serving a request (`true`) or waiting for the next one's
-    /// headers (`false`).
+    /// Marks the connection as serving a request whose body is in (`true`), or as waiting for
+    /// the next one (`false`).
     pub fn serving(&self, serving: bool) {
         if let Some(slot) = self.connections.open().slots.get_mut(&self.id) {
             slot.waiting = if serving { None } else { Some(Instant::now()) };

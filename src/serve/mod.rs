@@ -52,6 +52,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// The longest a request may take to send its headers.
     pub header_timeout: Duration,
+    /// The longest a request may take to send its body, once its headers are in.
+    pub body_timeout: Duration,
+    /// The most bytes of request bodies held at once.
+    pub max_buffered: u64,
     /// The longest a request may take, from its first header byte to its answer.
     pub request_timeout: Duration,
 }
@@ -67,6 +71,8 @@ pub struct Service {
     top_k: usize,
     /// One occlusion map at a time: a map takes every worker for seconds.
     explaining: Arc<Semaphore>,
+    /// The request bodies held at once, in KiB: `--max-buffered`.
+    buffered: Arc<Semaphore>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, lets the requests in
@@ -84,7 +90,9 @@ pub async fn serve(
     let (queue, workers) = batcher::Workers::start(Arc::clone(&engines), batching);
     let top_k = info.top_k;
     let explaining = Arc::new(Semaphore::new(1));
-    let service = Service { queue, engines, info, limits, batching, top_k, explaining };
+    let kib = usize::try_from(limits.max_buffered.div_ceil(1024)).unwrap_or(usize::MAX);
+    let buffered = Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS)));
+    let service = Service { queue, engines, info, limits, batching, top_k, explaining, buffered };
     let router = routes::router(Arc::new(service), Arc::new(access), verbose);
     let connections = Connections::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
@@ -121,8 +129,10 @@ pub async fn serve(
         let admitted = Arc::new(admitted);
         let tower = TowerToHyperService::new(router.clone());
         let marked = Arc::clone(&admitted);
-        let service = hyper::service::service_fn(move |request| {
-            marked.serving(true);
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            // The handler marks the connection serving once the request's body is in: until
+            // then it may give way to a new connection, as one waiting for headers does.
+            request.extensions_mut().insert(Arc::clone(&marked));
             let (answer, marked) = (tower.call(request), Arc::clone(&marked));
             async move {
                 let response = answer.await;

@@ -14,10 +14,12 @@ use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::access::{self, Access};
 use super::batcher::{Job, QueueFull, Task};
+use super::connections::Admitted;
 use super::Service;
 use crate::output::json::Document;
 use crate::output::{diagnostic, Outcome, Record};
@@ -189,7 +191,7 @@ async fn classify(
     if !(1..=classes).contains(&top_k) {
         return Err(ApiError::bad_request(format!("top_k must be 1 to {classes}, not {top_k}")));
     }
-    let inputs = service.images(request, deadline).await?;
+    let (inputs, _held) = service.images(request, deadline).await?;
     Ok(results(service.run(inputs, Task::Classify { top_k }, deadline).await?))
 }
 
@@ -202,7 +204,7 @@ async fn embed(
     if let Err(reason) = &service.engines.features {
         return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, reason.clone()));
     }
-    let inputs = service.images(request, deadline).await?;
+    let (inputs, _held) = service.images(request, deadline).await?;
     let task = Task::Embed { normalize: query.normalize };
     Ok(results(service.run(inputs, task, deadline).await?))
 }
@@ -213,7 +215,7 @@ async fn explain(
     request: Request,
 ) -> Result<Response, ApiError> {
     let deadline = Instant::now() + service.limits.request_timeout;
-    let mut inputs = service.images(request, deadline).await?;
+    let (mut inputs, _held) = service.images(request, deadline).await?;
     let (Some(photo), None) = (inputs.pop(), inputs.pop()) else {
         return Err(ApiError::bad_request("explain takes one image per request"));
     };
@@ -232,8 +234,13 @@ fn results(records: Vec<Record>) -> Response {
 
 impl Service {
     /// The images of a request: its body, or each `file` part of a `multipart/form-data` body,
-    /// read within `--max-body` and by `deadline`.
-    async fn images(&self, request: Request, deadline: Instant) -> Result<Vec<Input>, ApiError> {
+    /// read within `--max-body`, `--max-buffered` and `--body-timeout`, and by `deadline`; and
+    /// the room the body takes of `--max-buffered`, to be held while its images are.
+    async fn images(
+        &self,
+        request: Request,
+        deadline: Instant,
+    ) -> Result<(Vec<Input>, Held), ApiError> {
         let (parts, body) = request.into_parts();
         let limit = self.limits.max_body;
         if let Some(length) = content_length(&parts.headers) {
@@ -241,13 +248,23 @@ impl Service {
                 return Err(too_large(limit));
             }
         }
-        let bytes =
-            tokio::time::timeout_at(deadline, read_body(body, limit)).await.map_err(|_| {
+        let body_deadline = deadline.min(Instant::now() + self.limits.body_timeout);
+        let read = read_body(body, limit, &self.buffered, self.limits.max_buffered);
+        let (bytes, held) =
+            tokio::time::timeout_at(body_deadline, read).await.map_err(|_| {
+                let within = if body_deadline < deadline {
+                    format!("--body-timeout ({:.0?})", self.limits.body_timeout)
+                } else {
+                    self.timeout_text()
+                };
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    format!("the request did not arrive within {}", self.timeout_text()),
+                    format!("the request did not arrive within {within}"),
                 )
             })??;
+        if let Some(connection) = parts.extensions.get::<Arc<Admitted>>() {
+            connection.serving(true);
+        }
         let inputs = if is_multipart(&parts.headers) {
             file_parts(Request::from_parts(parts, Body::from(bytes))).await?
         } else if bytes.is_empty() {
@@ -261,7 +278,7 @@ impl Service {
                  `file` parts",
             ));
         }
-        Ok(inputs)
+        Ok((inputs, held))
     }
 
     /// Queues `inputs` for `task` and waits for their records until `deadline`.
@@ -367,9 +384,22 @@ async fn file_parts(request: Request) -> Result<Vec<Input>, ApiError> {
     Ok(inputs)
 }
 
-/// The request body, refused as soon as it passes `limit` bytes.
-async fn read_body(mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
+/// Room taken of `--max-buffered` by a request's body, given back when dropped.
+#[derive(Debug, Default)]
+pub struct Held(Vec<OwnedSemaphorePermit>);
+
+/// The request body, refused as soon as it passes `limit` bytes, or as soon as it would take
+/// the bodies held at once (`buffered`, in KiB, of `max_buffered` bytes) past their limit; and
+/// the room it takes of them.
+async fn read_body(
+    mut body: Body,
+    limit: u64,
+    buffered: &Arc<Semaphore>,
+    max_buffered: u64,
+) -> Result<(Bytes, Held), ApiError> {
     let mut bytes = Vec::new();
+    let mut held = Held::default();
+    let mut held_kib = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|err| ApiError::bad_request(format!("cannot read the request body: {err}")))?;
@@ -377,10 +407,21 @@ async fn read_body(mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
             if (bytes.len() + data.len()) as u64 > limit {
                 return Err(too_large(limit));
             }
+            let kib = (bytes.len() + data.len()).div_ceil(1024);
+            let more = u32::try_from(kib - held_kib).unwrap_or(u32::MAX);
+            let permit = Arc::clone(buffered).try_acquire_many_owned(more).map_err(|_| {
+                ApiError::busy(format!(
+                    "the service holds {} of request bodies, its limit (--max-buffered); try \
+                     again",
+                    Size(max_buffered)
+                ))
+            })?;
+            held.0.push(permit);
+            held_kib = kib;
             bytes.extend_from_slice(&data);
         }
     }
-    Ok(Bytes::from(bytes))
+    Ok((Bytes::from(bytes), held))
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -411,9 +452,11 @@ mod tests {
         Body::from_stream(futures_util::stream::iter(chunks))
     }
 
+    /// `body` read within `limit`, with room for 1 GiB of bodies.
     fn read(body: Body, limit: u64) -> Result<Bytes, ApiError> {
+        let buffered = Arc::new(Semaphore::new(1 << 20));
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime.block_on(read_body(body, limit))
+        Ok(runtime.block_on(read_body(body, limit, &buffered, 1 << 30))?.0)
     }
 
     #[test]
@@ -426,5 +469,24 @@ mod tests {
         let err = read(chunked(100_000, 65_536), 4 << 20).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(err.message, "the request body is over 4 MiB (--max-body)");
+    }
+
+    #[test]
+    fn bodies_held_at_once_are_bounded_and_their_room_given_back() {
+        let buffered = Arc::new(Semaphore::new(10));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let read =
+            |size| runtime.block_on(read_body(chunked(size, 1024), 1 << 20, &buffered, 10 << 10));
+        let (bytes, held) = read(6).unwrap();
+        assert_eq!((bytes.len(), buffered.available_permits()), (6 << 10, 4));
+        let err = read(6).unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            err.message,
+            "the service holds 10 KiB of request bodies, its limit (--max-buffered); try again"
+        );
+        assert_eq!(buffered.available_permits(), 4, "a refused body gives its room back");
+        drop(held);
+        assert_eq!(buffered.available_permits(), 10);
     }
 }

@@ -229,3 +229,74 @@ fn a_photo_of_extreme_shape_is_answered_in_bounded_memory() {
     let cat = std::fs::read(asset("chelsea.png")).unwrap();
     assert_eq!(send("/v1/classify", &cat).0, 200);
 }
+
+/// Opens `count` connections that send a whole request's headers announcing `length` bytes of
+/// body, and then `sent` bytes of it, and no more.
+fn slow_bodies(addr: &str, count: usize, length: usize, sent: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            let head = format!(
+                "POST /v1/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n\
+                 Content-Length: {length}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            // A body the service refuses midway closes the connection under the writer.
+            let _ = stream.write_all(&vec![0x89; sent]);
+            stream
+        })
+        .collect()
+}
+
+/// Eight good requests at once, each the bundled photo: their statuses.
+fn eight_good_requests(server: &Server) -> Vec<u16> {
+    let photo = std::fs::read(asset("chelsea.png")).unwrap();
+    let url = server.url("/v1/classify");
+    std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let request = client(MINUTE).post(&url).header("content-type", "image/png");
+                    request.send(&photo[..]).unwrap().status().as_u16()
+                })
+            })
+            .collect();
+        requests.into_iter().map(|request| request.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn connections_stuck_in_their_bodies_do_not_lock_out_good_requests() {
+    let server = Server::start(&["--max-connections", "64"]);
+    let stuck = slow_bodies(&server.addr, 100, 10_000_000, 1);
+    assert_eq!(eight_good_requests(&server), [200; 8]);
+    drop(stuck);
+}
+
+#[test]
+fn a_body_that_stops_is_refused_after_the_body_timeout() {
+    let server = Server::start(&["--body-timeout", "1", "--request-timeout", "30"]);
+    let mut stuck = slow_bodies(&server.addr, 1, 1000, 10).remove(0);
+    stuck.set_read_timeout(Some(MINUTE)).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stuck, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(body(&answer)["error"].as_str().unwrap().contains("--body-timeout (1s)"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn bodies_held_at_once_stay_under_their_limit() {
+    let server = Server::start(&["--max-buffered", "64M", "--max-connections", "64"]);
+    let before = server.peak_memory();
+    // Thirty bodies of 16 MiB of an announced 60 MiB: four fit in 64 MiB, the others are
+    // refused (503) as they pass it.
+    let held = slow_bodies(&server.addr, 30, 60 << 20, 16 << 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let grew = server.peak_memory().saturating_sub(before);
+    println!("resident memory grew by {} MB", grew >> 20);
+    assert!(grew < (64 + 64) << 20, "grew by {} MB", grew >> 20);
+    drop(held);
+    assert_eq!(eight_good_requests(&server), [200; 8]);
+}
