@@ -216,3 +216,46 @@ fn a_urls_password_is_never_shown() {
         assert!(stderr.contains("user:***@127.0.0.1"), "{format}: {stderr}");
     }
 }
+
+/// A URL's user and password are sent as Basic credentials to its own host, as curl sends
+/// them, and not across a redirect to another host.
+#[test]
+fn a_urls_user_and_password_log_in_to_its_own_host_only() {
+    let (_, png) = photos();
+    let expected = "Basic dXNlcjpzZWNyZXQ=".to_owned(); // user:secret
+    let (login, body) = (expected.clone(), png.clone());
+    let other =
+        http::serve(move |_, _| Reply::Authorized { expected: login.clone(), body: body.clone() });
+    // The same server by another name, so that a redirect to it leaves the URL's host.
+    let elsewhere = other.replacen("127.0.0.1", "localhost", 1);
+    let base = http::serve(move |own, path| match path {
+        "/away.png" => Reply::Redirect(format!("{elsewhere}/cat.png")),
+        "/stay.png" => Reply::Redirect(format!("{own}/cat.png")),
+        _ => Reply::Authorized { expected: expected.clone(), body: png.clone() },
+    });
+    let login = |path: &str| base.replacen("http://", "http://user:secret@", 1) + path;
+    let output = googlenet()
+        .args(["classify", "-q", "-k", "1", "--format", "jsonl"])
+        .args([
+            login("/cat.png"),
+            format!("{base}/cat.png"),
+            login("/away.png"),
+            login("/stay.png"),
+        ])
+        .output()
+        .unwrap();
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let by_path = |path: String| {
+        let shown = path.replacen("user:secret@", "user:***@", 1);
+        records.iter().find(|r| r["path"] == shown.as_str()).unwrap_or_else(|| panic!("{shown}"))
+    };
+    assert_eq!(by_path(login("/cat.png"))["predictions"][0]["name"], "Egyptian cat");
+    let anonymous = by_path(format!("{base}/cat.png"))["error"].as_str().unwrap().to_owned();
+    assert!(anonymous.contains("HTTP 401"), "{anonymous}");
+    let redirected = by_path(login("/away.png"))["error"].as_str().unwrap().to_owned();
+    assert!(redirected.contains("HTTP 401"), "the credentials stayed home: {redirected}");
+    assert_eq!(by_path(login("/stay.png"))["predictions"][0]["name"], "Egyptian cat");
+}

@@ -1,6 +1,7 @@
 //! Downloading the images named by `http://` and `https://` URLs: bounded in bytes (on the wire
 //! and decoded alike), in time and in redirects, each failure one typed error that becomes that
-//! input's record; and URLs shown with their passwords hidden ([`redact`]).
+//! input's record; a URL's user and password sent as Basic credentials to its own host, never
+//! across a redirect to another; and URLs shown with their passwords hidden ([`redact`]).
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -82,6 +83,7 @@ impl Downloader {
             .timeout_recv_response(Some(ANSWER_TIMEOUT.min(total)))
             .timeout_global(Some(total))
             .max_redirects(MAX_REDIRECTS)
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .user_agent(concat!("googlenet/", env!("CARGO_PKG_VERSION")))
             .build();
         Downloader { agent: config.into(), max_bytes }
@@ -120,12 +122,12 @@ impl Downloader {
         url: &str,
         limit: u64,
     ) -> Result<(Box<dyn Read + Send>, Option<u64>), DownloadError> {
-        let response = self
-            .agent
-            .get(url)
-            .header("accept-encoding", "gzip")
-            .call()
-            .map_err(|err| DownloadError::from(err).hiding(url))?;
+        let (bare, credentials) = credentials(url);
+        let mut request = self.agent.get(&bare).header("accept-encoding", "gzip");
+        if let Some(credentials) = credentials {
+            request = request.header("authorization", credentials);
+        }
+        let response = request.call().map_err(|err| DownloadError::from(err).hiding(url))?;
         let encoding = response
             .headers()
             .get("content-encoding")
@@ -165,6 +167,25 @@ fn userinfo(url: &str) -> Option<std::ops::Range<usize>> {
     let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
     let at = authority.get(..end)?.rfind('@')?;
     Some(start..start + at)
+}
+
+/// `url` without its user information, and that information as the value of an
+/// `Authorization` header (`Basic` and the base64 of `user:password`, each percent-decoded, as
+/// curl sends them). The header goes to the URL's host and, across a redirect, only to the same
+/// host by the same or a more secure scheme.
+fn credentials(url: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    let Some(info) = userinfo(url) else { return (url.to_owned(), None) };
+    let (Some(before), Some(text), Some(after)) =
+        (url.get(..info.start), url.get(info.clone()), url.get(info.end + 1..))
+    else {
+        return (url.to_owned(), None);
+    };
+    let decoded = |part: &str| percent_encoding::percent_decode_str(part).collect::<Vec<u8>>();
+    let (user, password) = text.split_once(':').unwrap_or((text, ""));
+    let pair = [decoded(user), b":".to_vec(), decoded(password)].concat();
+    let token = base64::engine::general_purpose::STANDARD.encode(pair);
+    (format!("{before}{after}"), Some(format!("Basic {token}")))
 }
 
 /// The password of `url`'s user information, if it has one (or the whole user information
@@ -233,6 +254,23 @@ pub(crate) fn is_url(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_information_becomes_basic_credentials_and_leaves_the_url() {
+        let (bare, auth) = credentials("http://user:p%40ss@127.0.0.1:8000/cat.png");
+        assert_eq!(bare, "http://127.0.0.1:8000/cat.png");
+        // base64 of "user:p@ss", as `curl -u user:p@ss` sends it.
+        assert_eq!(auth.as_deref(), Some("Basic dXNlcjpwQHNz"));
+        let (bare, auth) = credentials("https://token@example.org/a.jpg?x=1");
+        assert_eq!(
+            (bare.as_str(), auth.as_deref()),
+            ("https://example.org/a.jpg?x=1", Some("Basic dG9rZW46"))
+        );
+        assert_eq!(
+            credentials("http://example.org/a@b.jpg"),
+            ("http://example.org/a@b.jpg".into(), None)
+        );
+    }
 
     #[test]
     fn passwords_are_hidden() {

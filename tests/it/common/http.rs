@@ -18,6 +18,9 @@ pub enum Reply {
     Redirect(String),
     /// Reads the request and answers nothing for a minute.
     Silence,
+    /// `body` (a PNG) when the request's `Authorization` header is `expected`, else
+    /// `401 Unauthorized`.
+    Authorized { expected: String, body: Vec<u8> },
 }
 
 impl Reply {
@@ -60,7 +63,13 @@ fn respond(mut stream: TcpStream, route: impl Fn(&str) -> Reply) {
         return;
     }
     let mut header = String::new();
+    let mut authorization = None;
     while reader.read_line(&mut header).unwrap_or(0) > 2 {
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_owned());
+            }
+        }
         header.clear();
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
@@ -92,6 +101,18 @@ fn respond(mut stream: TcpStream, route: impl Fn(&str) -> Reply) {
         Reply::Silence => {
             thread::sleep(Duration::from_secs(60));
             Ok(())
+        }
+        Reply::Authorized { expected, body } => {
+            let (status, body) = match authorization == Some(expected) {
+                true => ("200 OK", body),
+                false => ("401 Unauthorized", b"log in".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body))
         }
     };
 }
