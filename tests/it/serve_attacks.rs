@@ -80,20 +80,7 @@ fn connections_stuck_in_their_headers_do_not_lock_out_good_requests() {
             stream
         })
         .collect();
-    let photo = std::fs::read(asset("chelsea.png")).unwrap();
-    let url = server.url("/v1/classify");
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let requests: Vec<_> = (0..8)
-            .map(|_| {
-                scope.spawn(|| {
-                    let request = client(MINUTE).post(&url).header("content-type", "image/png");
-                    request.send(&photo[..]).unwrap().status().as_u16()
-                })
-            })
-            .collect();
-        requests.into_iter().map(|request| request.join().unwrap()).collect()
-    });
-    assert_eq!(statuses, [200; 8]);
+    assert_eq!(eight_good_requests(&server), [200; 8]);
     drop(stuck);
 }
 
