@@ -477,11 +477,7 @@ impl Classifier {
             Some(input) => runner.tensor(input)?,
             None => {
                 let p = runner.preprocess();
-                runner.preprocess().normalise(&image::RgbImage::from_pixel(
-                    p.width,
-                    p.height,
-                    image::Rgb([128; 3]),
-                ))
+                p.normalise(&image::RgbImage::from_pixel(p.width, p.height, image::Rgb([128; 3])))
             }
         };
         let model = runner.model();

@@ -365,7 +365,7 @@ pub fn resize_exact(
     height: u32,
 ) -> Result<RgbImage, PreprocessError> {
     if region.is_none() {
-        if let Some(narrower) = shrink_long_side(image, width, height)? {
+        if let Some(narrower) = shrink_long_side(image, width, height) {
             return resize_exact(&narrower, None, width, height);
         }
     }
@@ -381,21 +381,14 @@ const MAX_RESIZE_SIDE: u32 = 16_384;
 /// For a source with a side over [`MAX_RESIZE_SIDE`] (and over the output's), the source with
 /// that side divided by a whole factor, each output pixel the mean of the block of source pixels
 /// it stands for: a pass with no tables that holds only its output. `None` for any other source.
-fn shrink_long_side(
-    image: &RgbImage,
-    width: u32,
-    height: u32,
-) -> Result<Option<RgbImage>, PreprocessError> {
+fn shrink_long_side(image: &RgbImage, width: u32, height: u32) -> Option<RgbImage> {
     let (w, h) = image.dimensions();
     let factor = |side: u32, out: u32| match side > MAX_RESIZE_SIDE && side > out {
         true => side.div_ceil(MAX_RESIZE_SIDE.max(out)),
         false => 1,
     };
     let (fx, fy) = (factor(w, width), factor(h, height));
-    if (fx, fy) == (1, 1) {
-        return Ok(None);
-    }
-    Ok(Some(box_reduce(image, fx, fy)))
+    ((fx, fy) != (1, 1)).then(|| box_reduce(image, fx, fy))
 }
 
 /// `image` with each block of `fx` x `fy` pixels (fewer at the right and bottom edges) made one
