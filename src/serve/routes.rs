@@ -386,7 +386,22 @@ async fn file_parts(request: Request) -> Result<Vec<Input>, ApiError> {
 
 /// Room taken of `--max-buffered` by a request's body, given back when dropped.
 #[derive(Debug, Default)]
-pub struct Held(Vec<OwnedSemaphorePermit>);
+pub struct Held(Option<OwnedSemaphorePermit>);
+
+impl Held {
+    /// The KiB held.
+    fn kib(&self) -> usize {
+        self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    /// Holds `permit` as well.
+    fn add(&mut self, permit: OwnedSemaphorePermit) {
+        match &mut self.0 {
+            Some(held) => held.merge(permit),
+            None => self.0 = Some(permit),
+        }
+    }
+}
 
 /// The request body, refused as soon as it passes `limit` bytes, or as soon as it would take
 /// the bodies held at once (`buffered`, in KiB, of `max_buffered` bytes) past their limit; and
@@ -399,7 +414,6 @@ async fn read_body(
 ) -> Result<(Bytes, Held), ApiError> {
     let mut bytes = Vec::new();
     let mut held = Held::default();
-    let mut held_kib = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|err| ApiError::bad_request(format!("cannot read the request body: {err}")))?;
@@ -408,7 +422,7 @@ async fn read_body(
                 return Err(too_large(limit));
             }
             let kib = (bytes.len() + data.len()).div_ceil(1024);
-            let more = u32::try_from(kib - held_kib).unwrap_or(u32::MAX);
+            let more = u32::try_from(kib - held.kib()).unwrap_or(u32::MAX);
             let permit = Arc::clone(buffered).try_acquire_many_owned(more).map_err(|_| {
                 ApiError::busy(format!(
                     "the service holds {} of request bodies, its limit (--max-buffered); try \
@@ -416,8 +430,7 @@ async fn read_body(
                     Size(max_buffered)
                 ))
             })?;
-            held.0.push(permit);
-            held_kib = kib;
+            held.add(permit);
             bytes.extend_from_slice(&data);
         }
     }
