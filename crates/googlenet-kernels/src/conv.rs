@@ -28,6 +28,9 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
 use super::glue::{output_onto, Part, Scratch};
+use super::int8::{self, QuantWeights};
+use super::lrn::FastLrn;
+use super::maxpool::FastMaxPool;
 use super::window::{Axis, Tap};
 use super::winograd::{self, Block, WinogradConv};
 
@@ -35,14 +38,14 @@ use super::winograd::{self, Block, WinogradConv};
 /// the L2 cache while the matrix product reads them.
 const PATCH_BYTES: usize = 512 * 1024;
 
-/// A float NCHW convolution with constant weights and bias, one group, no dilation.
+/// A float NCHW convolution with constant weights and bias, one group, no dilation, computed
+/// in f32 or at int8.
 #[derive(Debug, Clone)]
 pub struct FastConv {
     spec: PoolSpec,
     kernel: Kernel,
-    /// `out_channels x (in_channels * kh * kw)`, the OIHW kernel flattened, packed with the
-    /// bias.
-    weights: Arc<PackedWeights>,
+    /// The weights and bias, packed for the product.
+    product: Product,
     /// Whether negative outputs are stored as zero (a ReLU folded in).
     pub relu: bool,
     /// Where the output goes in the tensor handed on.
@@ -54,15 +57,41 @@ pub struct FastConv {
 /// model of its type, and value by value the weights took about 8 ms of a load.
 impl PartialEq for FastConv {
     fn eq(&self, other: &FastConv) -> bool {
+        let same = match (&self.product, &other.product) {
+            (Product::F32(a), Product::F32(b)) => Arc::ptr_eq(a, b),
+            (Product::Int8(a), Product::Int8(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
         self.spec == other.spec
             && self.kernel == other.kernel
-            && Arc::ptr_eq(&self.weights, &other.weights)
+            && same
             && self.relu == other.relu
             && self.part == other.part
     }
 }
 
 impl Eq for FastConv {}
+
+/// The product a [`FastConv`] runs, with its packed weights.
+#[derive(Debug, Clone)]
+enum Product {
+    /// `out_channels x (in_channels * kh * kw)`, the OIHW kernel flattened, packed with the
+    /// bias.
+    F32(Arc<PackedWeights>),
+    /// The same quantised to signed bytes ([`int8`]).
+    Int8(Arc<QuantWeights>),
+}
+
+/// The numbers the convolutions multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout.
+    F32,
+    /// Signed bytes of weights by unsigned 7-bit codes of the input, for every direct
+    /// convolution whose input is never negative (one that follows a ReLU); the others (the
+    /// first layer, whose input is signed, and the 3x3 layers Winograd's transform runs) in f32.
+    Int8,
+}
 
 /// The constants of a plain convolution: its weights (OIHW), one bias per output channel, and
 /// the weights' shape.
@@ -79,10 +108,14 @@ pub struct Plain {
 }
 
 /// Replaces every tract `Conv` that [`FastConv`] computes with it, or with [`WinogradConv`]
-/// where that suits the window and the input, with the ReLU after it folded in, when this CPU
-/// runs one of the product's kernels. Returns how many.
-pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
-    let Some(kernel) = Kernel::detect() else { return Ok(0) };
+/// where that suits the window and the input, with the ReLU after it folded in, running
+/// `kernel`; at int8, the convolutions whose input is never negative run at int8. Returns how
+/// many.
+pub fn replace_conv(
+    model: &mut TypedModel,
+    kernel: Kernel,
+    precision: Precision,
+) -> TractResult<usize> {
     let mut replaced = 0;
     for id in 0..model.nodes().len() {
         let node = model.node(id);
@@ -90,7 +123,17 @@ pub fn replace_conv(model: &mut TypedModel) -> TractResult<usize> {
         let Some(plain) = Plain::of(model, node, conv)? else { continue };
         let relu = relu_after(model, node)?;
         let spec = conv.pool_spec.clone();
-        let op: Box<dyn TypedOp> = if let Some(block) = winograd_block(model, node, &spec)? {
+        // 3x3 layers stay on Winograd's f32 product, which multiplies 2.25x-4x less than the
+        // direct one: at int8 they ran slower (docs/precision.md).
+        let winograd = winograd_block(model, node, &spec)?;
+        let quantise = precision == Precision::Int8
+            && winograd.is_none()
+            && never_negative(model, node.inputs[0]);
+        let op: Box<dyn TypedOp> = if quantise {
+            let mut fast = FastConv::int8(spec, kernel, &plain)?;
+            fast.relu = relu.is_some();
+            Box::new(fast)
+        } else if let Some(block) = winograd {
             let mut winograd = WinogradConv::new(spec, kernel, &plain, block)?;
             winograd.relu = relu.is_some();
             Box::new(winograd)
@@ -145,6 +188,29 @@ fn relu_after(model: &TypedModel, conv: &TypedNode) -> TractResult<Option<usize>
     let zero = zero.datum_type() == f32::datum_type()
         && zero.to_plain_array_view::<f32>()?.iter().all(|&v| v == 0.0);
     Ok((same_shape && zero).then_some(node.id))
+}
+
+/// Whether `outlet` holds no negative value: it is a ReLU's output, or a max-pool's, LRN's or
+/// Concat's of such outputs.
+fn never_negative(model: &TypedModel, outlet: OutletId) -> bool {
+    let node = model.node(outlet.node);
+    if let Some(conv) = node.op_as::<FastConv>() {
+        return conv.relu;
+    }
+    if let Some(conv) = node.op_as::<WinogradConv>() {
+        return conv.relu;
+    }
+    let is_relu = node.op_as::<TypedBinOp>().is_some_and(|bin| bin.0.is::<Max>())
+        && node.inputs.iter().any(|&input| {
+            constant(model, input).ok().flatten().is_some_and(|zero| {
+                zero.to_plain_array_view::<f32>().is_ok_and(|v| v.iter().all(|&v| v == 0.0))
+            })
+        });
+    let passes_on = node.op_is::<FastMaxPool>()
+        || node.op_is::<FastLrn>()
+        || node.op_is::<tract_onnx::tract_core::ops::array::TypedConcat>()
+        || node.op_is::<tract_onnx::tract_core::ops::cnn::MaxPool>();
+    is_relu || (passes_on && node.inputs.iter().all(|&input| never_negative(model, input)))
 }
 
 /// The value of `outlet` when it is a constant, or a cast of one (the ONNX importer casts the
@@ -211,8 +277,22 @@ impl FastConv {
     pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
         let [out, inputs, kh, kw] = plain.shape;
         let weights = PackedWeights::new(plain.weights()?, &plain.bias, out, inputs * kh * kw);
-        let weights = Arc::new(weights);
-        Ok(FastConv { spec, kernel, weights, relu: false, part: Part::whole(out) })
+        let product = Product::F32(Arc::new(weights));
+        Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(out) })
+    }
+
+    /// The operator at int8, its weights quantised ([`int8`]): its input must never be
+    /// negative.
+    pub fn int8(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
+        let weights = QuantWeights::new(plain.weights()?, &plain.bias, plain.shape);
+        let product = Product::Int8(Arc::new(weights));
+        Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(plain.shape[0]) })
+    }
+
+    /// Whether it runs at int8.
+    #[cfg(test)]
+    fn is_int8(&self) -> bool {
+        matches!(self.product, Product::Int8(_))
     }
 
     /// Its output channels.
@@ -222,34 +302,29 @@ impl FastConv {
 
     /// Convolves `input` (N, C, H, W) into its part of `handed`, or of a new tensor.
     pub fn write(&self, input: &ArrayViewD<f32>, handed: Option<Tensor>) -> TractResult<Tensor> {
-        self.convolve(input, handed, PATCH_BYTES)
+        match &self.product {
+            Product::F32(weights) => self.convolve(weights, input, handed, PATCH_BYTES),
+            Product::Int8(weights) => {
+                let output = (self.relu, self.part);
+                int8::convolve(&self.spec, self.kernel, weights, output, input, handed)
+            }
+        }
     }
 
     /// [`FastConv::write`], gathering at most `patch_bytes` of patches at a time (at least one
     /// panel's worth).
     fn convolve(
         &self,
+        weights: &PackedWeights,
         input: &ArrayViewD<f32>,
         handed: Option<Tensor>,
         patch_bytes: usize,
     ) -> TractResult<Tensor> {
         let shape = input.shape();
-        ensure!(
-            shape.len() == 4 && shape[1] == self.spec.input_channels,
-            "convolution expects N x {} x H x W, got {shape:?}",
-            self.spec.input_channels
-        );
+        let ([rows, columns], pixels) = geometry(&self.spec, shape)?;
         let input = input.as_standard_layout();
         let data = input.as_slice().context("a standard-layout array is contiguous")?;
-        let [rows, columns] = Axis::both(&self.spec, shape[2], shape[3]);
-        let pixels = rows.output * columns.output;
-        ensure!(
-            !input.is_empty() && pixels > 0,
-            "convolution of an empty tensor ({shape:?} to {} x {})",
-            rows.output,
-            columns.output
-        );
-        let depth = self.weights.depth();
+        let depth = weights.depth();
         let taps = [rows.taps(), columns.taps()];
         let padded = [(&rows, &taps[0]), (&columns, &taps[1])]
             .iter()
@@ -281,10 +356,10 @@ impl FastConv {
         let mut offsets = vec![0; depth];
         let window = [&taps[0][..], &taps[1][..]];
         let out_shape = [shape[0], self.part.of, rows.output, columns.output];
-        let region = (self.part, self.weights.rows(), pixels);
+        let region = (self.part, weights.rows(), pixels);
         output_onto(&out_shape, handed, region, |output| {
             let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
-            for (image, out) in images.zip(self.part.images(output, self.weights.rows(), pixels)) {
+            for (image, out) in images.zip(self.part.images(output, weights.rows(), pixels)) {
                 if let (Some(padded), Some(first)) = (&runs, &first_line) {
                     padded.fill(image, [&rows, &columns], &mut panels);
                     let below = rows.stride * padded.line();
@@ -294,7 +369,7 @@ impl FastConv {
                         }
                         let (b, width) = (Right::Runs(&panels, &offsets), columns.output);
                         let c = &mut out[y * width..];
-                        gemm::multiply(self.kernel, &self.weights, b, width, c, pixels, self.relu);
+                        gemm::multiply(self.kernel, weights, b, width, c, pixels, self.relu);
                     }
                     continue;
                 }
@@ -309,7 +384,7 @@ impl FastConv {
                 };
                 if direct > 0 {
                     let b = Right::Rows(image, pixels);
-                    gemm::multiply(self.kernel, &self.weights, b, direct, out, pixels, self.relu);
+                    gemm::multiply(self.kernel, weights, b, direct, out, pixels, self.relu);
                 }
                 for start in (direct..pixels).step_by(band_pixels) {
                     let band = start..(start + band_pixels).min(pixels);
@@ -321,12 +396,31 @@ impl FastConv {
                     gather(lines, [&rows, &columns], window, band.clone(), depth, panels);
                     let c = &mut out[band.start..];
                     let b = Right::Panels(panels);
-                    gemm::multiply(self.kernel, &self.weights, b, width, c, pixels, self.relu);
+                    gemm::multiply(self.kernel, weights, b, width, c, pixels, self.relu);
                 }
             }
             Ok(())
         })
     }
+}
+
+/// The axes of `spec`'s window over an input of `shape` (N, C, H, W) and the output pixels
+/// per image, or an error where the input is not of that rank and those channels, or is empty.
+pub fn geometry(spec: &PoolSpec, shape: &[usize]) -> TractResult<([Axis; 2], usize)> {
+    ensure!(
+        shape.len() == 4 && shape[1] == spec.input_channels,
+        "convolution expects N x {} x H x W, got {shape:?}",
+        spec.input_channels
+    );
+    let [rows, columns] = Axis::both(spec, shape[2], shape[3]);
+    let pixels = rows.output * columns.output;
+    ensure!(
+        shape.iter().all(|&d| d > 0) && pixels > 0,
+        "convolution of an empty tensor ({shape:?} to {} x {})",
+        rows.output,
+        columns.output
+    );
+    Ok(([rows, columns], pixels))
 }
 
 /// Output lines of at least this many pixels are convolved a line at a time from the padded
@@ -490,11 +584,16 @@ fn scatter(run: &[f32], depth: usize, step: usize, column: usize, panels: &mut [
 convolution_op!(FastConv);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::glue::{self, random};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
     use tract_onnx::tract_core::ops::math::max;
+
+    /// The fastest kernel this CPU runs: every CPU the tests run on has one.
+    pub fn fastest() -> Kernel {
+        Kernel::detect().expect("a CPU with AVX2 and FMA")
+    }
 
     /// A model of one convolution whose bias is cast from a constant, and with `relu` a ReLU
     /// after it, as the ONNX importer wires them; with `fast`, after `replace_conv`.
@@ -520,7 +619,7 @@ mod tests {
         }
         model.select_output_outlets(&output).unwrap();
         if fast {
-            assert_eq!(replace_conv(&mut model).unwrap(), 1);
+            assert_eq!(replace_conv(&mut model, fastest(), Precision::F32).unwrap(), 1);
             let maxes = model.nodes().iter().filter(|n| n.op_as::<TypedBinOp>().is_some());
             assert_eq!(maxes.count(), 0, "the ReLU is folded in");
         }
@@ -570,6 +669,48 @@ mod tests {
     }
 
     #[test]
+    fn at_int8_only_direct_convolutions_of_a_relu_s_output_are_quantised() {
+        // A 1x1 after a ReLU, then one after that (its input: the first one's folded ReLU),
+        // then a 3x3 that Winograd's transform runs; and a 1x1 of the signed input.
+        let pointwise =
+            PoolSpec::new(DataFormat::NCHW, tvec![1, 1], PaddingSpec::Valid, None, None, 4, 4);
+        let three = PoolSpec::new(
+            DataFormat::NCHW,
+            tvec![3, 3],
+            PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+            None,
+            None,
+            4,
+            4,
+        );
+        let mut model = TypedModel::default();
+        let source = model.add_source("x", f32::fact([1, 4, 28, 28])).unwrap();
+        let zero = model.add_const("zero", tensor4(&[[[[0f32]]]])).unwrap();
+        let relu = model.wire_node("relu", max(), &[source, zero]).unwrap()[0];
+        let mut wire = |name: &str, spec: &PoolSpec, input: OutletId, seed: u32| {
+            let [kh, kw] = spec.kernel_shape[..] else { panic!("2-D") };
+            let weights =
+                model.add_const(format!("{name}.w"), random(&[4, 4, kh, kw], seed)).unwrap();
+            let bias = model.add_const(format!("{name}.b"), random(&[4], seed + 1)).unwrap();
+            let conv = Conv::new(spec.clone(), KernelFormat::OIHW, 1, None);
+            let out = model.wire_node(name, conv, &[input, weights, bias]).unwrap()[0];
+            model.wire_node(format!("{name}.relu"), max(), &[out, zero]).unwrap()[0]
+        };
+        let first = wire("first", &pointwise, relu, 1);
+        let second = wire("second", &pointwise, first, 3);
+        let third = wire("third", &three, second, 5);
+        let signed = wire("signed", &pointwise, source, 7);
+        model.select_output_outlets(&[third, signed]).unwrap();
+        assert_eq!(replace_conv(&mut model, fastest(), Precision::Int8).unwrap(), 4);
+        let quantised = |name: &str| {
+            let node = model.nodes().iter().find(|n| n.name == name).unwrap();
+            node.op_as::<FastConv>().is_some_and(FastConv::is_int8)
+        };
+        assert!(quantised("first") && quantised("second"));
+        assert!(!quantised("third") && !quantised("signed"));
+    }
+
+    #[test]
     fn a_relu_is_folded_in_only_when_it_is_the_convolution_s_only_reader() {
         let spec =
             PoolSpec::new(DataFormat::NCHW, tvec![3, 3], PaddingSpec::Valid, None, None, 2, 3);
@@ -577,7 +718,7 @@ mod tests {
         let relu = model.output_outlets().unwrap()[0];
         let conv = model.node(relu.node).inputs[0];
         model.select_output_outlets(&[conv, relu]).unwrap();
-        assert_eq!(replace_conv(&mut model).unwrap(), 1);
+        assert_eq!(replace_conv(&mut model, fastest(), Precision::F32).unwrap(), 1);
         let fast = model.nodes().iter().find_map(|n| n.op_as::<FastConv>()).unwrap();
         assert!(!fast.relu);
         assert!(model.nodes().iter().any(|n| n.op_as::<TypedBinOp>().is_some()));
@@ -613,9 +754,10 @@ mod tests {
             let plain = Plain { weights, bias: vec![0.5; 4], shape };
             let conv = FastConv::new(spec.clone(), kernel, &plain).unwrap();
             let input: ArrayD<f32> = random(&[2, 3, 17, 12], 3);
-            let whole = conv.convolve(&input.view(), None, usize::MAX).unwrap();
+            let Product::F32(weights) = &conv.product else { panic!("f32") };
+            let whole = conv.convolve(weights, &input.view(), None, usize::MAX).unwrap();
             for bytes in [1, 4 * depth * PANEL * 2, 4 * depth * PANEL * 3] {
-                let banded = conv.convolve(&input.view(), None, bytes).unwrap();
+                let banded = conv.convolve(weights, &input.view(), None, bytes).unwrap();
                 assert_eq!(banded, whole, "{spec:?}, {bytes} bytes");
             }
         }
@@ -656,7 +798,7 @@ mod tests {
             let output = model.wire_node("conv", conv, &[source, kernel, bias]).unwrap();
             model.select_output_outlets(&output).unwrap();
             assert_eq!(
-                replace_conv(&mut model).unwrap(),
+                replace_conv(&mut model, fastest(), Precision::F32).unwrap(),
                 0,
                 "{spec:?}, group {group}, constant {constant}"
             );

@@ -223,17 +223,18 @@ enum Isa {
 }
 
 impl Kernel {
-    /// Every kernel this CPU can run, fastest first.
+    /// Every kernel this CPU can run, fastest first. Each needs AVX2 and FMA, which the int8
+    /// product's tile runs on ([`super::int8`]); the AVX-512 one needs AVX-512F besides.
     pub fn available() -> Vec<Kernel> {
         let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
                 kernels.push(Kernel(Isa::Avx512));
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if avx2 {
                 kernels.push(Kernel(Isa::Avx2));
             }
         }
@@ -243,6 +244,24 @@ impl Kernel {
     /// The fastest kernel this CPU can run, if any.
     pub fn detect() -> Option<Kernel> {
         Kernel::available().into_iter().next()
+    }
+
+    /// The kernel called `name` ([`Kernel::name`]), if this CPU runs it.
+    pub fn named(name: &str) -> Option<Kernel> {
+        Kernel::available().into_iter().find(|kernel| kernel.name() == name)
+    }
+
+    /// The names of the kernels this build has, whether or not this CPU runs them.
+    pub const NAMES: [&str; 2] = ["avx512", "avx2"];
+
+    /// Its name: the instruction set of its f32 product, `avx512` or `avx2`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+        }
     }
 }
 

@@ -10,67 +10,98 @@ use tract_onnx::prelude::{Tensor, TractError, TractResult};
 pub const LINE_FLOATS: usize = 16;
 
 thread_local! {
-    /// The buffers [`Scratch`] gave back on this thread, for the next operators to reuse.
-    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    /// The float buffers [`Scratch`] gave back on this thread, for the next operators to reuse.
+    static SPARE_FLOATS: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    /// The same for buffers of words (the int8 convolution's quantised input).
+    static SPARE_WORDS: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An operator's working buffer of floats, taken from the ones earlier operators on this thread
-/// gave back, so that a network's run neither allocates nor zeroes its buffers again and again
+/// A value a [`Scratch`] buffer holds: f32, or u32 words.
+pub trait Element: Copy + Default + 'static {
+    /// What a new buffer holds in the unit tests: a value an operator reading it unwritten
+    /// would show (NaN for floats).
+    #[cfg(test)]
+    const UNWRITTEN: Self;
+
+    /// Runs `f` on this thread's buffers given back.
+    fn spare<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
+}
+
+impl Element for f32 {
+    #[cfg(test)]
+    const UNWRITTEN: f32 = f32::NAN;
+
+    fn spare<R>(f: impl FnOnce(&mut Vec<Vec<f32>>) -> R) -> R {
+        SPARE_FLOATS.with(|spare| f(&mut spare.borrow_mut()))
+    }
+}
+
+impl Element for u32 {
+    #[cfg(test)]
+    const UNWRITTEN: u32 = 0xdead_beef;
+
+    fn spare<R>(f: impl FnOnce(&mut Vec<Vec<u32>>) -> R) -> R {
+        SPARE_WORDS.with(|spare| f(&mut spare.borrow_mut()))
+    }
+}
+
+/// An operator's working buffer, taken from the ones earlier operators on this thread gave
+/// back, so that a network's run neither allocates nor zeroes its buffers again and again
 /// (zeroing them took about 3% of a run). It starts on a cache line, as the products' panels
 /// must: a 512-bit load that straddles two lines costs two, and the product ran about 7%
 /// slower on panels a quarter line off. It holds what its last user left: an operator writes
-/// each value before reading it. In the unit tests it starts as NaN, so that a value read
-/// unwritten shows in the comparisons with tract's operators.
-pub struct Scratch {
-    values: Vec<f32>,
-    /// Where the buffer starts in `values`: the first float on a cache line's boundary.
+/// each value before reading it. In the unit tests it starts as [`Element::UNWRITTEN`], so that
+/// a value read unwritten shows in the comparisons with tract's operators.
+pub struct Scratch<T: Element = f32> {
+    values: Vec<T>,
+    /// Where the buffer starts in `values`: the first value on a cache line's boundary.
     start: usize,
     len: usize,
 }
 
-impl Scratch {
-    /// A buffer of `len` floats, or an error where the library's guard would refuse it: a
+impl<T: Element> Scratch<T> {
+    /// A buffer of `len` values, or an error where the library's guard would refuse it: a
     /// refused `vec!` aborts the process, where a refused tensor of tract's is an error.
-    pub fn new(len: usize) -> TractResult<Scratch> {
+    pub fn new(len: usize) -> TractResult<Scratch<T>> {
         within_limit(len)?;
-        let mut values = SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_default();
+        let mut values = T::spare(Vec::pop).unwrap_or_default();
         let room = len.saturating_add(LINE_FLOATS - 1);
         if values.len() < room {
-            values.resize(room, 0.0);
+            values.resize(room, T::default());
         }
         let start = values.as_ptr().align_offset(4 * LINE_FLOATS).min(LINE_FLOATS - 1);
         #[cfg(test)]
-        values[start..][..len].fill(f32::NAN);
+        values[start..][..len].fill(T::UNWRITTEN);
         Ok(Scratch { values, start, len })
     }
 }
 
-impl Deref for Scratch {
-    type Target = [f32];
+impl<T: Element> Deref for Scratch<T> {
+    type Target = [T];
 
     #[allow(
         clippy::indexing_slicing,
         reason = "`Scratch::new` makes `values` at least `start + len` long"
     )]
-    fn deref(&self) -> &[f32] {
+    fn deref(&self) -> &[T] {
         &self.values[self.start..][..self.len]
     }
 }
 
-impl DerefMut for Scratch {
+impl<T: Element> DerefMut for Scratch<T> {
     #[allow(
         clippy::indexing_slicing,
         reason = "`Scratch::new` makes `values` at least `start + len` long"
     )]
-    fn deref_mut(&mut self) -> &mut [f32] {
+    fn deref_mut(&mut self) -> &mut [T] {
         &mut self.values[self.start..][..self.len]
     }
 }
 
-impl Drop for Scratch {
+impl<T: Element> Drop for Scratch<T> {
     fn drop(&mut self) {
         let values = std::mem::take(&mut self.values);
-        SPARE.with(|spare| spare.borrow_mut().push(values));
+        T::spare(|spare| spare.push(values));
     }
 }
 
@@ -344,10 +375,10 @@ mod tests {
 
     #[test]
     fn buffers_over_the_allocation_limit_are_errors() {
-        assert_eq!(Scratch::new(3).unwrap().len(), 3);
+        assert_eq!(Scratch::<f32>::new(3).unwrap().len(), 3);
         let over = usize::try_from(MAX_BUFFER_BYTES / 4 + (1 << 18)).unwrap();
         assert_eq!(
-            Scratch::new(over).err().unwrap().to_string(),
+            Scratch::<f32>::new(over).err().unwrap().to_string(),
             "the model needs a buffer of 4097 MiB, over the limit of 4 GiB"
         );
     }
@@ -355,20 +386,20 @@ mod tests {
     #[test]
     fn scratch_buffers_start_on_a_cache_line() {
         for len in [1, 17, 1000, 100_000] {
-            let buffer = Scratch::new(len).unwrap();
+            let buffer = Scratch::<f32>::new(len).unwrap();
             assert_eq!((buffer.as_ptr() as usize % 64, buffer.len()), (0, len));
         }
     }
 
     #[test]
     fn scratch_buffers_given_back_are_taken_again_on_the_same_thread() {
-        let first = Scratch::new(1000).unwrap();
+        let first = Scratch::<f32>::new(1000).unwrap();
         let at = first.as_ptr();
         drop(first);
-        let again = Scratch::new(10).unwrap();
+        let again = Scratch::<f32>::new(10).unwrap();
         assert_eq!((again.as_ptr(), again.len()), (at, 10));
         assert!(again.iter().all(|v| v.is_nan()), "buffers are NaN in tests");
-        let beside = Scratch::new(10).unwrap();
+        let beside = Scratch::<f32>::new(10).unwrap();
         assert_ne!(beside.as_ptr(), at, "a buffer in use is not handed out twice");
     }
 

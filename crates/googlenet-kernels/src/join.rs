@@ -116,7 +116,7 @@ impl Branch {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::replace_conv;
+    use super::super::conv::{replace_conv, tests::fastest, Precision};
     use super::super::glue::{self, random};
     use super::*;
     use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
@@ -145,7 +145,7 @@ mod tests {
             outputs.push(branches[1]);
         }
         model.select_output_outlets(&outputs).unwrap();
-        assert_eq!(replace_conv(&mut model).unwrap(), 3);
+        assert_eq!(replace_conv(&mut model, fastest(), Precision::F32).unwrap(), 3);
         model
     }
 

@@ -1,13 +1,14 @@
 //! The project's own operators, put in place of tract's in a typed model before it is
 //! optimised: convolution as a matrix product with this project's SIMD kernel (`conv`,
-//! `gemm`; 3x3 layers by Winograd's F(2x2, 3x3) or F(4x4, 3x3), `winograd`), max-pool
+//! `gemm`; at int8, signed-byte weights by 7-bit input codes with exact integer sums, `int8`;
+//! 3x3 layers by Winograd's F(2x2, 3x3) or F(4x4, 3x3), `winograd`), max-pool
 //! (`maxpool`) and LRN (`lrn`), with their window geometry (`window`) and the glue into
 //! tract (`glue`): each writes its output straight into the tensor tract receives, and the
 //! convolutions that end an Inception module's branches write straight into their parts of the
 //! module's output, in place of the Concat that copied them (`join`).
 //!
 //! This is the project's only crate with `unsafe` code (besides the binary's allocator): the
-//! matrix product's vector loads and stores and its prefetch hints; LRN's call into its loops
+//! matrix products' vector loads and stores and the f32 one's prefetch hints; LRN's call into its loops
 //! compiled for AVX-512 once the CPU is seen to have it, and their vector loads and stores; the
 //! Winograd transforms' calls into their loops compiled for AVX2, likewise; and the operators'
 //! output tensors, made without zeroing for the operators to write whole (`glue::output`, whose
@@ -26,6 +27,7 @@
 mod glue;
 mod conv;
 mod gemm;
+mod int8;
 mod join;
 mod lrn;
 mod maxpool;
@@ -34,11 +36,20 @@ mod winograd;
 
 use tract_onnx::tract_core::internal::{TractResult, TypedModel};
 
+pub use conv::Precision;
+pub use gemm::Kernel;
+
 /// Puts the project's operators in place of tract's LRN, max-pools and plain convolutions of
-/// `model` (a convolution only where the CPU has a kernel for it), and takes out the Concats
-/// that the convolutions can write for themselves (`join`). Returns how many nodes.
-pub fn replace_operators(model: &mut TypedModel) -> TractResult<usize> {
-    let replaced =
-        lrn::replace_lrn(model)? + maxpool::replace_max_pool(model)? + conv::replace_conv(model)?;
+/// `model` (the convolutions where there is a `kernel`, at `precision`), and takes out the
+/// Concats that the convolutions can write for themselves (`join`). Returns how many nodes.
+pub fn replace_operators(
+    model: &mut TypedModel,
+    kernel: Option<Kernel>,
+    precision: Precision,
+) -> TractResult<usize> {
+    let mut replaced = lrn::replace_lrn(model)? + maxpool::replace_max_pool(model)?;
+    if let Some(kernel) = kernel {
+        replaced += conv::replace_conv(model, kernel, precision)?;
+    }
     Ok(replaced + join::join_branches(model)?)
 }

@@ -1,0 +1,709 @@
+//! The int8 convolution: the weights as signed bytes per output channel, the input as unsigned
+//! 7-bit codes per image, their products summed exactly in 32-bit integers, and each sum scaled
+//! back to f32 with the bias added.
+//!
+//! **Numbers.** A row (output channel) `r` of weights is scaled by `w[r] = max |weight| / 127`
+//! and rounded to the nearest integer in -127..=127. An image's input to the convolution, which
+//! must not be negative (it follows a ReLU), is scaled by `x = max value / 127` and rounded to
+//! 0..=127 (7 bits: see [`CODE_MAX`]). Output `(r, p) = bias[r] + (w[r] * x) * sum`, with
+//! `sum` the exact integer dot product, converted to f32 and multiplied and added in one fused
+//! step. Every kernel sums the same integers and does the same float steps, so every kernel
+//! gives the same bits as [`reference`].
+//!
+//! **Layout.** The depth of the product runs over taps `(ky, kx)`, and within a tap over the
+//! input channels in groups of four: one 32-bit word holds the four channels' bytes (the first
+//! channel in the lowest byte). The input is quantised once into such words, its planes padded
+//! as far as the window reads ([`Quads`]), so that a tap of a stride-1 window reads a
+//! contiguous run of words for a line of output pixels. `B` is `groups x columns` words, in
+//! panels of [`COLUMNS`] columns (each group's 16 words together), or read where it lies (a
+//! 1x1 convolution's quantised planes). The weights are packed in panels of [`ROWS`] rows, each
+//! group's four words (one per row) together.
+//!
+//! **Kernel.** AVX2: `vpmaddubsw` multiplies the input's unsigned bytes by the weights' signed
+//! bytes and adds adjacent pairs into 16-bit sums, and `vpmaddwd` by ones adds those pairs into
+//! 32-bit sums. A pair sum reaches at most `2 x 127 x 127 = 32,258`, inside 16 bits: that is
+//! why the input has 7 bits, not 8 (with 8, `2 x 255 x 127` would saturate).
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every slice is cut from lengths `multiply` checks against the panels' shapes first, \
+              and the window's geometry is checked against the weights before it is read"
+)]
+
+use std::fmt;
+
+use tract_onnx::prelude::tract_ndarray::ArrayViewD;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::PoolSpec;
+
+use super::conv::geometry;
+use super::gemm::Kernel;
+use super::glue::{output_onto, Part, Scratch};
+use super::window::Axis;
+
+/// Rows of the weights per packed panel, and of the tile a kernel keeps in registers.
+pub const ROWS: usize = 4;
+/// Columns of `B` per panel, and of the tile: two vectors of eight 32-bit sums.
+pub const COLUMNS: usize = 16;
+/// Input channels per word.
+const QUAD: usize = 4;
+/// The largest code of the input: 7 bits, so that `vpmaddubsw` cannot saturate.
+pub const CODE_MAX: f32 = 127.0;
+/// The largest weight code.
+const WEIGHT_MAX: f32 = 127.0;
+
+/// The weights of a convolution as signed bytes, `rows x groups` words in panels of [`ROWS`]
+/// rows (the last zero-padded): panel `p`'s group `g` is the [`ROWS`] words at
+/// `(p * groups + g) * ROWS`, one per row. With them each row's scale and bias.
+#[derive(Clone, PartialEq)]
+pub struct QuantWeights {
+    rows: usize,
+    groups: usize,
+    words: Vec<u32>,
+    scale: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl fmt::Debug for QuantWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QuantWeights({} x {} words)", self.rows, self.groups)
+    }
+}
+
+impl QuantWeights {
+    /// Quantises and packs `weights` (`out x in x kh x kw`, row-major, the shape `shape`) and
+    /// keeps `bias` (one per output channel).
+    pub fn new(weights: &[f32], bias: &[f32], shape: [usize; 4]) -> QuantWeights {
+        let [rows, channels, kh, kw] = shape;
+        let quads = channels.div_ceil(QUAD);
+        let groups = kh * kw * quads;
+        let padded = rows.next_multiple_of(ROWS);
+        let mut words = vec![0u32; padded * groups];
+        let mut scale = vec![0f32; padded];
+        let depth = channels * kh * kw;
+        for (r, line) in weights.chunks_exact(depth.max(1)).take(rows).enumerate() {
+            let largest = line.iter().fold(0f32, |m, &w| m.max(w.abs()));
+            scale[r] = largest / WEIGHT_MAX;
+            let inverse = if largest > 0.0 { WEIGHT_MAX / largest } else { 0.0 };
+            let (panel, lane) = (r / ROWS, r % ROWS);
+            for (tap, g) in (0..kh * kw).flat_map(|tap| (0..quads).map(move |q| (tap, q))).zip(0..)
+            {
+                let (tap, quad) = tap;
+                let mut word = 0u32;
+                for byte in 0..QUAD {
+                    let c = quad * QUAD + byte;
+                    if c < channels {
+                        let code = (line[c * kh * kw + tap] * inverse).round_ties_even() as i8;
+                        word |= u32::from(code as u8) << (8 * byte);
+                    }
+                }
+                words[(panel * groups + g) * ROWS + lane] = word;
+            }
+        }
+        let mut padded_bias = vec![0f32; padded];
+        padded_bias[..rows.min(bias.len())].copy_from_slice(&bias[..rows.min(bias.len())]);
+        QuantWeights { rows, groups, words, scale, bias: padded_bias }
+    }
+}
+
+/// How many words the panels of `columns` columns of a `groups`-deep `B` take.
+pub fn panels_len(groups: usize, columns: usize) -> usize {
+    columns.div_ceil(COLUMNS) * COLUMNS * groups
+}
+
+/// `B` (groups x columns words) as a product reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum Words<'a> {
+    /// In panels: group `g` of column `j` at `(j / COLUMNS * groups + g) * COLUMNS + j % COLUMNS`.
+    Panels(&'a [u32]),
+    /// Row-major as it stands, group `g` every `stride` words: read in whole panels, so the
+    /// words past the last column, up to its panel's end, must be there (any value).
+    Rows(&'a [u32], usize),
+}
+
+impl Words<'_> {
+    /// Where panel `index` starts, and how far apart its groups are.
+    fn panel(self, groups: usize, index: usize) -> (usize, usize) {
+        match self {
+            Words::Panels(_) => (index * groups * COLUMNS, COLUMNS),
+            Words::Rows(_, stride) => (index * COLUMNS, stride),
+        }
+    }
+
+    fn slice(&self) -> &[u32] {
+        match *self {
+            Words::Panels(words) | Words::Rows(words, _) => words,
+        }
+    }
+}
+
+/// `C = bias + (w * scale) * (A B)` for the first `columns` columns of `B`, where `scale` is
+/// the input's scale. `C` holds `a.rows()` rows, `ldc` floats apart, of at least `columns`
+/// values; what they held is not read. With `relu`, every value not above zero is stored as
+/// zero.
+#[allow(clippy::too_many_arguments, reason = "the product's operands and its output's layout")]
+pub fn multiply(
+    kernel: Kernel,
+    a: &QuantWeights,
+    b: Words,
+    columns: usize,
+    input_scale: f32,
+    c: &mut [f32],
+    ldc: usize,
+    relu: bool,
+) {
+    let groups = a.groups;
+    if a.rows == 0 || columns == 0 {
+        return;
+    }
+    let panels = columns.div_ceil(COLUMNS);
+    let (last_start, stride) = b.panel(groups, panels - 1);
+    let reach = last_start + groups.saturating_sub(1) * stride + COLUMNS;
+    assert!(
+        b.slice().len() >= reach && ldc >= columns && c.len() >= (a.rows - 1) * ldc + columns,
+        "int8 product of mismatched shapes"
+    );
+    let scales: Vec<f32> = a.scale.iter().map(|&w| w * input_scale).collect();
+    for panel in 0..a.rows.div_ceil(ROWS) {
+        let first_row = panel * ROWS;
+        let rows = ROWS.min(a.rows - first_row);
+        let weights = &a.words[panel * groups * ROWS..][..groups * ROWS];
+        let sums =
+            Sums { scale: &scales[first_row..][..ROWS], bias: &a.bias[first_row..][..ROWS], relu };
+        for index in 0..panels {
+            let (start, stride) = b.panel(groups, index);
+            let column = index * COLUMNS;
+            let width = COLUMNS.min(columns - column);
+            let words = &b.slice()[start..][..groups.saturating_sub(1) * stride + COLUMNS];
+            let tile = &mut c[first_row * ldc + column..][..(rows - 1) * ldc + width];
+            run_tile(kernel, weights, (words, stride), tile, [ldc, rows, width], sums);
+        }
+    }
+}
+
+/// How a tile's integer sums become its floats: each row's scale and bias, and the ReLU.
+#[derive(Debug, Clone, Copy)]
+struct Sums<'a> {
+    scale: &'a [f32],
+    bias: &'a [f32],
+    relu: bool,
+}
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+impl Sums<'_> {
+    /// The float of `sum` in row `row`: converted, multiplied by the row's scale and added to
+    /// its bias in one rounding, and cut at zero with a ReLU (a value not above zero becomes
+    /// +0, as `vmaxps` with zero second makes it).
+    #[inline(always)]
+    fn value(self, row: usize, sum: i32) -> f32 {
+        let value = (sum as f32).mul_add(self.scale[row], self.bias[row]);
+        match value.partial_cmp(&0.0) {
+            Some(std::cmp::Ordering::Greater) => value,
+            _ if self.relu => 0.0,
+            _ => value,
+        }
+    }
+}
+
+/// One tile: `rows` lines of `tile` (`ldc` apart, `width` used) from `a` (`groups x ROWS`
+/// words) and `b` (`groups` runs of [`COLUMNS`] words, `stride` apart).
+fn run_tile(
+    kernel: Kernel,
+    a: &[u32],
+    b: (&[u32], usize),
+    tile: &mut [f32],
+    shape: [usize; 3],
+    sums: Sums,
+) {
+    let [ldc, rows, width] = shape;
+    debug_assert!(rows <= ROWS && width <= COLUMNS && tile.len() == (rows - 1) * ldc + width);
+    debug_assert!(
+        a.len().is_multiple_of(ROWS) && b.0.len() == (a.len() / ROWS - 1) * b.1 + COLUMNS
+    );
+    // Every kernel runs the same integer tile: the AVX-512 one has AVX2 too.
+    let _ = kernel;
+    // SAFETY: a `Kernel` is only made once the CPU has been seen to have AVX2 and FMA
+    // (`Kernel::available`), and `multiply` cut `a`, `b` and `tile` to the lengths the tile
+    // reads and writes (checked above in debug builds).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        x86::tile_avx2(a, b, tile, shape, sums)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    tile_portable(a, b, tile, shape, sums);
+}
+
+/// The exact dot product of two words' four bytes, the first unsigned, the second signed.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+#[inline(always)]
+fn dot(input: u32, weight: u32) -> i32 {
+    (0..QUAD)
+        .map(|byte| {
+            let x = i32::from((input >> (8 * byte)) as u8);
+            let w = i32::from((weight >> (8 * byte)) as u8 as i8);
+            x * w
+        })
+        .sum()
+}
+
+/// The tile in plain Rust, where there is no vector kernel.
+#[cfg(not(target_arch = "x86_64"))]
+fn tile_portable(
+    a: &[u32],
+    (b, stride): (&[u32], usize),
+    tile: &mut [f32],
+    [ldc, rows, width]: [usize; 3],
+    sums: Sums,
+) {
+    for row in 0..rows {
+        for column in 0..width {
+            let sum = a
+                .chunks_exact(ROWS)
+                .enumerate()
+                .map(|(g, words)| dot(b[g * stride + column], words[row]))
+                .sum();
+            tile[row * ldc + column] = sums.value(row, sum);
+        }
+    }
+}
+
+/// The product as the definition reads, for the tests: `C` (rows x columns, row-major) from
+/// `a`'s words and `b` in panels, by [`tile_portable`]'s sums over the whole depth.
+#[cfg(test)]
+pub fn reference(
+    a: &QuantWeights,
+    b: &[u32],
+    columns: usize,
+    input_scale: f32,
+    relu: bool,
+) -> Vec<f32> {
+    let mut c = vec![0f32; a.rows * columns];
+    for r in 0..a.rows {
+        let (panel, lane) = (r / ROWS, r % ROWS);
+        let sums = Sums { scale: &[a.scale[r] * input_scale], bias: &a.bias[r..=r], relu };
+        for j in 0..columns {
+            let sum = (0..a.groups)
+                .map(|g| {
+                    let word = b[(j / COLUMNS * a.groups + g) * COLUMNS + j % COLUMNS];
+                    dot(word, a.words[(panel * a.groups + g) * ROWS + lane])
+                })
+                .sum();
+            c[r * columns + j] = sums.value(0, sum);
+        }
+    }
+    c
+}
+
+/// An image's input quantised into words ([`Quads`]'s layout) and its scale.
+pub struct Quads {
+    /// Padded lines per plane and words per padded line.
+    lines: usize,
+    line: usize,
+    /// Words per plane: `lines x line`, rounded up to whole panels.
+    plane: usize,
+}
+
+impl Quads {
+    /// The padding of `rows` and `columns` as far as the window reads.
+    pub fn new(rows: &Axis, columns: &Axis) -> Quads {
+        let reach =
+            |axis: &Axis| (axis.output - 1).saturating_mul(axis.stride).saturating_add(axis.kernel);
+        let (lines, line) = (reach(rows), reach(columns));
+        let plane = lines.saturating_mul(line).next_multiple_of(COLUMNS);
+        Quads { lines, line, plane }
+    }
+
+    /// Words for `channels` channels, and a panel past them.
+    pub fn len(&self, channels: usize) -> usize {
+        channels
+            .div_ceil(QUAD)
+            .checked_mul(self.plane)
+            .and_then(|n| n.checked_add(COLUMNS))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Quantises `image` (`channels x H x W` floats, none negative) into `out` (at least
+    /// [`Quads::len`] words, its padding zero), and returns the scale: the largest value over
+    /// [`CODE_MAX`].
+    pub fn fill(
+        &self,
+        image: &[f32],
+        channels: usize,
+        [rows, columns]: [&Axis; 2],
+        out: &mut [u32],
+    ) -> f32 {
+        let largest = image.iter().fold(0f32, |m, &v| m.max(v));
+        let inverse = if largest > 0.0 { CODE_MAX / largest } else { 0.0 };
+        out.fill(0);
+        let area = rows.input * columns.input;
+        let inside = columns.input.min(self.line.saturating_sub(columns.pad_before));
+        let zeros = vec![0f32; area];
+        for (quad, plane) in
+            out.chunks_exact_mut(self.plane).take(channels.div_ceil(QUAD)).enumerate()
+        {
+            let planes: [&[f32]; QUAD] = std::array::from_fn(|byte| {
+                let c = quad * QUAD + byte;
+                if c < channels {
+                    &image[c * area..][..area]
+                } else {
+                    &zeros
+                }
+            });
+            for y in 0..rows.input {
+                let row = y + rows.pad_before;
+                if row >= self.lines {
+                    break;
+                }
+                let to = &mut plane[row * self.line + columns.pad_before..][..inside];
+                let from = y * columns.input;
+                for (x, word) in to.iter_mut().enumerate() {
+                    *word = planes
+                        .iter()
+                        .enumerate()
+                        .map(|(byte, plane)| code(plane[from + x], inverse) << (8 * byte))
+                        .fold(0, |w, b| w | b);
+                }
+            }
+        }
+        largest / CODE_MAX
+    }
+}
+
+/// `value` scaled by `inverse` and rounded to the nearest code in `0..=CODE_MAX`, ties to even:
+/// added to 2^23, a float in that range keeps the integer in its low mantissa bits, which
+/// compiles to vector adds where a call to a rounding function would not.
+#[inline(always)]
+fn code(value: f32, inverse: f32) -> u32 {
+    const SHIFT: f32 = 8_388_608.0;
+    let scaled = (value * inverse).clamp(0.0, CODE_MAX);
+    (scaled + SHIFT).to_bits() - SHIFT.to_bits()
+}
+
+/// Convolves `input` (N, C, H, W, none negative) with `weights` at int8 into its `part` of
+/// `handed` or of a new tensor; the output shape's batch and spatial size come from `spec`.
+pub fn convolve(
+    spec: &PoolSpec,
+    kernel: Kernel,
+    weights: &QuantWeights,
+    (relu, part): (bool, Part),
+    input: &ArrayViewD<f32>,
+    handed: Option<Tensor>,
+) -> TractResult<Tensor> {
+    let shape = input.shape();
+    let ([rows, columns], pixels) = geometry(spec, shape)?;
+    let input = input.as_standard_layout();
+    let data = input.as_slice().context("a standard-layout array is contiguous")?;
+    let [kh, kw] = [spec.kernel_shape[0], spec.kernel_shape[1]];
+    let quads = Quads::new(&rows, &columns);
+    let mut words = Scratch::<u32>::new(quads.len(shape[1]))?;
+    // A 1x1 window of stride 1 over an unpadded input reads the quantised planes as they stand.
+    let pointwise = [kh, kw] == [1, 1]
+        && quads.lines * quads.line == pixels
+        && rows.stride == 1
+        && columns.stride == 1;
+    let groups = weights.groups;
+    let mut panels = Scratch::<u32>::new(if pointwise { 0 } else { panels_len(groups, pixels) })?;
+    let out_shape = [shape[0], part.of, rows.output, columns.output];
+    output_onto(&out_shape, handed, (part, weights.rows, pixels), |output| {
+        let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
+        for (image, out) in images.zip(part.images(output, weights.rows, pixels)) {
+            let scale = quads.fill(image, shape[1], [&rows, &columns], &mut words);
+            let b = if pointwise {
+                Words::Rows(&words, quads.plane)
+            } else {
+                gather(&words, &quads, [&rows, &columns], [kh, kw], groups, &mut panels);
+                Words::Panels(&panels)
+            };
+            multiply(kernel, weights, b, pixels, scale, out, pixels, relu);
+        }
+        Ok(())
+    })
+}
+
+/// Gathers the quantised patches into the panels of `B`: group `(ky, kx, quad)` of output
+/// pixel `(y, x)` is the word at padded `(y * stride + ky, x * stride + kx)` of plane `quad`.
+fn gather(
+    words: &[u32],
+    quads: &Quads,
+    [rows, columns]: [&Axis; 2],
+    [kh, kw]: [usize; 2],
+    groups: usize,
+    panels: &mut [u32],
+) {
+    let planes = groups / (kh * kw);
+    let out_width = columns.output;
+    let mut group = 0;
+    for ky in 0..kh {
+        for kx in 0..kw {
+            for quad in 0..planes {
+                let plane = &words[quad * quads.plane..][..quads.plane];
+                for y in 0..rows.output {
+                    let line = &plane[(y * rows.stride + ky) * quads.line + kx..];
+                    for x in 0..out_width {
+                        let j = y * out_width + x;
+                        panels[(j / COLUMNS * groups + group) * COLUMNS + j % COLUMNS] =
+                            line[x * columns.stride];
+                    }
+                }
+                group += 1;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The AVX2 tile.
+
+    use std::arch::x86_64::*;
+
+    use super::{Sums, COLUMNS, ROWS};
+
+    /// `rows` lines of `tile` from `a` (`groups x ROWS` words) and `b` (`groups` runs of
+    /// [`COLUMNS`] words, `stride` apart): all [`ROWS`] x 16 sums in 8 registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a.len()` is a multiple of [`ROWS`], `groups = a.len() / ROWS`
+    /// is at least 1, `b.len() >= (groups - 1) * stride + COLUMNS`, `rows <= ROWS`,
+    /// `width <= COLUMNS` and `tile.len() >= (rows - 1) * ldc + width`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_avx2(
+        a: &[u32],
+        (b, stride): (&[u32], usize),
+        tile: &mut [f32],
+        [ldc, rows, width]: [usize; 3],
+        sums: Sums,
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
+        for (g, weights) in a.chunks_exact(ROWS).enumerate() {
+            let at = b.as_ptr().wrapping_add(g * stride);
+            // SAFETY: group `g` is below `groups`, so its run of `COLUMNS` (two vectors of 8)
+            // words lies in `b` (the contract); unaligned loads.
+            let columns =
+                unsafe { [_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast())] };
+            for (sum, &weight) in acc.iter_mut().zip(weights) {
+                let weight = _mm256_set1_epi32(weight as i32);
+                for (sum, &column) in sum.iter_mut().zip(&columns) {
+                    let pairs = _mm256_maddubs_epi16(column, weight);
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        for (row, halves) in acc.iter().enumerate().take(rows) {
+            let line = &mut tile[row * ldc..][..width];
+            let scale = _mm256_set1_ps(sums.scale[row]);
+            let bias = _mm256_set1_ps(sums.bias[row]);
+            for (half, &sum) in halves.iter().enumerate() {
+                let count = width.saturating_sub(half * 8).min(8);
+                if count == 0 {
+                    break;
+                }
+                let mut value = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, bias);
+                if sums.relu {
+                    value = _mm256_max_ps(value, _mm256_setzero_ps());
+                }
+                let part = &mut line[half * 8..][..count];
+                if count == 8 {
+                    // SAFETY: `part` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(part.as_mut_ptr(), value) };
+                } else {
+                    let mut values = [0f32; 8];
+                    // SAFETY: `values` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(values.as_mut_ptr(), value) };
+                    part.copy_from_slice(&values[..count]);
+                }
+            }
+        }
+    }
+
+    const _: () = assert!(COLUMNS == 16, "the tile's columns are two vectors of 8");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::glue::random;
+    use super::*;
+    use tract_onnx::prelude::tract_ndarray::ArrayD;
+    use tract_onnx::tract_core::ops::cnn::PaddingSpec;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    /// Reproducible words whose four bytes are input codes, 0..=127.
+    fn codes(len: usize, seed: u32) -> Vec<u32> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                state & 0x7f7f_7f7f
+            })
+            .collect()
+    }
+
+    fn floats(shape: &[usize], seed: u32) -> Vec<f32> {
+        random(shape, seed).into_iter().collect()
+    }
+
+    #[test]
+    fn every_kernel_matches_the_reference_bit_for_bit_on_random_blocks() {
+        // Rows off the panel height, columns off the panel width, deep and shallow groups; codes
+        // and weights at their extremes included (the random words reach 127, the weights'
+        // largest is 127 by construction).
+        let shapes = [[4, 1, 16], [13, 37, 45], [1, 1, 1], [7, 432, 70], [64, 64, 196], [9, 3, 17]];
+        for kernel in Kernel::available() {
+            for (seed, [rows, groups, columns]) in shapes.into_iter().enumerate() {
+                let seed = seed as u32;
+                let weights = floats(&[rows, groups * QUAD], seed);
+                let bias = floats(&[rows], seed + 1);
+                let packed = QuantWeights::new(&weights, &bias, [rows, groups * QUAD, 1, 1]);
+                let b = codes(panels_len(groups, columns), seed + 2);
+                // The same `B` row-major, its rows 5 words longer than the whole panels.
+                let stride = columns.next_multiple_of(COLUMNS) + 5;
+                let mut lines = vec![0x7f7f_7f7f; (groups - 1) * stride + stride];
+                for g in 0..groups {
+                    for j in 0..columns {
+                        lines[g * stride + j] =
+                            b[(j / COLUMNS * groups + g) * COLUMNS + j % COLUMNS];
+                    }
+                }
+                for relu in [false, true] {
+                    let expected = reference(&packed, &b, columns, 0.03, relu);
+                    for b in [Words::Panels(&b), Words::Rows(&lines, stride)] {
+                        let mut out = vec![f32::NAN; rows * columns];
+                        multiply(kernel, &packed, b, columns, 0.03, &mut out, columns, relu);
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&out),
+                            bits(&expected),
+                            "{kernel:?} {rows}x{groups}x{columns}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weights_are_scaled_per_row_to_127_and_packed_by_tap_then_channel_quad() {
+        // 2 rows, 5 channels (two quads, the second padded), 1x2 taps.
+        let mut weights = vec![0f32; 2 * 5 * 2];
+        weights[0] = 2.0; // row 0, channel 0, tap 0: the row's largest
+        weights[4 * 2 + 1] = -1.0; // row 0, channel 4, tap 1
+        weights[10 + 3 * 2] = 0.5; // row 1, channel 3, tap 0: the row's largest
+        let packed = QuantWeights::new(&weights, &[1.0, 2.0], [2, 5, 1, 2]);
+        assert_eq!(packed.groups, 4);
+        assert_eq!(packed.scale[..2], [2.0 / 127.0, 0.5 / 127.0]);
+        let word = |g: usize, row: usize| packed.words[g * ROWS + row];
+        assert_eq!(word(0, 0), 127, "tap 0, quad 0: channel 0 in the lowest byte");
+        assert_eq!(word(0, 1), 127 << 24, "channel 3 in the highest byte");
+        // -1.0 / (2 / 127) = -63.5, to even: -64.
+        assert_eq!(word(3, 0), u32::from((-64i8) as u8), "tap 1, quad 1: channel 4");
+        assert_eq!(packed.words.len(), ROWS * 4, "rows padded to a panel");
+    }
+
+    #[test]
+    fn input_codes_round_to_nearest_even_and_stop_at_127() {
+        let inverse = 1.0;
+        let cases = [(0.0, 0), (0.5, 0), (1.5, 2), (2.5, 2), (126.6, 127), (400.0, 127), (-3.0, 0)];
+        for (value, expected) in cases {
+            assert_eq!(code(value, inverse), expected, "{value}");
+        }
+    }
+
+    /// The int8 convolution by its definition: the input quantised as [`Quads::fill`] scales
+    /// it, every tap summed in integers, then [`Sums::value`].
+    fn definition(
+        image: &[f32],
+        weights: &QuantWeights,
+        [channels, height, width]: [usize; 3],
+        [kh, kw, pad]: [usize; 3],
+        relu: bool,
+    ) -> Vec<f32> {
+        let largest = image.iter().fold(0f32, |m, &v| m.max(v));
+        let inverse = CODE_MAX / largest;
+        let (oh, ow) = (height + 2 * pad - kh + 1, width + 2 * pad - kw + 1);
+        let quads = channels.div_ceil(QUAD);
+        let mut out = Vec::new();
+        for r in 0..weights.rows {
+            let sums = Sums {
+                scale: &[weights.scale[r] * (largest / CODE_MAX)],
+                bias: &weights.bias[r..=r],
+                relu,
+            };
+            for y in 0..oh {
+                for x in 0..ow {
+                    let mut sum = 0i32;
+                    for (g, (tap, c)) in (0..kh * kw)
+                        .flat_map(|t| (0..quads * QUAD).map(move |c| (t, c)))
+                        .enumerate()
+                    {
+                        let (iy, ix) = (
+                            (y + tap / kw) as isize - pad as isize,
+                            (x + tap % kw) as isize - pad as isize,
+                        );
+                        let inside = c < channels
+                            && (0..height as isize).contains(&iy)
+                            && (0..width as isize).contains(&ix);
+                        if !inside {
+                            continue;
+                        }
+                        let value = image[c * height * width + iy as usize * width + ix as usize];
+                        let word = weights.words
+                            [((r / ROWS) * weights.groups + g / QUAD) * ROWS + r % ROWS];
+                        let w = i32::from((word >> (8 * (g % QUAD))) as u8 as i8);
+                        sum += code(value, inverse) as i32 * w;
+                    }
+                    out.push(sums.value(0, sum));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_matches_the_definition_on_googlenet_s_int8_layers() {
+        // (in, size, out, kernel, pad) of every geometry GoogLeNet runs at int8: conv2's 1x1
+        // and 3x3, and the Inception modules' 1x1s, 3x3s and 5x5s at 28, 14 and 7 pixels (the
+        // channel counts of 3a, 4a and 5b; the other modules repeat these geometries).
+        let layers = [
+            (64, 56, 64, 1, 0),
+            (64, 56, 192, 3, 1),
+            (192, 28, 96, 1, 0),
+            (96, 28, 128, 3, 1),
+            (16, 28, 32, 5, 2),
+            (480, 14, 208, 1, 0),
+            (96, 14, 208, 3, 1),
+            (16, 14, 48, 5, 2),
+            (832, 7, 384, 1, 0),
+            (192, 7, 384, 3, 1),
+            (48, 7, 128, 5, 2),
+        ];
+        for kernel in Kernel::available() {
+            for (seed, &(channels, size, out, k, pad)) in layers.iter().enumerate() {
+                let seed = seed as u32;
+                let spec = PoolSpec::new(
+                    DataFormat::NCHW,
+                    tvec![k, k],
+                    PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+                    None,
+                    None,
+                    channels,
+                    out,
+                );
+                let weights = floats(&[out, channels, k, k], seed);
+                let bias = floats(&[out], seed + 1);
+                let packed = QuantWeights::new(&weights, &bias, [out, channels, k, k]);
+                // A ReLU's output: half zeros.
+                let input: ArrayD<f32> =
+                    random(&[1, channels, size, size], seed + 2).mapv(|v| v.max(0.0));
+                let image = input.as_slice().unwrap();
+                let got =
+                    convolve(&spec, kernel, &packed, (true, Part::whole(out)), &input.view(), None)
+                        .unwrap();
+                let got = got.to_plain_array_view::<f32>().unwrap();
+                let want = definition(image, &packed, [channels, size, size], [k, k, pad], true);
+                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{kernel:?}: {channels}x{size}x{size} -> {out}, {k}x{k}");
+            }
+        }
+    }
+}
