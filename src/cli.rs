@@ -12,6 +12,7 @@ use googlenet::experiment::concat_order::Order;
 use googlenet::inputs::Shard;
 use googlenet::inspect::modules::BranchKind;
 use googlenet::similarity::DUPLICATE_THRESHOLD;
+use googlenet::Precision;
 use googlenet::{
     Adjust, Builder, ChannelOrder, Classifier, Crops, Downloader, Preset, ResizeMode,
     LARGEST_MAX_PIXELS,
@@ -237,6 +238,10 @@ pub struct ServeArgs {
     /// The most images a worker runs through the network at once, from one or more requests.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch_size: u16,
+    /// The convolutions' precision: int8 is faster, at a small cost in accuracy
+    /// (docs/precision.md).
+    #[arg(long, value_enum, default_value = "f32", value_name = "PRECISION")]
+    pub precision: PrecisionArg,
     /// ONNX model file [default: $GOOGLENET_MODEL, else the embedded model, else the
     /// fetch-model cache].
     #[arg(long, value_name = "PATH")]
@@ -406,6 +411,9 @@ pub struct InspectArgs {
     /// With --profile: images per run (copies of the one image); times are per image.
     #[arg(long, default_value_t = 1, value_name = "N", requires = "profile", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch_size: u16,
+    /// With --profile: the convolutions' precision.
+    #[arg(long, value_enum, default_value = "f32", value_name = "PRECISION", requires = "profile")]
+    pub precision: PrecisionArg,
     /// The input shape, e.g. `1,3,224,224`, for models whose input is not fully known.
     #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', conflicts_with = "profile")]
     pub input_shape: Option<Vec<usize>>,
@@ -525,6 +533,10 @@ pub struct RunArgs {
     /// No progress bar and no summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// The convolutions' precision: int8 is faster, at a small cost in accuracy
+    /// (docs/precision.md).
+    #[arg(long, value_enum, default_value = "f32", value_name = "PRECISION")]
+    pub precision: PrecisionArg,
 }
 
 /// Makes `$arg`, a wrapper of the library's enum `$type`, a clap value, here at the command
@@ -548,6 +560,12 @@ macro_rules! value_enum {
         }
     };
 }
+
+value_enum!(PrecisionArg(Precision) {
+    F32 => "f32": "f32 throughout",
+    Bf16 => "bf16": "bf16 products with f32 sums where the CPU has a bf16 kernel, else f32 with a note",
+    Int8 => "int8": "8-bit weights and 7-bit activations, exact integer sums",
+});
 
 value_enum!(FormatArg(Format) {
     Table => "table": "Aligned text for people",
@@ -657,6 +675,7 @@ impl RunnerArgs {
             .adjust(self.preprocess.adjust())
             .threads(self.run.threads.map(usize::from))
             .batch_size(self.run.batch_size.map(usize::from))
+            .precision(self.run.precision.0)
             .images(images)
             .downloader(self.download.downloader())
     }

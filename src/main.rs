@@ -44,6 +44,7 @@ fn main() -> ExitCode {
 fn message(err: &anyhow::Error) -> String {
     let line = output::one_line(err.as_ref());
     match err.downcast_ref::<googlenet::Error>() {
+        Some(googlenet::Error::Setting { setting: googlenet::ISA_ENV, .. }) => line,
         Some(bad @ googlenet::Error::Setting { setting, problem }) => {
             let flag = format!("--{} {problem}", setting.replace('_', "-"));
             line.replacen(&bad.to_string(), &flag, 1)

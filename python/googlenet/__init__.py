@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
@@ -139,7 +140,10 @@ class Classifier:
         preset: ``"caffe"`` or ``"torchvision"`` preprocessing; by default the one the model
             suggests (caffe for GoogLeNet).
         threads: worker threads for a list of images; by default one per core.
-        precision: ``"f32"``, the only one this build computes in.
+        precision: the convolutions' precision: ``"f32"``, ``"int8"`` (faster, at a small cost
+            in accuracy), or ``"bf16"`` where the CPU has a bf16 kernel. Where it has no
+            kernel for the one asked for, the model runs at f32 with a ``RuntimeWarning``
+            that says why; ``model["precision"]`` is the one it runs at.
         top_k: classes each record keeps unless ``classify`` is told otherwise.
 
     Raises:
@@ -157,6 +161,9 @@ class Classifier:
     ) -> None:
         with _raising():
             self._engine = _googlenet.Engine(model, preset, threads, precision, top_k)
+            note = self._engine.note()
+        if note is not None:
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
 
     def classify(
         self, images: Union[Image, Sequence[Image]], top_k: Optional[int] = None
@@ -209,7 +216,7 @@ class Classifier:
     def model(self) -> Dict[str, Any]:
         """The model's facts, as the service's ``GET /v1/model`` gives them: ``name``,
         ``source``, ``input`` (``name``, ``width``, ``height``), ``output``, ``classes``,
-        ``features``, ``preset`` and ``top_k``."""
+        ``features``, ``preset``, ``top_k``, ``precision`` and ``kernel``."""
         with _raising():
             return json.loads(self._engine.model())
 

@@ -28,3 +28,5 @@ class Engine:
         (kind, message)."""
     def model(self) -> str:
         """The model's facts as JSON."""
+    def note(self) -> Optional[str]:
+        """Why the model runs at another precision than the one asked for, or None."""

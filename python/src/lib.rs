@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use googlenet::{Builder, Cancel, Classifier, Embedder, Error, Input, Outcome, Preset, Record};
+use googlenet::{
+    Builder, Cancel, Classifier, Embedder, Error, Input, Outcome, Precision, Preset, Record,
+};
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -116,10 +118,7 @@ impl Engine {
         precision: &str,
         top_k: usize,
     ) -> PyResult<Engine> {
-        if precision != "f32" {
-            let problem = format!("{precision:?} is not available; this build computes in \"f32\"");
-            return Err(setting_error("precision", problem));
-        }
+        let precision: Precision = precision.parse().map_err(library_error)?;
         let preset = match preset {
             None => None,
             Some(name) => Some(Preset::from_name(name).ok_or_else(|| {
@@ -134,6 +133,7 @@ impl Engine {
             .model_or_default(model.as_deref())
             .preset(preset)
             .threads(threads)
+            .precision(precision)
             .top_k(top_k);
         let engine = Engine { builder, classifiers: Cache::new(), embedders: Cache::new() };
         engine.classifier(py, 1)?;
@@ -199,6 +199,11 @@ impl Engine {
     }
 
     /// The facts of the model, as `GET /v1/model` gives them, as JSON.
+    /// Why the model runs at another precision than the one asked for, where it does.
+    fn note(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self.classifier(py, 1)?.note().map(str::to_owned))
+    }
+
     fn model(&self, py: Python<'_>) -> PyResult<String> {
         let features = self.embedder(py, None, 1).ok().map(|embedder| embedder.width());
         serde_json::to_string(&self.classifier(py, 1)?.info(features))

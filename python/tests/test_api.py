@@ -164,7 +164,7 @@ def test_the_model_and_the_settings(classifier):
     three = googlenet.Classifier(top_k=3, threads=1)
     assert len(three.classify(str(CAT))["predictions"]) == 3
     for settings, error, message in [
-        ({"precision": "bf16"}, googlenet.SettingError, "^precision \"bf16\" is not available"),
+        ({"precision": "fp16"}, googlenet.SettingError, "^precision `fp16` is not f32, bf16 or int8$"),
         ({"preset": "keras"}, googlenet.SettingError, "^preset \"keras\" is unknown"),
         ({"threads": 0}, googlenet.SettingError, "^threads must be at least 1$"),
         ({"model": "/no/such/model.onnx"}, googlenet.ModelError, "/no/such/model.onnx"),
@@ -175,6 +175,15 @@ def test_the_model_and_the_settings(classifier):
             googlenet.Classifier(**settings)
         assert isinstance(raised.value, (googlenet.Error, ValueError)), settings
         assert "--" not in str(raised.value), "settings are named as the arguments are"
+
+
+def test_int8_runs_and_bf16_without_a_kernel_runs_at_f32_with_a_warning():
+    int8 = googlenet.Classifier(precision="int8", threads=1)
+    assert int8.model["precision"] == "int8"
+    assert int8.classify(str(CAT))["predictions"][0]["name"] == "Egyptian cat"
+    with pytest.warns(RuntimeWarning, match="^precision bf16: no bf16 kernel for this CPU"):
+        bf16 = googlenet.Classifier(precision="bf16", threads=1)
+    assert bf16.model["precision"] == "f32"
 
 
 def test_the_package_exports_its_api_only():

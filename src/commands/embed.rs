@@ -17,7 +17,7 @@ pub(super) fn embed(args: &EmbedArgs, verbose: bool) -> Result<Status> {
     let inputs = pending_inputs(&args.inputs, resume)?;
     let builder = args.runner.builder(inputs.len());
     let embedder = loaded(builder.build_embedder(args.layer.as_deref()))?;
-    announce(&embedder.describe(), verbose);
+    announce(&embedder.describe(), embedder.note(), verbose);
     let mut progress = progress(&inputs, args.runner.run.quiet, "embedded");
     let failed = match format {
         EmbedFormat::Jsonl => {

@@ -39,7 +39,7 @@ fn images(paths: &[PathBuf]) -> Result<Vec<Input>> {
 /// The classifier the experiments load, once, with `args`.
 fn classifier(args: &ClassifierArgs, verbose: bool) -> Result<Classifier> {
     let classifier = loaded(args.builder(0, 5, Crops::One).build())?;
-    announce(&classifier.describe(), verbose);
+    announce(&classifier.describe(), classifier.note(), verbose);
     Ok(classifier)
 }
 

@@ -26,7 +26,7 @@ struct ExplainReport {
 pub(super) fn explain(args: &ExplainArgs, verbose: bool) -> Result<Status> {
     let builder = args.classifier.builder(0, 1, Crops::One);
     let classifier = loaded(builder.build())?;
-    announce(&classifier.describe(), verbose);
+    announce(&classifier.describe(), classifier.note(), verbose);
     let name = args.image.display();
     let (patch, stride) = (usize::from(args.patch), usize::from(args.stride));
     let photo = Input::from_arg(&args.image);

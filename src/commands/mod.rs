@@ -59,7 +59,9 @@ fn inspect(args: &InspectArgs) -> Result<Status> {
     let builder = Classifier::builder().model_or_default(args.model.as_deref());
     if let Some(image) = &args.profile {
         let batch = usize::from(args.batch_size);
-        let classifier = loaded(builder.batch_size(Some(batch)).build())?;
+        let builder = builder.batch_size(Some(batch)).precision(args.precision.0);
+        let classifier = loaded(builder.build())?;
+        announce(&classifier.describe(), classifier.note(), false);
         let input = image.as_ref().map(Input::from_arg);
         let profile =
             classifier.profile(input.as_ref(), args.runs).with_context(|| match image {
@@ -117,7 +119,7 @@ fn classify(args: &ClassifyArgs, verbose: bool) -> Result<Status> {
     let inputs = pending_inputs(&args.inputs, resume)?;
     let builder = args.classifier.builder(inputs.len(), args.top_k, args.crops);
     let classifier = loaded(builder.build())?;
-    announce(&classifier.describe(), verbose);
+    announce(&classifier.describe(), classifier.note(), verbose);
     let mut output = match &args.output {
         Some(path) => Output::file(format, path, args.resume)?,
         None => Output::stdout(format),
@@ -137,7 +139,7 @@ fn eval(args: &EvalArgs, verbose: bool) -> Result<Status> {
     let inputs = pending_inputs(&args.inputs, None)?;
     let builder = args.classifier.builder(inputs.len(), 5, args.crops);
     let classifier = loaded(builder.build())?;
-    announce(&classifier.describe(), verbose);
+    announce(&classifier.describe(), classifier.note(), verbose);
     let mut tally = Tally::default();
     let mut unlabelled = Vec::new();
     let mut progress = progress(&inputs, args.classifier.runner.run.quiet, "classified");
@@ -196,8 +198,12 @@ fn summarise(progress: Progress, written: Result<()>) -> Result<usize> {
     written.map(|()| failed)
 }
 
-/// Says on stderr, with `verbose`, which model was loaded and how (`describe`, a line each).
-fn announce(describe: &[String], verbose: bool) {
+/// Writes the load's `note` (why it runs at another precision than asked), and with
+/// `verbose` what was loaded and how, to stderr.
+fn announce(describe: &[String], note: Option<&str>, verbose: bool) {
+    if let Some(note) = note {
+        diagnostic(note);
+    }
     if verbose {
         describe.iter().for_each(|line| diagnostic(line));
     }

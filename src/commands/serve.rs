@@ -21,11 +21,12 @@ pub(super) fn serve(args: &ServeArgs, verbose: bool) -> Result<Status> {
         .labels(args.labels.as_deref())
         .batch_size(Some(batch))
         .threads(args.threads.map(usize::from))
+        .precision(args.precision.0)
         .top_k(args.top_k.into());
     let classifier = loaded(builder.build())?;
-    announce(&classifier.describe(), verbose);
+    announce(&classifier.describe(), classifier.note(), verbose);
     let features = loaded(classifier.embedder(None))
-        .inspect(|embedder| announce(&embedder.describe(), verbose))
+        .inspect(|embedder| announce(&embedder.describe(), None, verbose))
         .map_err(|err| format!("this model's features cannot be found: {err}"));
     let info = classifier.info(features.as_ref().ok().map(Embedder::width));
     let threads = classifier.threads();

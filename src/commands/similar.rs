@@ -52,7 +52,7 @@ struct Group {
 
 pub(super) fn similar(args: &SimilarArgs, verbose: bool) -> Result<Status> {
     let embedder = loaded(args.runner.builder(0).build_embedder(None))?;
-    announce(&embedder.describe(), verbose);
+    announce(&embedder.describe(), embedder.note(), verbose);
     let format = args.format.unwrap_or_else(|| match std::io::stdout().is_terminal() {
         true => SimilarFormat::Table,
         false => SimilarFormat::Jsonl,

@@ -1,21 +1,30 @@
 //! The operator allowlist against the classifier families it must serve: a small random-weight
 //! graph of each family's characteristic block, built here, loaded and run end to end through
 //! the binary, its ten probabilities equal within 1e-4 to those of the same run on tract's own
-//! operators (`GOOGLENET_KERNELS=tract`, the differential reference); and operators that are no
-//! image classifier's, refused.
+//! operators (`GOOGLENET_ISA=tract`, the differential reference), on every kernel path this CPU
+//! has; and operators that are no image classifier's, refused.
 
 use crate::common::{googlenet, Attr, Graph};
 use serde_json::Value;
 
-/// Classifies the bundled photo with `model` (10 classes) on the project's kernels and on
-/// tract's operators, checks that both give each class the same probability within 1e-4, and
-/// returns the project's JSON record.
+/// Classifies the bundled photo with `model` (10 classes) on each of the project's kernel paths
+/// this CPU has and on tract's operators, checks that each gives each class the same
+/// probability as tract within 1e-4, and returns the default path's JSON record.
 fn classify(model: Vec<u8>, name: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{name}.onnx"));
     std::fs::write(&path, model).unwrap();
-    let ours = classify_with(&path, None);
     let reference = classify_with(&path, Some("tract"));
+    for isa in crate::common::kernel_paths() {
+        compare(&classify_with(&path, Some(isa)), &reference, &format!("{name} on {isa}"));
+    }
+    let ours = classify_with(&path, None);
+    compare(&ours, &reference, name);
+    ours
+}
+
+/// Checks that `ours` gives each class the probability `reference` gives it, within 1e-4.
+fn compare(ours: &Value, reference: &Value, name: &str) {
     let by_class = |record: &Value| -> Vec<(u64, f64)> {
         let mut p: Vec<(u64, f64)> = record["predictions"]
             .as_array()
@@ -26,24 +35,23 @@ fn classify(model: Vec<u8>, name: &str) -> Value {
         p.sort_by_key(|&(index, _)| index);
         p
     };
-    let (ours_p, reference_p) = (by_class(&ours), by_class(&reference));
+    let (ours_p, reference_p) = (by_class(ours), by_class(reference));
     assert_eq!(ours_p.len(), 10, "{name}");
     for ((index, a), (_, b)) in ours_p.iter().zip(&reference_p) {
         assert!((a - b).abs() <= 1e-4, "{name}: class {index}: {a} against tract's {b}");
     }
-    ours
 }
 
 /// The one JSON record of classifying the bundled photo with the model at `path` (10 classes,
-/// all kept), with `GOOGLENET_KERNELS` set to `kernels`.
-fn classify_with(path: &std::path::Path, kernels: Option<&str>) -> Value {
+/// all kept), with `GOOGLENET_ISA` set to `isa`.
+fn classify_with(path: &std::path::Path, isa: Option<&str>) -> Value {
     let name = path.display();
     let dir = tempfile::tempdir().unwrap();
     let labels = dir.path().join("labels.txt");
     std::fs::write(&labels, (0..10).map(|i| format!("class {i}\n")).collect::<String>()).unwrap();
     let mut command = googlenet();
-    if let Some(kernels) = kernels {
-        command.env("GOOGLENET_KERNELS", kernels);
+    if let Some(isa) = isa {
+        command.env("GOOGLENET_ISA", isa);
     }
     let output = command
         .args(["classify", "--format", "jsonl", "--preset", "torchvision", "-k", "10"])

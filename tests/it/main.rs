@@ -14,6 +14,7 @@ mod hostile;
 mod inputs;
 mod inspect;
 mod page;
+mod precision;
 mod serve;
 mod serve_attacks;
 mod similar;

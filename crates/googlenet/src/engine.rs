@@ -21,6 +21,7 @@ use crate::inspect::Network;
 use crate::labels::Labels;
 use crate::model::{Model, ModelSource, Origin, OutputKind};
 use crate::pipeline::{embedding_records, records, run_ordered, Runner};
+use crate::precision::{self, Precision, Resolved};
 use crate::preprocess::{ChannelOrder, Preprocess, Preset, ResizeMode};
 use crate::record::Record;
 
@@ -58,6 +59,7 @@ pub struct Builder {
     top_k: usize,
     crops: Crops,
     downloader: Downloader,
+    precision: Precision,
 }
 
 impl Default for Builder {
@@ -73,6 +75,7 @@ impl Default for Builder {
             top_k: 5,
             crops: Crops::One,
             downloader: Downloader::default(),
+            precision: Precision::F32,
         }
     }
 }
@@ -162,6 +165,13 @@ impl Builder {
         }
     }
 
+    /// The precision of the convolutions (default f32). Where this CPU has no kernel for it,
+    /// the model runs at f32 and [`Classifier::note`] says why.
+    pub fn precision(mut self, precision: Precision) -> Builder {
+        self.precision = precision;
+        self
+    }
+
     /// Loads the model for class scores, with its labels.
     pub fn build(self) -> Result<Classifier> {
         let file = Arc::new(ModelFile::read(self.model.as_deref())?);
@@ -199,9 +209,10 @@ impl Builder {
     fn load(&self, file: Arc<ModelFile>, head: Head) -> Result<Plan> {
         let started = Instant::now();
         let batch = self.batch();
+        let resolved = precision::resolve(self.precision)?;
         let model = match head {
-            Head::Scores => Model::from_bytes(&file.bytes, batch),
-            Head::Features(layer) => Model::features(&file.bytes, batch, layer),
+            Head::Scores => Model::with_kernels(&file.bytes, batch, resolved.kernels),
+            Head::Features(layer) => Model::features(&file.bytes, batch, layer, resolved.kernels),
         }
         .map_err(|err| Error::model(&err.context(format!("cannot load model {}", file.source))))?;
         let preset = self.preset.unwrap_or_else(|| suggested_preset(&model, file.source.origin));
@@ -209,7 +220,7 @@ impl Builder {
         let downloader = self.downloader.clone();
         let runner = Runner { model, preprocess, downloader, crops: self.crops };
         let threads = self.thread_count();
-        Ok(Plan { runner, file, preset, threads, load_time: started.elapsed() })
+        Ok(Plan { runner, file, preset, threads, resolved, load_time: started.elapsed() })
     }
 
     /// The preprocessing of `preset` for `model`'s input, adjusted.
@@ -305,6 +316,7 @@ struct Plan {
     file: Arc<ModelFile>,
     preset: Preset,
     threads: usize,
+    resolved: Resolved,
     load_time: Duration,
 }
 
@@ -337,6 +349,11 @@ impl Plan {
             format!(
                 "preprocess: preset {:?}, resize {:?}, {:?}, mean {:?}, std {:?}",
                 self.preset, p.resize, p.order, p.mean, p.std
+            ),
+            format!(
+                "precision: {} on the {} kernel path",
+                self.resolved.precision,
+                self.resolved.kernels.name()
             ),
             format!("loaded and optimised in {:.0?}", self.load_time),
         ]
@@ -441,9 +458,15 @@ impl Classifier {
     }
 
     /// What was loaded and how, a line each: the model and where it came from, its input and
-    /// output, the preprocessing, and the time the load took.
+    /// output, the preprocessing, the precision and kernel path, and the time the load took.
     pub fn describe(&self) -> Vec<String> {
         self.plan.describe()
+    }
+
+    /// Why the model runs at another precision than the one asked for, where it does: one
+    /// line, for the user to see.
+    pub fn note(&self) -> Option<&str> {
+        self.plan.resolved.note.as_deref()
     }
 
     /// Each layer's output shape in a run, per image, as [`Builder::network`] derives it from
@@ -505,6 +528,8 @@ impl Classifier {
             features,
             preset: self.plan.preset.name().to_owned(),
             top_k: self.top_k,
+            precision: self.plan.resolved.precision.name().to_owned(),
+            kernel: self.plan.resolved.kernels.name().to_owned(),
         }
     }
 
@@ -557,6 +582,12 @@ impl Embedder {
     pub fn describe(&self) -> Vec<String> {
         self.plan.describe()
     }
+
+    /// Why the model runs at another precision than the one asked for, as
+    /// [`Classifier::note`] says it.
+    pub fn note(&self) -> Option<&str> {
+        self.plan.resolved.note.as_deref()
+    }
 }
 
 /// The facts of a loaded model: what `GET /v1/model` answers and the Python package's
@@ -579,6 +610,10 @@ pub struct ModelInfo {
     pub preset: String,
     /// Top classes per answer unless asked for more or fewer.
     pub top_k: usize,
+    /// The precision the convolutions run at: `f32` or `int8` ([`Precision::name`]).
+    pub precision: String,
+    /// The kernel path: `avx512`, `avx2` or `tract` (see [`crate::ISA_ENV`]).
+    pub kernel: String,
 }
 
 /// A layer's output in a run ([`Classifier::shapes`]).

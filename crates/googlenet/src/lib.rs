@@ -47,6 +47,7 @@ mod fuzz_seeds;
 mod labels;
 mod model;
 mod pipeline;
+mod precision;
 mod preprocess;
 mod record;
 #[cfg(test)]
@@ -71,7 +72,8 @@ pub use error::{one_line, Error, Result};
 pub use files::Size;
 pub use inputs::Input;
 pub use labels::{Label, Labels};
-pub use model::{cache_path, MODEL_ENV};
+pub use model::{cache_path, ISA_ENV, MODEL_ENV};
+pub use precision::Precision;
 pub use preprocess::{ChannelOrder, Preset, ResizeMode, DEFAULT_MAX_PIXELS, LARGEST_MAX_PIXELS};
 pub use record::{Outcome, Record};
 

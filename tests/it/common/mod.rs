@@ -28,6 +28,23 @@ pub fn googlenet() -> assert_cmd::Command {
     cmd
 }
 
+/// The project's kernel paths this CPU runs (`GOOGLENET_ISA` values), after saying on stderr
+/// which it skips and why: the tests that run every path run these.
+pub fn kernel_paths() -> Vec<&'static str> {
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+    let paths = [("avx512", avx512, "AVX-512F, AVX2 and FMA"), ("avx2", avx2, "AVX2 and FMA")];
+    let mut runs = Vec::new();
+    for (path, present, needs) in paths {
+        if present {
+            runs.push(path);
+        } else {
+            eprintln!("skipped kernel path {path}: this CPU lacks {needs}");
+        }
+    }
+    runs
+}
+
 /// Makes a named pipe at `path` that nothing writes to: a run that reads it waits there until
 /// it is killed.
 pub fn blocking_fifo(path: &Path) {

@@ -29,6 +29,8 @@ pub(crate) use allowlist::OPERATORS;
 pub(crate) use checked_ops::onnx;
 pub use source::{cache_path, ModelSource, Origin, MODEL_ENV};
 
+pub use googlenet_kernels::{Kernel, Precision as KernelPrecision};
+
 use crate::files::Size;
 use crate::guard;
 
@@ -72,29 +74,35 @@ pub struct Model {
 }
 
 impl Model {
-    /// Parses an ONNX model and prepares its plan for batches of `batch_size` images. Above 1,
-    /// Reshape nodes that pin the batch to 1 are rewritten to copy it from their input.
+    /// [`Model::with_kernels`] running the default operators, in f32 ([`Kernels::default`]).
     pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {
-        Model::with_kernels(bytes, batch_size, Kernels::from_env())
+        Model::with_kernels(bytes, batch_size, Kernels::default())
     }
 
-    /// [`Model::from_bytes`] running the operators of `kernels`.
+    /// Parses an ONNX model and prepares its plan for batches of `batch_size` images, running
+    /// the operators of `kernels`. Above 1, Reshape nodes that pin the batch to 1 are rewritten
+    /// to copy it from their input.
     pub fn with_kernels(bytes: &[u8], batch_size: usize, kernels: Kernels) -> Result<Model> {
         guard::catch_load(|| Model::prepare(read_proto(bytes)?, batch_size, None, kernels))
     }
 
-    /// [`Model::from_bytes`] for a plan that returns features instead of class scores: the
+    /// [`Model::with_kernels`] for a plan that returns features instead of class scores: the
     /// output of the node or tensor `layer`, or by default what the classifier's last linear
     /// layer reads, followed back through reshapes to the layer that computes it (the global
     /// average pool of a CNN).
-    pub fn features(bytes: &[u8], batch_size: usize, layer: Option<&str>) -> Result<Model> {
+    pub fn features(
+        bytes: &[u8],
+        batch_size: usize,
+        layer: Option<&str>,
+        kernels: Kernels,
+    ) -> Result<Model> {
         guard::catch_load(|| {
             let proto = read_proto(bytes)?;
             let tensor = match layer {
                 Some(layer) => layer.to_owned(),
                 None => features::feature_tensor(&proto)?,
             };
-            Model::prepare(proto, batch_size, Some(&tensor), Kernels::from_env())
+            Model::prepare(proto, batch_size, Some(&tensor), kernels)
         })
     }
 
@@ -223,25 +231,57 @@ pub struct NodeTime {
     pub time: Duration,
 }
 
-/// The environment variable that picks the operators a plan runs: `tract` for
-/// [`Kernels::Tract`]; unset (or anything else), [`Kernels::Project`].
-pub const KERNELS_ENV: &str = "GOOGLENET_KERNELS";
+/// The environment variable that forces a kernel path: `tract` for tract's own operators, or
+/// the name of a product kernel of the project's ([`Kernel::NAMES`]); unset, the fastest
+/// kernel this CPU runs.
+pub const ISA_ENV: &str = "GOOGLENET_ISA";
 
 /// Whose convolution, max-pool and LRN operators a plan runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
-    /// The project's own ([`googlenet_kernels`]): the default.
-    Project,
-    /// tract's own: slower, the reference the differential tests compare the project's with.
+    /// The project's own ([`googlenet_kernels`]): the convolutions on this product kernel at
+    /// this precision, or tract's where the CPU has no kernel. The default.
+    Project(Option<Kernel>, KernelPrecision),
+    /// tract's own, in f32: slower, the reference the differential tests compare the
+    /// project's with.
     Tract,
 }
 
+impl Default for Kernels {
+    /// The project's, on the fastest kernel this CPU runs, in f32.
+    fn default() -> Kernels {
+        Kernels::Project(Kernel::detect(), KernelPrecision::F32)
+    }
+}
+
 impl Kernels {
-    /// [`Kernels::Tract`] where [`KERNELS_ENV`] says `tract`, else [`Kernels::Project`].
-    pub fn from_env() -> Kernels {
-        match std::env::var_os(KERNELS_ENV) {
-            Some(value) if value == "tract" => Kernels::Tract,
-            _ => Kernels::Project,
+    /// The operators [`ISA_ENV`] forces, in f32, or by default the project's on the fastest
+    /// kernel this CPU runs; an error says what is wrong with a value that is no path, or one
+    /// this CPU lacks.
+    pub fn from_env() -> std::result::Result<Kernels, String> {
+        let Some(value) = std::env::var_os(ISA_ENV) else { return Ok(Kernels::default()) };
+        let value = value.to_string_lossy();
+        if value == "tract" {
+            return Ok(Kernels::Tract);
+        }
+        if let Some(kernel) = Kernel::named(&value) {
+            return Ok(Kernels::Project(Some(kernel), KernelPrecision::F32));
+        }
+        let paths = Kernel::NAMES.join(", ");
+        Err(if Kernel::NAMES.contains(&&*value) {
+            format!("is `{value}`, a kernel whose instructions this CPU lacks")
+        } else {
+            format!("is `{value}`, no kernel path: this build has {paths} and tract")
+        })
+    }
+
+    /// The kernel path's name: the product kernel's ([`Kernel::name`]), `tract`, or `tract
+    /// convolutions` where the CPU has no product kernel.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Project(Some(kernel), _) => kernel.name(),
+            Kernels::Project(None, _) => "tract convolutions",
+            Kernels::Tract => "tract",
         }
     }
 }
@@ -251,8 +291,8 @@ impl Kernels {
 fn optimise(model: InferenceModel, kernels: Kernels) -> Result<TypedModel> {
     let mut typed = model.into_typed()?;
     shapes::check_shapes(&typed)?;
-    if kernels == Kernels::Project {
-        googlenet_kernels::replace_operators(&mut typed)?;
+    if let Kernels::Project(kernel, precision) = kernels {
+        googlenet_kernels::replace_operators(&mut typed, kernel, precision)?;
     }
     let optimised = typed.into_optimized().context("cannot optimise the model")?;
     check_tensor_bytes(&optimised)?;
@@ -336,7 +376,10 @@ impl Probe {
         let fact = f32::fact([1, 3, input.height as usize, input.width as usize]);
         model.set_input_fact(0, fact.into())?;
         model.select_outputs_by_name(tensors)?;
-        let plan = optimise(model, Kernels::from_env())?.into_runnable()?;
+        let kernels =
+            Kernels::from_env().map_err(|problem| anyhow::anyhow!("{ISA_ENV} {problem}"))?;
+        let plan = optimise(model, kernels)?;
+        let plan = plan.into_runnable()?;
         Ok(Probe { plan, input })
     }
 

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use tract_onnx::prelude::tract_ndarray::Array3;
 
-use super::{Kernels, Model};
+use super::{Kernel, KernelPrecision, Kernels, Model};
 use crate::classify::top_k;
 use crate::labels::Labels;
 use crate::preprocess::{Preset, ResizeMode};
 
 fn shared_model() -> Model {
-    model_with(1, Kernels::Project)
+    model_with(1, Kernels::default())
 }
 
 /// The shared model for batches of `batch`, running the operators of `kernels`.
@@ -23,7 +23,7 @@ fn model_with(batch: usize, kernels: Kernels) -> Model {
 
 #[test]
 fn the_largest_batch_fits_under_the_tensor_limit() {
-    let model = model_with(256, Kernels::Project);
+    let model = model_with(256, Kernels::default());
     assert_eq!(model.batch_size, 256, "a batch of 256, the most the command line takes");
 }
 
@@ -41,7 +41,10 @@ fn outputs_match_onnxruntime_within_1e5() {
             Array3::from_shape_vec((3, 224, 224), input).unwrap()
         })
         .collect();
-    for (batch, kernels) in [(1, Kernels::Project), (2, Kernels::Project), (1, Kernels::Tract)] {
+    let paths =
+        Kernel::available().into_iter().map(|k| Kernels::Project(Some(k), KernelPrecision::F32));
+    let runs = paths.flat_map(|path| [(1, path), (2, path)]).chain([(1, Kernels::Tract)]);
+    for (batch, kernels) in runs {
         let model = model_with(batch, kernels);
         let outputs: Vec<Vec<f32>> =
             inputs.chunks(batch).flat_map(|chunk| model.run(chunk).unwrap()).collect();

@@ -1,0 +1,101 @@
+//! `--precision` and the kernel path override, `GOOGLENET_ISA`: int8 against f32 on the
+//! labelled samples, bf16's fallback where there is no bf16 kernel, and the errors of a path
+//! that is not there.
+
+use crate::common::{classify_records, googlenet, kernel_paths};
+
+const SAMPLES: &str = "../shared/data/imagenet-samples";
+
+/// Each record's top class, in order.
+fn top_classes(precision: &str, isa: &str) -> Vec<String> {
+    let output = googlenet()
+        .env("GOOGLENET_ISA", isa)
+        .args(["classify", "--quiet", "--format", "jsonl", "-k", "1", "--precision", precision])
+        .arg(SAMPLES)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let records: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 100);
+    records.iter().map(|r| r["predictions"][0]["synset"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn int8_agrees_with_f32_on_the_samples_on_every_kernel_path() {
+    let f32 = top_classes("f32", "tract");
+    let truth: Vec<&str> = classify_records([SAMPLES])
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().rsplit('/').next().unwrap().split('_').next().unwrap())
+        .map(|synset| &*Box::leak(synset.to_owned().into_boxed_str()))
+        .collect();
+    let correct = |classes: &[String]| classes.iter().zip(&truth).filter(|(a, b)| a == *b).count();
+    for isa in kernel_paths() {
+        let int8 = top_classes("int8", isa);
+        let agree = int8.iter().zip(&f32).filter(|(a, b)| a == b).count();
+        println!(
+            "int8 on {isa}: top-1 agreement with f32 {agree}/100, correct {} against {}",
+            correct(&int8),
+            correct(&f32)
+        );
+        assert!(agree >= 95, "int8 on {isa}: top-1 agrees with f32 on {agree} of 100 samples");
+        assert!(
+            correct(&int8) + 2 >= correct(&f32),
+            "int8 on {isa}: {} correct against f32's {}",
+            correct(&int8),
+            correct(&f32)
+        );
+    }
+}
+
+#[test]
+fn verbose_names_the_precision_and_the_kernel_path() {
+    let output = googlenet()
+        .env("GOOGLENET_ISA", "avx2")
+        .args(["classify", "--verbose", "--quiet", "--precision", "int8", "assets/chelsea.png"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("precision: int8 on the avx2 kernel path"), "{stderr}");
+}
+
+#[test]
+fn bf16_without_a_kernel_runs_at_f32_with_a_one_line_note() {
+    let output = googlenet()
+        .args(["classify", "--precision", "bf16", "--format", "jsonl", "assets/chelsea.png"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("precision bf16")).collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(
+        notes[0].starts_with("googlenet: precision bf16: no bf16 kernel for this CPU"),
+        "{stderr}"
+    );
+    assert!(notes[0].ends_with("; running at f32"), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["predictions"][0]["name"], "Egyptian cat");
+}
+
+#[test]
+fn a_kernel_path_that_is_not_there_is_a_one_line_error() {
+    let cases = [
+        ("avx9", "f32", "googlenet: error: GOOGLENET_ISA is `avx9`, no kernel path: this build has avx512, avx2 and tract"),
+        ("tract", "int8", "googlenet: error: --precision int8 runs on the project's kernels, not GOOGLENET_ISA=tract's f32 operators"),
+    ];
+    for (isa, precision, expected) in cases {
+        let output = googlenet()
+            .env("GOOGLENET_ISA", isa)
+            .args(["classify", "--precision", precision, "assets/chelsea.png"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim_end(), expected, "GOOGLENET_ISA={isa} --precision {precision}");
+    }
+}
