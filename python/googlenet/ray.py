@@ -75,9 +75,14 @@ class Classify:
         model: Optional[str] = None,
         preset: Optional[str] = None,
         threads: Optional[int] = None,
+        precision: str = "f32",
     ) -> None:
         self._classifier = Classifier(
-            model=model, preset=preset, threads=threads or _threads(), top_k=top_k
+            model=model,
+            preset=preset,
+            threads=threads or _threads(),
+            precision=precision,
+            top_k=top_k,
         )
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
@@ -104,8 +109,11 @@ class Embed:
         model: Optional[str] = None,
         preset: Optional[str] = None,
         threads: Optional[int] = None,
+        precision: str = "f32",
     ) -> None:
-        self._classifier = Classifier(model=model, preset=preset, threads=threads or _threads())
+        self._classifier = Classifier(
+            model=model, preset=preset, threads=threads or _threads(), precision=precision
+        )
         self._layer = layer
         self._normalize = normalize
 

@@ -175,3 +175,17 @@ fn any_layer_can_be_embedded_and_runs_resume() {
     assert_eq!(written[0], one, "the first run's record stays first");
     assert!(Path::new(written[1]).exists());
 }
+
+#[test]
+fn int8_features_point_the_way_f32_features_do() {
+    let (_dir, paths) = photos();
+    let good: Vec<&str> = paths[..paths.len() - 1].iter().map(|p| p.to_str().unwrap()).collect();
+    let f32 = records(&embed(&[&["--normalize"][..], &good].concat()).stdout);
+    let int8 =
+        records(&embed(&[&["--normalize", "--precision", "int8"][..], &good].concat()).stdout);
+    assert_eq!((f32.len(), int8.len()), (good.len(), good.len()));
+    for (a, b) in f32.iter().zip(&int8) {
+        let cosine: f32 = embedding(a).iter().zip(embedding(b)).map(|(x, y)| x * y).sum();
+        assert!(cosine > 0.99, "{}: cosine {cosine} between f32 and int8 features", a["path"]);
+    }
+}

@@ -28,21 +28,22 @@ pub fn googlenet() -> assert_cmd::Command {
     cmd
 }
 
-/// The project's kernel paths this CPU runs (`GOOGLENET_ISA` values), after saying on stderr
-/// which it skips and why: the tests that run every path run these.
+/// The project's kernel paths this CPU runs (`GOOGLENET_ISA` values): the tests that run every
+/// path run these. The first call says on stderr which it skips and why, past the test
+/// harness's capture, so that the suite's output shows it.
 pub fn kernel_paths() -> Vec<&'static str> {
+    static SAID: std::sync::Once = std::sync::Once::new();
     let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     let avx512 = avx2 && is_x86_feature_detected!("avx512f");
     let paths = [("avx512", avx512, "AVX-512F, AVX2 and FMA"), ("avx2", avx2, "AVX2 and FMA")];
-    let mut runs = Vec::new();
-    for (path, present, needs) in paths {
-        if present {
-            runs.push(path);
-        } else {
-            eprintln!("skipped kernel path {path}: this CPU lacks {needs}");
+    let (runs, skipped): (Vec<_>, Vec<_>) = paths.into_iter().partition(|&(_, present, _)| present);
+    SAID.call_once(|| {
+        for (path, _, needs) in skipped {
+            let line = format!("skipped kernel path {path}: this CPU lacks {needs}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
-    }
-    runs
+    });
+    runs.into_iter().map(|(path, _, _)| path).collect()
 }
 
 /// Makes a named pipe at `path` that nothing writes to: a run that reads it waits there until
