@@ -326,6 +326,8 @@ fn the_model_its_features_and_a_heatmap() {
         (model["input"]["width"].as_u64(), model["input"]["height"].as_u64()),
         (Some(224), Some(224))
     );
+    assert_eq!(model["precision"], "f32");
+    assert!(crate::common::kernel_paths().contains(&model["kernel"].as_str().unwrap()), "{model}");
     let mut response = agent.get(server.url("/v1/health")).call().unwrap();
     assert_eq!(response.body_mut().read_to_string().unwrap(), r#"{"status":"ok"}"#);
 
@@ -409,4 +411,19 @@ fn sigterm_lets_the_request_in_flight_finish() {
     assert!(status.success(), "{status:?}: {:?}", server.log());
     assert_eq!(server.log().last().map(String::as_str), Some("googlenet: stopped"));
     assert!(TcpStream::connect(&server.addr).is_err(), "still accepting after the stop");
+}
+
+#[test]
+fn int8_is_served_and_said() {
+    let bytes = std::fs::read(crate::common::asset("chelsea.png")).unwrap();
+    let server = Server::start(&["--precision", "int8"]);
+    let agent = client(MINUTE);
+    let mut response = agent.get(server.url("/v1/model")).call().unwrap();
+    let model: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(model["precision"], "int8");
+    let url = server.url("/v1/classify");
+    let (status, answer) = post_image(&agent, &url, "chelsea.png", &bytes, true);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["predictions"][0]["name"], "Egyptian cat");
 }
