@@ -254,6 +254,13 @@ impl Kernel {
     /// The names of the kernels this build has, whether or not this CPU runs them.
     pub const NAMES: [&str; 2] = ["avx512", "avx2"];
 
+    /// Where no x86 kernel is compiled, no `Kernel` can be made: code that holds one cannot
+    /// be reached.
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn unreachable(self) -> ! {
+        match self.0 {}
+    }
+
     /// Its name: the instruction set of its f32 product, `avx512` or `avx2`.
     pub fn name(self) -> &'static str {
         match self.0 {

@@ -8,7 +8,7 @@
 //! 0..=127 (7 bits: see [`CODE_MAX`]). Output `(r, p) = bias[r] + (w[r] * x) * sum`, with
 //! `sum` the exact integer dot product, converted to f32 and multiplied and added in one fused
 //! step. Every kernel sums the same integers and does the same float steps, so every kernel
-//! gives the same bits as [`reference`].
+//! gives the same bits as the plain-Rust product its tests hold it to.
 //!
 //! **Layout.** The depth of the product runs over taps `(ky, kx)`, and within a tap over the
 //! input channels in groups of four: one 32-bit word holds the four channels' bytes (the first
@@ -147,7 +147,7 @@ impl Words<'_> {
 }
 
 /// `C = bias + (w * scale) * (A B)` for the first `columns` columns of `B`, where `scale` is
-/// the input's scale. `C` holds `a.rows()` rows, `ldc` floats apart, of at least `columns`
+/// the input's scale. `C` holds a row per row of `a`, `ldc` floats apart, of at least `columns`
 /// values; what they held is not read. With `relu`, every value not above zero is stored as
 /// zero.
 #[allow(clippy::too_many_arguments, reason = "the product's operands and its output's layout")]
@@ -198,7 +198,7 @@ struct Sums<'a> {
     relu: bool,
 }
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
+#[cfg(test)]
 impl Sums<'_> {
     /// The float of `sum` in row `row`: converted, multiplied by the row's scale and added to
     /// its bias in one rounding, and cut at zero with a ReLU (a value not above zero becomes
@@ -229,21 +229,21 @@ fn run_tile(
     debug_assert!(
         a.len().is_multiple_of(ROWS) && b.0.len() == (a.len() / ROWS - 1) * b.1 + COLUMNS
     );
-    // Every kernel runs the same integer tile: the AVX-512 one has AVX2 too.
-    let _ = kernel;
     // SAFETY: a `Kernel` is only made once the CPU has been seen to have AVX2 and FMA
-    // (`Kernel::available`), and `multiply` cut `a`, `b` and `tile` to the lengths the tile
-    // reads and writes (checked above in debug builds).
+    // (`Kernel::available`: the AVX-512 kernel's CPU has them too), so every kernel runs this
+    // one tile; and `multiply` cut `a`, `b` and `tile` to the lengths the tile reads and writes
+    // (checked above in debug builds).
     #[cfg(target_arch = "x86_64")]
     unsafe {
+        let _ = kernel;
         x86::tile_avx2(a, b, tile, shape, sums)
     };
     #[cfg(not(target_arch = "x86_64"))]
-    tile_portable(a, b, tile, shape, sums);
+    kernel.unreachable();
 }
 
 /// The exact dot product of two words' four bytes, the first unsigned, the second signed.
-#[cfg(any(test, not(target_arch = "x86_64")))]
+#[cfg(test)]
 #[inline(always)]
 fn dot(input: u32, weight: u32) -> i32 {
     (0..QUAD)
@@ -255,29 +255,8 @@ fn dot(input: u32, weight: u32) -> i32 {
         .sum()
 }
 
-/// The tile in plain Rust, where there is no vector kernel.
-#[cfg(not(target_arch = "x86_64"))]
-fn tile_portable(
-    a: &[u32],
-    (b, stride): (&[u32], usize),
-    tile: &mut [f32],
-    [ldc, rows, width]: [usize; 3],
-    sums: Sums,
-) {
-    for row in 0..rows {
-        for column in 0..width {
-            let sum = a
-                .chunks_exact(ROWS)
-                .enumerate()
-                .map(|(g, words)| dot(b[g * stride + column], words[row]))
-                .sum();
-            tile[row * ldc + column] = sums.value(row, sum);
-        }
-    }
-}
-
 /// The product as the definition reads, for the tests: `C` (rows x columns, row-major) from
-/// `a`'s words and `b` in panels, by [`tile_portable`]'s sums over the whole depth.
+/// `a`'s words and `b` in panels, each sum an exact integer dot product over the whole depth.
 #[cfg(test)]
 pub fn reference(
     a: &QuantWeights,
