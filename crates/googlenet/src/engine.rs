@@ -19,7 +19,7 @@ use crate::inputs::Input;
 use crate::inspect::profile::Profile;
 use crate::inspect::Network;
 use crate::labels::Labels;
-use crate::model::{Model, ModelSource, Origin, OutputKind};
+use crate::model::{Kernels, Model, ModelSource, Origin, OutputKind};
 use crate::pipeline::{embedding_records, records, run_ordered, Runner};
 use crate::precision::{self, Precision, Resolved};
 use crate::preprocess::{ChannelOrder, Preprocess, Preset, ResizeMode};
@@ -536,6 +536,11 @@ impl Classifier {
     /// The model's ONNX bytes, as read once at load.
     pub(crate) fn model_bytes(&self) -> &[u8] {
         &self.plan.file.bytes
+    }
+
+    /// The operators and precision the network runs on, for a variant of it to run on too.
+    pub(crate) fn kernels(&self) -> Kernels {
+        self.plan.resolved.kernels
     }
 
     /// What runs the network: its model, preprocessing and readers.

@@ -41,7 +41,7 @@ fn graph(classifier: &Classifier) -> Result<(ModelProto, Network)> {
 type Pair = (Vec<f32>, Vec<f32>);
 
 /// Runs `original` and `variant` (an ONNX model's bytes, loaded with the original's
-/// preprocessing) on every input, on the original's worker threads, and compares their
+/// preprocessing, kernels and precision) on every input, on the original's worker threads, and compares their
 /// probabilities image by image; an input's true class comes from its name ([`true_synset`]).
 /// `failed` is told of each input that could not be run, with its error.
 pub fn compare(
@@ -50,7 +50,7 @@ pub fn compare(
     inputs: &[Input],
     mut failed: impl FnMut(&str, &Error),
 ) -> Result<Comparison> {
-    let model = Model::from_bytes(variant, 1)
+    let model = Model::with_kernels(variant, 1, original.kernels())
         .map_err(|err| Error::model(&err.context("cannot load the variant")))?;
     let runner = original.runner();
     let both = |input: &Input| -> Result<Pair> {

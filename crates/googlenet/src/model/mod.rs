@@ -74,7 +74,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// [`Model::with_kernels`] running the default operators, in f32 ([`Kernels::default`]).
+    /// [`Model::with_kernels`] running the default operators, in f32 ([`Kernels::default`]),
+    /// for the tests and the fuzzers.
+    #[cfg(any(test, fuzzing))]
     pub fn from_bytes(bytes: &[u8], batch_size: usize) -> Result<Model> {
         Model::with_kernels(bytes, batch_size, Kernels::default())
     }
