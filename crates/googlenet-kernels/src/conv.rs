@@ -444,9 +444,7 @@ struct Padded {
 impl Padded {
     /// The padding of a window along `rows` and `columns`, each with at least one output.
     fn new(rows: &Axis, columns: &Axis) -> Padded {
-        let reach =
-            |axis: &Axis| (axis.output - 1).saturating_mul(axis.stride).saturating_add(axis.kernel);
-        let (lines, width) = (reach(rows), reach(columns));
+        let (lines, width) = (rows.reach(), columns.reach());
         Padded { lines, phase: width.div_ceil(columns.stride), stride: columns.stride }
     }
 

@@ -294,9 +294,7 @@ pub struct Quads {
 impl Quads {
     /// The padding of `rows` and `columns` as far as the window reads.
     pub fn new(rows: &Axis, columns: &Axis) -> Quads {
-        let reach =
-            |axis: &Axis| (axis.output - 1).saturating_mul(axis.stride).saturating_add(axis.kernel);
-        let (lines, line) = (reach(rows), reach(columns));
+        let (lines, line) = (rows.reach(), columns.reach());
         let plane = lines.saturating_mul(line).next_multiple_of(COLUMNS);
         Quads { lines, line, plane }
     }
@@ -353,7 +351,9 @@ impl Quads {
         out.fill(0);
         let area = rows.input * columns.input;
         let inside = columns.input.min(self.line.saturating_sub(columns.pad_before));
-        let zeros = vec![0f32; area];
+        // The channels past the last, in the last word of a count not a multiple of 4: only
+        // then is a plane of zeros made (this runs for every image at every int8 layer).
+        let zeros = vec![0f32; if channels.is_multiple_of(QUAD) { 0 } else { area }];
         let planes = out.chunks_exact_mut(self.plane).take(channels.div_ceil(QUAD));
         for (quad, plane) in planes.enumerate() {
             let inputs: [&[f32]; QUAD] = std::array::from_fn(|byte| {

@@ -60,6 +60,12 @@ impl Axis {
             .collect()
     }
 
+    /// How far along this axis the window reads, from the padding's start: the last output's
+    /// window ends there (saturating where a hostile geometry would overflow).
+    pub fn reach(&self) -> usize {
+        (self.output - 1).saturating_mul(self.stride).saturating_add(self.kernel)
+    }
+
     /// How many values each phase of a split line holds (see [`Axis::split`]).
     pub fn phase_len(&self) -> usize {
         self.input.div_ceil(self.stride)
