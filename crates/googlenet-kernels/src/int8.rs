@@ -22,7 +22,11 @@
 //! **Kernel.** AVX2: `vpmaddubsw` multiplies the input's unsigned bytes by the weights' signed
 //! bytes and adds adjacent pairs into 16-bit sums, and `vpmaddwd` by ones adds those pairs into
 //! 32-bit sums. A pair sum reaches at most `2 x 127 x 127 = 32,258`, inside 16 bits: that is
-//! why the input has 7 bits, not 8 (with 8, `2 x 255 x 127` would saturate).
+//! why the input has 7 bits, not 8 (with 8, `2 x 255 x 127` would saturate). The pair sums of
+//! several groups are added in 16 bits before they are widened, over runs of groups ([spans])
+//! the packing chooses from the weights so that no 16-bit sum can leave 16 bits: on a CPU with
+//! one vector multiplier, widening every group would cost as many multiplications as the
+//! products themselves.
 
 #![allow(
     clippy::indexing_slicing,
@@ -54,7 +58,8 @@ const WEIGHT_MAX: f32 = 127.0;
 
 /// The weights of a convolution as signed bytes, `rows x groups` words in panels of [`ROWS`]
 /// rows (the last zero-padded): panel `p`'s group `g` is the [`ROWS`] words at
-/// `(p * groups + g) * ROWS`, one per row. With them each row's scale and bias.
+/// `(p * groups + g) * ROWS`, one per row. With them each row's scale and bias, and each
+/// panel's [spans](spans).
 #[derive(Clone, PartialEq)]
 pub struct QuantWeights {
     rows: usize,
@@ -62,6 +67,9 @@ pub struct QuantWeights {
     words: Vec<u32>,
     scale: Vec<f32>,
     bias: Vec<f32>,
+    /// Every panel's spans, one after another; panel `p`'s are `spans[starts[p]..starts[p + 1]]`.
+    spans: Vec<u8>,
+    starts: Vec<usize>,
 }
 
 impl fmt::Debug for QuantWeights {
@@ -102,7 +110,72 @@ impl QuantWeights {
         }
         let mut padded_bias = vec![0f32; padded];
         padded_bias[..rows.min(bias.len())].copy_from_slice(&bias[..rows.min(bias.len())]);
-        QuantWeights { rows, groups, words, scale, bias: padded_bias }
+        let (mut all, mut starts) = (Vec::new(), vec![0]);
+        for panel in words.chunks_exact(groups * ROWS) {
+            all.extend(spans(panel));
+            starts.push(all.len());
+        }
+        QuantWeights { rows, groups, words, scale, bias: padded_bias, spans: all, starts }
+    }
+
+    /// Panel `panel`'s words and spans.
+    fn panel(&self, panel: usize) -> (&[u32], &[u8]) {
+        let words = &self.words[panel * self.groups * ROWS..][..self.groups * ROWS];
+        (words, &self.spans[self.starts[panel]..self.starts[panel + 1]])
+    }
+}
+
+/// A panel's groups cut into runs (spans) over which a 16-bit sum of products cannot leave
+/// 16 bits, whatever the input codes: a kernel may add a span's pair sums (`vpmaddubsw`) in 16
+/// bits and widen them to 32 once per span, not once per group. Each of a panel's 16-bit sums
+/// (a row, and the first or the second pair of bytes of a word) adds codes of at most
+/// [`CODE_MAX`] times its weights, so over a span it stays within `CODE_MAX x` (the sum of
+/// those weights that are positive) and `CODE_MAX x` (the sum of those that are negative); a
+/// span is cut where one more group would take either outside `i16`, or at 255 groups. One
+/// group always fits: `2 x 127 x 127` is inside `i16`. The sums are exact either way, so spans
+/// change how fast a kernel runs, never what it gives.
+fn spans(panel: &[u32]) -> Vec<u8> {
+    let mut spans = Vec::new();
+    let (mut length, mut reach) = (0u8, Reach::default());
+    for group in panel.chunks_exact(ROWS) {
+        let grown = reach.with(group);
+        reach = if length == u8::MAX || (length > 0 && !grown.fits()) {
+            spans.push(length);
+            length = 0;
+            Reach::default().with(group)
+        } else {
+            grown
+        };
+        length += 1;
+    }
+    if length > 0 {
+        spans.push(length);
+    }
+    spans
+}
+
+/// How far each 16-bit sum of a panel's span can reach: per row, the highest and the lowest
+/// value of its first and of its second pair of bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reach([[[i32; 2]; 2]; ROWS]);
+
+impl Reach {
+    /// The reach once `group` (a word per row) is added.
+    fn with(mut self, group: &[u32]) -> Reach {
+        for (row, &word) in self.0.iter_mut().zip(group) {
+            for (byte, weight) in word.to_le_bytes().into_iter().enumerate() {
+                let product = i32::from(weight as i8) * CODE_MAX as i32;
+                let [high, low] = &mut row[byte / 2];
+                *high += product.max(0);
+                *low += product.min(0);
+            }
+        }
+        self
+    }
+
+    fn fits(&self) -> bool {
+        let range = i32::from(i16::MIN)..=i32::from(i16::MAX);
+        self.0.iter().flatten().flatten().all(|sum| range.contains(sum))
     }
 }
 
@@ -176,7 +249,7 @@ pub fn multiply(
     for panel in 0..a.rows.div_ceil(ROWS) {
         let first_row = panel * ROWS;
         let rows = ROWS.min(a.rows - first_row);
-        let weights = &a.words[panel * groups * ROWS..][..groups * ROWS];
+        let weights = a.panel(panel);
         let sums =
             Sums { scale: &scales[first_row..][..ROWS], bias: &a.bias[first_row..][..ROWS], relu };
         for index in 0..panels {
@@ -215,10 +288,10 @@ impl Sums<'_> {
 }
 
 /// One tile: `rows` lines of `tile` (`ldc` apart, `width` used) from `a` (`groups x ROWS`
-/// words) and `b` (`groups` runs of [`COLUMNS`] words, `stride` apart).
+/// words and their spans) and `b` (`groups` runs of [`COLUMNS`] words, `stride` apart).
 fn run_tile(
     kernel: Kernel,
-    a: &[u32],
+    a: (&[u32], &[u8]),
     b: (&[u32], usize),
     tile: &mut [f32],
     shape: [usize; 3],
@@ -227,7 +300,9 @@ fn run_tile(
     let [ldc, rows, width] = shape;
     debug_assert!(rows <= ROWS && width <= COLUMNS && tile.len() == (rows - 1) * ldc + width);
     debug_assert!(
-        a.len().is_multiple_of(ROWS) && b.0.len() == (a.len() / ROWS - 1) * b.1 + COLUMNS
+        a.0.len().is_multiple_of(ROWS)
+            && a.1.iter().map(|&span| usize::from(span)).sum::<usize>() == a.0.len() / ROWS
+            && b.0.len() == (a.0.len() / ROWS - 1) * b.1 + COLUMNS
     );
     // SAFETY: a `Kernel` is only made once the CPU has been seen to have AVX2 and FMA
     // (`Kernel::available`: the AVX-512 kernel's CPU has them too), so every kernel runs this
@@ -486,51 +561,59 @@ mod x86 {
 
     use super::{Sums, COLUMNS, ROWS};
 
-    /// `rows` lines of `tile` from `a` (`groups x ROWS` words) and `b` (`groups` runs of
-    /// [`COLUMNS`] words, `stride` apart): all [`ROWS`] x 16 sums in 8 registers.
+    /// `rows` lines of `tile` from `a` (`groups x ROWS` words, and spans that add up to
+    /// `groups`) and `b` (`groups` runs of [`COLUMNS`] words, `stride` apart), a half of 8
+    /// columns at a time: [`ROWS`] x 8 sums in 32 bits, and as many in 16 bits over each span.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA; `a.len()` is a multiple of [`ROWS`], `groups = a.len() / ROWS`
-    /// is at least 1, `b.len() >= (groups - 1) * stride + COLUMNS`, `rows <= ROWS`,
-    /// `width <= COLUMNS` and `tile.len() >= (rows - 1) * ldc + width`.
+    /// is at least 1, the spans add up to `groups`, `b.len() >= (groups - 1) * stride +
+    /// COLUMNS`, `rows <= ROWS`, `width <= COLUMNS` and `tile.len() >= (rows - 1) * ldc +
+    /// width`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile_avx2(
-        a: &[u32],
+        (a, spans): (&[u32], &[u8]),
         (b, stride): (&[u32], usize),
         tile: &mut [f32],
         [ldc, rows, width]: [usize; 3],
         sums: Sums,
     ) {
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
-        for (g, weights) in a.chunks_exact(ROWS).enumerate() {
-            let at = b.as_ptr().wrapping_add(g * stride);
-            // SAFETY: group `g` is below `groups`, so its run of `COLUMNS` (two vectors of 8)
-            // words lies in `b` (the contract); unaligned loads.
-            let columns =
-                unsafe { [_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast())] };
-            for (sum, &weight) in acc.iter_mut().zip(weights) {
-                let weight = _mm256_set1_epi32(weight as i32);
-                for (sum, &column) in sum.iter_mut().zip(&columns) {
-                    let pairs = _mm256_maddubs_epi16(column, weight);
-                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
+        for half in 0..COLUMNS / 8 {
+            let count = width.saturating_sub(half * 8).min(8);
+            if count == 0 {
+                break;
+            }
+            let mut acc = [_mm256_setzero_si256(); ROWS];
+            let mut groups = a.chunks_exact(ROWS).enumerate();
+            for &span in spans {
+                let mut pairs = [_mm256_setzero_si256(); ROWS];
+                for (g, weights) in groups.by_ref().take(usize::from(span)) {
+                    let at = b.as_ptr().wrapping_add(g * stride + half * 8);
+                    // SAFETY: group `g` is below `groups`, so its run of `COLUMNS` words, and
+                    // this half's 8 of them, lie in `b` (the contract); an unaligned load.
+                    let column = unsafe { _mm256_loadu_si256(at.cast()) };
+                    for (pair, &weight) in pairs.iter_mut().zip(weights) {
+                        let products =
+                            _mm256_maddubs_epi16(column, _mm256_set1_epi32(weight as i32));
+                        // Wrapping adds, exact: a span keeps every 16-bit sum inside 16 bits.
+                        *pair = _mm256_add_epi16(*pair, products);
+                    }
+                }
+                for (sum, &pair) in acc.iter_mut().zip(&pairs) {
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pair, ones));
                 }
             }
-        }
-        for (row, halves) in acc.iter().enumerate().take(rows) {
-            let line = &mut tile[row * ldc..][..width];
-            let scale = _mm256_set1_ps(sums.scale[row]);
-            let bias = _mm256_set1_ps(sums.bias[row]);
-            for (half, &sum) in halves.iter().enumerate() {
-                let count = width.saturating_sub(half * 8).min(8);
-                if count == 0 {
-                    break;
-                }
-                let mut value = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, bias);
+            for (row, &sum) in acc.iter().enumerate().take(rows) {
+                let mut value = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(sum),
+                    _mm256_set1_ps(sums.scale[row]),
+                    _mm256_set1_ps(sums.bias[row]),
+                );
                 if sums.relu {
                     value = _mm256_max_ps(value, _mm256_setzero_ps());
                 }
-                let part = &mut line[half * 8..][..count];
+                let part = &mut tile[row * ldc + half * 8..][..count];
                 if count == 8 {
                     // SAFETY: `part` holds 8 floats.
                     unsafe { _mm256_storeu_ps(part.as_mut_ptr(), value) };
@@ -544,7 +627,7 @@ mod x86 {
         }
     }
 
-    const _: () = assert!(COLUMNS == 16, "the tile's columns are two vectors of 8");
+    const _: () = assert!(COLUMNS.is_multiple_of(8), "the tile's columns are vectors of 8");
 }
 
 #[cfg(test)]
@@ -570,16 +653,27 @@ mod tests {
         random(shape, seed).into_iter().collect()
     }
 
+    /// A maker of reproducible weights of a shape from a seed.
+    type Weights = fn(&[usize], u32) -> Vec<f32>;
+
+    /// Weights as trained ones lie, most far below their row's largest: fifth powers of uniform
+    /// values, so that spans run long (uniform weights keep them at a group or two).
+    fn trained(shape: &[usize], seed: u32) -> Vec<f32> {
+        random(shape, seed).into_iter().map(|w| w.powi(5)).collect()
+    }
+
     #[test]
     fn every_kernel_matches_the_reference_bit_for_bit_on_random_blocks() {
         // Rows off the panel height, columns off the panel width, deep and shallow groups; codes
         // and weights at their extremes included (the random words reach 127, the weights'
-        // largest is 127 by construction).
+        // largest is 127 by construction); short spans and long.
         let shapes = [[4, 1, 16], [13, 37, 45], [1, 1, 1], [7, 432, 70], [64, 64, 196], [9, 3, 17]];
+        let weights: [Weights; 2] = [floats, trained];
         for kernel in Kernel::available() {
-            for (seed, [rows, groups, columns]) in shapes.into_iter().enumerate() {
+            let cases = shapes.into_iter().enumerate().flat_map(|s| weights.map(|w| (s, w)));
+            for ((seed, [rows, groups, columns]), weights) in cases {
                 let seed = seed as u32;
-                let weights = floats(&[rows, groups * QUAD], seed);
+                let weights = weights(&[rows, groups * QUAD], seed);
                 let bias = floats(&[rows], seed + 1);
                 let packed = QuantWeights::new(&weights, &bias, [rows, groups * QUAD, 1, 1]);
                 let b = codes(panels_len(groups, columns), seed + 2);
@@ -625,6 +719,36 @@ mod tests {
         // -1.0 / (2 / 127) = -63.5, to even: -64.
         assert_eq!(word(3, 0), u32::from((-64i8) as u8), "tap 1, quad 1: channel 4");
         assert_eq!(packed.words.len(), ROWS * 4, "rows padded to a panel");
+    }
+
+    #[test]
+    fn spans_keep_every_sixteen_bit_sum_inside_and_end_only_where_the_next_group_breaks_out() {
+        for (weights, seed) in [floats(&[8, 400], 1), trained(&[8, 400], 2)].into_iter().zip(0..) {
+            let packed = QuantWeights::new(&weights, &[0.0; 8], [8, 400, 1, 1]);
+            for p in 0..2 {
+                let (words, spans) = packed.panel(p);
+                let mut groups = words.chunks_exact(ROWS);
+                for (i, &span) in spans.iter().enumerate() {
+                    let reach =
+                        groups.by_ref().take(span.into()).fold(Reach::default(), Reach::with);
+                    assert!(reach.fits(), "seed {seed} panel {p} span {i}");
+                    if let Some(next) = groups.clone().next() {
+                        assert!(!reach.with(next).fits() || span == u8::MAX, "span {i} cut early");
+                    }
+                }
+                assert!(groups.next().is_none(), "the spans cover the groups");
+            }
+            let mean = packed.groups as f32 * 2.0 / packed.spans.len() as f32;
+            let lengths = if seed == 0 { 1.0..2.0 } else { 3.0..40.0 };
+            assert!(lengths.contains(&mean), "seed {seed}: mean span {mean}");
+        }
+        // The extremes: every weight 127 (one group a span), every weight 0 (255 groups).
+        let full = QuantWeights::new(&[1.0; 4 * 8], &[0.0; 4], [4, 8, 1, 1]);
+        assert_eq!(full.panel(0).1, &[1, 1]);
+        let mut zero = vec![0f32; 4 * 4 * 300];
+        zero[0] = 1.0;
+        let zero = QuantWeights::new(&zero, &[0.0; 4], [4, 4 * 300, 1, 1]);
+        assert_eq!(zero.panel(0).1, &[255, 45]);
     }
 
     #[test]
@@ -721,7 +845,7 @@ mod tests {
                     channels,
                     out,
                 );
-                let weights = floats(&[out, channels, k, k], seed);
+                let weights = trained(&[out, channels, k, k], seed);
                 let bias = floats(&[out], seed + 1);
                 let packed = QuantWeights::new(&weights, &bias, [out, channels, k, k]);
                 // A ReLU's output: half zeros.
