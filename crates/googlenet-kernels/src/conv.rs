@@ -87,9 +87,10 @@ enum Product {
 pub enum Precision {
     /// f32 throughout.
     F32,
-    /// Signed bytes of weights by unsigned 7-bit codes of the input, for every direct
-    /// convolution whose input is never negative (one that follows a ReLU); the others (the
-    /// first layer, whose input is signed, and the 3x3 layers Winograd's transform runs) in f32.
+    /// Signed bytes of weights by unsigned 7-bit codes of the input, for every convolution
+    /// whose input is never negative (one that follows a ReLU) but the 3x3 layers that
+    /// Winograd's transform runs in 4x4 output blocks; the others (those, and the first layer,
+    /// whose input is signed) in f32.
     Int8,
 }
 
@@ -123,11 +124,12 @@ pub fn replace_conv(
         let Some(plain) = Plain::of(model, node, conv)? else { continue };
         let relu = relu_after(model, node)?;
         let spec = conv.pool_spec.clone();
-        // 3x3 layers stay on Winograd's f32 product, which multiplies 2.25x-4x less than the
-        // direct one: at int8 they ran slower (docs/precision.md).
+        // At int8, a 3x3 layer stays on Winograd's f32 product where that takes 4x4 output
+        // blocks (4x fewer multiplications than the direct product); with 2x2 blocks (2.25x
+        // fewer) the int8 product is faster (docs/precision.md).
         let winograd = winograd_block(model, node, &spec)?;
         let quantise = precision == Precision::Int8
-            && winograd.is_none()
+            && winograd != Some(Block::Four)
             && never_negative(model, node.inputs[0]);
         let op: Box<dyn TypedOp> = if quantise {
             let mut fast = FastConv::int8(spec, kernel, &plain)?;
@@ -667,9 +669,25 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn at_int8_only_direct_convolutions_of_a_relu_s_output_are_quantised() {
+    fn at_int8_the_convolutions_of_a_relu_s_output_are_quantised_but_winograd_s_4x4_blocks() {
         // A 1x1 after a ReLU, then one after that (its input: the first one's folded ReLU),
-        // then a 3x3 that Winograd's transform runs; and a 1x1 of the signed input.
+        // then a 3x3 (on 28x28, one image: Winograd's 4x4 blocks, kept in f32; on 7x7, its 2x2
+        // ones, quantised); and a 1x1 of the signed input.
+        for (size, three_quantised) in [(28, false), (7, true)] {
+            let model = int8_graph(size);
+            let quantised = |name: &str| {
+                let node = model.nodes().iter().find(|n| n.name == name).unwrap();
+                node.op_as::<FastConv>().is_some_and(FastConv::is_int8)
+            };
+            assert!(quantised("first") && quantised("second") && !quantised("signed"));
+            assert_eq!(quantised("third"), three_quantised, "{size}x{size}");
+            let winograd = model.nodes().iter().any(|n| n.op_as::<WinogradConv>().is_some());
+            assert_eq!(winograd, !three_quantised);
+        }
+    }
+
+    /// The graph of the int8 layer choice's test on a `size x size` input, replaced at int8.
+    fn int8_graph(size: usize) -> TypedModel {
         let pointwise =
             PoolSpec::new(DataFormat::NCHW, tvec![1, 1], PaddingSpec::Valid, None, None, 4, 4);
         let three = PoolSpec::new(
@@ -682,7 +700,7 @@ pub(crate) mod tests {
             4,
         );
         let mut model = TypedModel::default();
-        let source = model.add_source("x", f32::fact([1, 4, 28, 28])).unwrap();
+        let source = model.add_source("x", f32::fact([1, 4, size, size])).unwrap();
         let zero = model.add_const("zero", tensor4(&[[[[0f32]]]])).unwrap();
         let relu = model.wire_node("relu", max(), &[source, zero]).unwrap()[0];
         let mut wire = |name: &str, spec: &PoolSpec, input: OutletId, seed: u32| {
@@ -700,12 +718,7 @@ pub(crate) mod tests {
         let signed = wire("signed", &pointwise, source, 7);
         model.select_output_outlets(&[third, signed]).unwrap();
         assert_eq!(replace_conv(&mut model, fastest(), Precision::Int8).unwrap(), 4);
-        let quantised = |name: &str| {
-            let node = model.nodes().iter().find(|n| n.name == name).unwrap();
-            node.op_as::<FastConv>().is_some_and(FastConv::is_int8)
-        };
-        assert!(quantised("first") && quantised("second"));
-        assert!(!quantised("third") && !quantised("signed"));
+        model
     }
 
     #[test]
