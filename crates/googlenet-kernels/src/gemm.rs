@@ -206,7 +206,7 @@ impl Steps<'_> {
 
 /// A matrix-product kernel this CPU can run. Only [`Kernel::available`] and [`Kernel::detect`]
 /// make one, after checking the CPU's features, so holding a `Kernel` proves that the CPU runs
-/// its instructions: [`multiply`] is safe to call with any of them.
+/// its instructions: the products are safe to call with any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kernel(Isa);
 
@@ -224,7 +224,7 @@ enum Isa {
 
 impl Kernel {
     /// Every kernel this CPU can run, fastest first. Each needs AVX2 and FMA, which the int8
-    /// product's tile runs on ([`super::int8`]); the AVX-512 one needs AVX-512F besides.
+    /// product's tile runs on; the AVX-512 one needs AVX-512F besides.
     pub fn available() -> Vec<Kernel> {
         let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
