@@ -294,7 +294,9 @@ fn a_full_queue_answers_503_at_once_and_the_rest_right() {
     });
     let refused = answers.iter().filter(|(status, ..)| *status == 503).count();
     assert!(refused > 0, "no request was refused");
-    assert!(refused <= burst - 3, "one running and two queued must be answered: {refused} refused");
+    // The two the queue holds are answered; so is a third when the worker took the first off
+    // the queue before the burst filled it, which the scheduler decides.
+    assert!(refused <= burst - 2, "the two queued must be answered: {refused} refused");
     for (status, retry, answer) in &answers {
         match status {
             503 => {
