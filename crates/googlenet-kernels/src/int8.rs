@@ -112,7 +112,10 @@ impl QuantWeights {
         padded_bias[..rows.min(bias.len())].copy_from_slice(&bias[..rows.min(bias.len())]);
         let (mut all, mut starts) = (Vec::new(), vec![0]);
         for panel in words.chunks_exact(groups * ROWS) {
-            all.extend(spans(panel));
+            let cut = spans(panel);
+            // The kernels read as many groups as the spans add up to.
+            assert_eq!(cut.iter().map(|&span| usize::from(span)).sum::<usize>(), groups);
+            all.extend(cut);
             starts.push(all.len());
         }
         QuantWeights { rows, groups, words, scale, bias: padded_bias, spans: all, starts }
@@ -585,20 +588,32 @@ mod x86 {
                 break;
             }
             let mut acc = [_mm256_setzero_si256(); ROWS];
-            let mut groups = a.chunks_exact(ROWS).enumerate();
+            let mut weights = a.as_ptr();
+            let mut column = b.as_ptr().wrapping_add(half * 8);
             for &span in spans {
                 let mut pairs = [_mm256_setzero_si256(); ROWS];
-                for (g, weights) in groups.by_ref().take(usize::from(span)) {
-                    let at = b.as_ptr().wrapping_add(g * stride + half * 8);
-                    // SAFETY: group `g` is below `groups`, so its run of `COLUMNS` words, and
-                    // this half's 8 of them, lie in `b` (the contract); an unaligned load.
-                    let column = unsafe { _mm256_loadu_si256(at.cast()) };
-                    for (pair, &weight) in pairs.iter_mut().zip(weights) {
+                let mut step = |pairs: &mut [__m256i; ROWS]| {
+                    // SAFETY: the spans add up to `groups` (the contract, which
+                    // `QuantWeights::new` asserts), so this is one of the `groups` groups: its `ROWS` weights lie in `a`, and its run of `COLUMNS` words,
+                    // this half's 8 of them, in `b` (the contract); an unaligned load.
+                    let words = unsafe { _mm256_loadu_si256(column.cast()) };
+                    for (row, pair) in pairs.iter_mut().enumerate() {
+                        // SAFETY: as above, `row < ROWS`.
+                        let weight = unsafe { *weights.add(row) };
                         let products =
-                            _mm256_maddubs_epi16(column, _mm256_set1_epi32(weight as i32));
+                            _mm256_maddubs_epi16(words, _mm256_set1_epi32(weight as i32));
                         // Wrapping adds, exact: a span keeps every 16-bit sum inside 16 bits.
                         *pair = _mm256_add_epi16(*pair, products);
                     }
+                    weights = weights.wrapping_add(ROWS);
+                    column = column.wrapping_add(stride);
+                };
+                for _ in 0..span / 2 {
+                    step(&mut pairs);
+                    step(&mut pairs);
+                }
+                if span % 2 == 1 {
+                    step(&mut pairs);
                 }
                 for (sum, &pair) in acc.iter_mut().zip(&pairs) {
                     *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pair, ones));
