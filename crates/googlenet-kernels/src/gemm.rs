@@ -387,11 +387,12 @@ mod x86 {
     use super::super::glue::LINE_FLOATS;
     use super::{Start, Steps, PANEL, ROWS};
 
-    /// How many depth steps ahead the kernel asks for the lines of `b` it is about to read.
-    /// Left to the hardware prefetcher, the loads wait on the next level of cache (`b`'s steps
-    /// are often far apart: a 1x1 convolution reads its input planes as they stand). With 8
-    /// steps the whole network ran 1.04x-1.11x faster than with none; 4 was even with 8, and
-    /// 16 behind it.
+    /// How many depth steps ahead the AVX-512 kernel asks for the lines of `b` it is about to
+    /// read. Left to the hardware prefetcher, the loads wait on the next level of cache (`b`'s
+    /// steps are often far apart: a 1x1 convolution reads its input planes as they stand).
+    /// With 8 steps the whole network ran 1.04x-1.11x faster than with none; 4 was even with
+    /// 8, and 16 behind it. The AVX2 kernel asks for nothing ahead: on an AMD EPYC Zen 2 the
+    /// same requests made the network 1.12x slower.
     const B_AHEAD: usize = 8;
     /// The same for the weights, `a`, whose steps follow each other: 1.02x more. Only a step
     /// that starts a new cache line asks (with 8 rows, 1.02x more than asking at every step).
@@ -569,12 +570,14 @@ mod x86 {
         let mut sums = [[unsafe { V::zero() }; H]; R];
         let weights = a.as_ptr();
         for (step, a) in a.chunks_exact(S).enumerate() {
-            let b_ahead = b.as_ptr().wrapping_add(steps.at(step + B_AHEAD) + first_column);
-            for line in (0..H * V::LANES).step_by(LINE_FLOATS) {
-                prefetch(b_ahead.wrapping_add(line));
-            }
-            if (step * S) % LINE_FLOATS < S {
-                prefetch(weights.wrapping_add((step + A_AHEAD) * S));
+            if V::PREFETCH {
+                let b_ahead = b.as_ptr().wrapping_add(steps.at(step + B_AHEAD) + first_column);
+                for line in (0..H * V::LANES).step_by(LINE_FLOATS) {
+                    prefetch(b_ahead.wrapping_add(line));
+                }
+                if (step * S) % LINE_FLOATS < S {
+                    prefetch(weights.wrapping_add((step + A_AHEAD) * S));
+                }
             }
             let at = steps.at(step) + first_column;
             // SAFETY: the CPU has `V`'s features; step `step` of `b` starts `steps.at(step)`
@@ -631,6 +634,9 @@ mod x86 {
     /// and `store_first` one of `count` (at most `LANES`).
     trait Vector: Copy {
         const LANES: usize;
+        /// Whether the kernel asks for its operands' cache lines ahead of use ([`B_AHEAD`],
+        /// [`A_AHEAD`]) at this width.
+        const PREFETCH: bool;
         unsafe fn zero() -> Self;
         unsafe fn splat(value: f32) -> Self;
         /// `LANES` floats from `at`.
@@ -695,6 +701,7 @@ mod x86 {
         _mm512_fmadd_ps,
         _mm512_add_ps,
         _mm512_max_ps,
+        const PREFETCH: bool = true;
         // Masked: lanes past `count` are neither read nor written.
         #[inline(always)]
         unsafe fn load_first(at: *const f32, count: usize) -> Self {
@@ -718,6 +725,7 @@ mod x86 {
         _mm256_fmadd_ps,
         _mm256_add_ps,
         _mm256_max_ps,
+        const PREFETCH: bool = false;
         // Whole vectors directly, parts through a copy on the stack.
         #[inline(always)]
         unsafe fn load_first(at: *const f32, count: usize) -> Self {
