@@ -426,14 +426,23 @@ impl Quads {
     ) -> f32 {
         let largest = largest(image);
         let inverse = if largest > 0.0 { CODE_MAX / largest } else { 0.0 };
-        out.fill(0);
         let area = rows.input * columns.input;
-        let inside = columns.input.min(self.line.saturating_sub(columns.pad_before));
+        // Unpadded planes hold their lines back to back, as the input does: each plane is one
+        // run, and only the words past it need zeros.
+        let unpadded = [rows.pad_before, columns.pad_before] == [0, 0]
+            && [self.lines, self.line] == [rows.input, columns.input];
+        let (runs, run) = if unpadded {
+            (1, area)
+        } else {
+            out.fill(0);
+            let lines = rows.input.min(self.lines.saturating_sub(rows.pad_before));
+            (lines, columns.input.min(self.line.saturating_sub(columns.pad_before)))
+        };
         // The channels past the last, in the last word of a count not a multiple of 4: only
         // then is a plane of zeros made (this runs for every image at every int8 layer).
         let zeros = vec![0f32; if channels.is_multiple_of(QUAD) { 0 } else { area }];
-        let planes = out.chunks_exact_mut(self.plane).take(channels.div_ceil(QUAD));
-        for (quad, plane) in planes.enumerate() {
+        let quads = channels.div_ceil(QUAD);
+        for (quad, plane) in out.chunks_exact_mut(self.plane).take(quads).enumerate() {
             let inputs: [&[f32]; QUAD] = std::array::from_fn(|byte| {
                 let c = quad * QUAD + byte;
                 if c < channels {
@@ -442,18 +451,24 @@ impl Quads {
                     &zeros
                 }
             });
-            for y in 0..rows.input.min(self.lines.saturating_sub(rows.pad_before)) {
+            for y in 0..runs {
                 let to = &mut plane[(y + rows.pad_before) * self.line + columns.pad_before..];
-                let line = |byte: usize| &inputs[byte][y * columns.input..][..inside];
+                let line = |byte: usize| &inputs[byte][y * columns.input..][..run];
                 let (a, b, c, d) = (line(0), line(1), line(2), line(3));
                 let values = a.iter().zip(b).zip(c).zip(d);
-                for (word, (((&a, &b), &c), &d)) in to[..inside].iter_mut().zip(values) {
+                for (word, (((&a, &b), &c), &d)) in to[..run].iter_mut().zip(values) {
                     *word = code(a, inverse)
                         | code(b, inverse) << 8
                         | code(c, inverse) << 16
                         | code(d, inverse) << 24;
                 }
             }
+            if unpadded {
+                plane[area..].fill(0);
+            }
+        }
+        if unpadded {
+            out[quads * self.plane..].fill(0);
         }
         largest / CODE_MAX
     }
