@@ -1,6 +1,7 @@
 //! Finding the images to process: files as given, folders walked for image files ([`Walk`]),
-//! globs, lists of paths ([`read_list`]), shards ([`shard`]). Folders that cannot be read and
-//! symlink loops become [`Input::Broken`] entries so that they are reported, not fatal.
+//! globs, lists of paths ([`read_list`]), shards ([`shard`]). Folders that cannot be read,
+//! symlink loops and symlinks to nothing become [`Input::Broken`] entries so that they are
+//! reported, not fatal.
 //!
 //! ```
 //! use googlenet::inputs::{shard, Shard, Walk};
@@ -194,10 +195,14 @@ impl Walk {
 
 fn broken(root: &Path, err: &walkdir::Error) -> Input {
     let path = err.path().unwrap_or(root).to_owned();
-    let reason = match (err.loop_ancestor(), err.io_error()) {
-        (Some(ancestor), _) => format!("symlink loop back to {}", ancestor.display()),
-        (None, Some(io)) => format!("cannot read folder: {io}"),
-        (None, None) => err.to_string(),
+    let reason = match (err.loop_ancestor(), err.io_error(), std::fs::read_link(&path)) {
+        (Some(ancestor), ..) => format!("symlink loop back to {}", ancestor.display()),
+        // Followed, a symlink to nothing fails as its target's metadata is read.
+        (None, Some(io), Ok(target)) if io.kind() == std::io::ErrorKind::NotFound => {
+            format!("broken symlink: {} does not exist", target.display())
+        }
+        (None, Some(io), _) => format!("cannot read folder: {io}"),
+        (None, None, _) => err.to_string(),
     };
     Input::Broken { path, reason }
 }
@@ -371,6 +376,26 @@ mod tests {
             matches!(broken[0], Input::Broken { reason, .. } if reason.contains("symlink loop"))
         );
         assert_eq!(inputs.len(), 5);
+    }
+
+    #[test]
+    fn a_symlink_to_nothing_is_a_broken_input_that_names_its_target() {
+        let dir = tree();
+        let root = dir.path();
+        std::os::unix::fs::symlink(root.join("gone.jpg"), root.join("sub/link.jpg")).unwrap();
+        let inputs = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
+        let reasons: Vec<&str> = inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Broken { path, reason } if path.ends_with("sub/link.jpg") => {
+                    Some(reason.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let expected =
+            format!("broken symlink: {} does not exist", root.join("gone.jpg").display());
+        assert_eq!(reasons, [expected.as_str()], "{inputs:?}");
     }
 
     #[test]
