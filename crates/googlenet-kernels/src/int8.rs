@@ -542,6 +542,8 @@ pub fn convolve(
 
 /// Gathers the quantised patches into the panels of `B`: group `(ky, kx, quad)` of output
 /// pixel `(y, x)` is the word at padded `(y * stride + ky, x * stride + kx)` of plane `quad`.
+/// Panel by panel, each group's (up to) 16 pixels copied as runs along their output lines, so
+/// that the panels are written in order.
 fn gather(
     words: &[u32],
     quads: &Quads,
@@ -552,20 +554,30 @@ fn gather(
 ) {
     let planes = groups / (kh * kw);
     let out_width = columns.output;
-    let mut group = 0;
-    for ky in 0..kh {
-        for kx in 0..kw {
-            for quad in 0..planes {
-                let plane = &words[quad * quads.plane..][..quads.plane];
-                for y in 0..rows.output {
-                    let line = &plane[(y * rows.stride + ky) * quads.line + kx..];
-                    for x in 0..out_width {
-                        let j = y * out_width + x;
-                        panels[(j / COLUMNS * groups + group) * COLUMNS + j % COLUMNS] =
-                            line[x * columns.stride];
+    let pixels = rows.output * out_width;
+    for (index, panel) in panels.chunks_exact_mut(groups * COLUMNS).enumerate() {
+        let first = index * COLUMNS;
+        let count = COLUMNS.min(pixels.saturating_sub(first));
+        let taps = (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx)));
+        let sources = taps.flat_map(|tap| (0..planes).map(move |quad| (tap, quad)));
+        for (out, ((ky, kx), quad)) in panel.chunks_exact_mut(COLUMNS).zip(sources) {
+            let plane = &words[quad * quads.plane..][..quads.plane];
+            let mut done = 0;
+            while done < count {
+                let (y, x) = ((first + done) / out_width, (first + done) % out_width);
+                let run = (out_width - x).min(count - done);
+                let line = &plane[(y * rows.stride + ky) * quads.line + kx..];
+                if columns.stride == 1 && run == COLUMNS {
+                    // A whole panel's run: a copy of known length, inlined.
+                    out.copy_from_slice(&line[x..][..COLUMNS]);
+                } else if columns.stride == 1 {
+                    out[done..][..run].copy_from_slice(&line[x..][..run]);
+                } else {
+                    for (i, word) in out[done..][..run].iter_mut().enumerate() {
+                        *word = line[(x + i) * columns.stride];
                     }
                 }
-                group += 1;
+                done += run;
             }
         }
     }
