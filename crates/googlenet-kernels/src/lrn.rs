@@ -86,7 +86,23 @@ impl FastLrn {
             // SAFETY: the CPU has AVX-512F, as checked just above.
             return unsafe { self.image_avx512(x, sum, out) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA, as checked just above.
+            return unsafe { self.image_avx2(x, sum, out) };
+        }
         self.image_planes(x, sum, out);
+    }
+
+    /// [`FastLrn::image_planes`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn image_avx2(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
+        self.image_planes(x, sum, out)
     }
 
     /// [`FastLrn::image`] compiled for AVX-512F: for the common `beta` of 0.75, each channel in
@@ -125,6 +141,7 @@ impl FastLrn {
 
     /// [`FastLrn::image`] plane by plane: per channel, the squares of the window's planes
     /// summed into `sum`, then `bias + alpha / size * sum` in place, then each value scaled.
+    #[inline(always)]
     fn image_planes(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
         let plane = sum.len();
         let terms = [self.bias, self.alpha / self.size as f32];
@@ -151,6 +168,7 @@ const BLOCK: usize = 512;
 /// `t = bias + scale * s` (`[bias, scale] = terms`) into `t`, where `s` sums the squares of
 /// `planes` (one every `stride` values) plane by plane in order, from value `from` of each
 /// plane on.
+#[inline(always)]
 fn denominators(
     (planes, stride): (&[f32], usize),
     from: usize,
@@ -169,6 +187,7 @@ fn denominators(
 }
 
 /// `out = x * t^-0.75`, as `r * sqrt(r)` with `r = 1/sqrt(t)`.
+#[inline(always)]
 fn three_quarters(out: &mut [f32], x: &[f32], t: &[f32]) {
     for ((o, &x), &t) in out.iter_mut().zip(x).zip(t) {
         let r = 1.0 / t.sqrt();
