@@ -365,37 +365,42 @@ mod tests {
 
     #[test]
     fn symlink_loops_are_broken_inputs() {
-        let dir = tree();
-        let root = dir.path();
-        std::os::unix::fs::symlink(root.join("sub"), root.join("sub/deeper/loop")).unwrap();
-        let inputs = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
-        let broken: Vec<&Input> =
-            inputs.iter().filter(|i| matches!(i, Input::Broken { .. })).collect();
+        let (_dir, inputs) = walked_with_link("sub/deeper/loop", "sub");
+        let broken = broken(&inputs);
         assert_eq!(broken.len(), 1, "{inputs:?}");
-        assert!(
-            matches!(broken[0], Input::Broken { reason, .. } if reason.contains("symlink loop"))
-        );
+        assert!(broken[0].1.contains("symlink loop"), "{broken:?}");
         assert_eq!(inputs.len(), 5);
     }
 
     #[test]
     fn a_symlink_to_nothing_is_a_broken_input_that_names_its_target() {
+        let (dir, inputs) = walked_with_link("sub/link.jpg", "gone.jpg");
+        let expected =
+            format!("broken symlink: {} does not exist", dir.path().join("gone.jpg").display());
+        let broken = broken(&inputs);
+        assert_eq!(broken.len(), 1, "{inputs:?}");
+        assert!(broken[0].0.ends_with("sub/link.jpg"));
+        assert_eq!(broken[0].1, expected);
+    }
+
+    /// The test tree with a symlink at `link` to `target` (both under its root), walked.
+    fn walked_with_link(link: &str, target: &str) -> (tempfile::TempDir, Vec<Input>) {
         let dir = tree();
         let root = dir.path();
-        std::os::unix::fs::symlink(root.join("gone.jpg"), root.join("sub/link.jpg")).unwrap();
+        std::os::unix::fs::symlink(root.join(target), root.join(link)).unwrap();
         let inputs = Walk::new(true, &[], &[]).unwrap().discover(&[root.to_owned()]);
-        let reasons: Vec<&str> = inputs
+        (dir, inputs)
+    }
+
+    /// The path and reason of each broken input.
+    fn broken(inputs: &[Input]) -> Vec<(&Path, &str)> {
+        inputs
             .iter()
-            .filter_map(|i| match i {
-                Input::Broken { path, reason } if path.ends_with("sub/link.jpg") => {
-                    Some(reason.as_str())
-                }
+            .filter_map(|input| match input {
+                Input::Broken { path, reason } => Some((path.as_path(), reason.as_str())),
                 _ => None,
             })
-            .collect();
-        let expected =
-            format!("broken symlink: {} does not exist", root.join("gone.jpg").display());
-        assert_eq!(reasons, [expected.as_str()], "{inputs:?}");
+            .collect()
     }
 
     #[test]
