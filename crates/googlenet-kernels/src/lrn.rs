@@ -87,20 +87,19 @@ impl FastLrn {
             return unsafe { self.image_avx512(x, sum, out) };
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA, as checked just above.
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, as checked just above.
             return unsafe { self.image_avx2(x, sum, out) };
         }
         self.image_planes(x, sum, out);
     }
 
-    /// [`FastLrn::image_planes`] compiled for AVX2 and FMA.
+    /// [`FastLrn::image_planes`] compiled for AVX2.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA.
+    /// The CPU has AVX2.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2")]
     unsafe fn image_avx2(&self, x: &[f32], sum: &mut [f32], out: &mut [f32]) {
         self.image_planes(x, sum, out)
     }
