@@ -26,13 +26,15 @@ use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
+use super::bf16::Bf16Weights;
 use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
 use super::glue::{output_onto, Part, Scratch};
-use super::int8::{self, QuantWeights};
+use super::int8::QuantWeights;
 use super::lrn::FastLrn;
 use super::maxpool::FastMaxPool;
 use super::window::{Axis, Tap};
 use super::winograd::{self, Block, WinogradConv};
+use super::words;
 
 /// How much of the patches is gathered at a time: a band of output pixels whose patches stay in
 /// the L2 cache while the matrix product reads them.
@@ -60,6 +62,7 @@ impl PartialEq for FastConv {
         let same = match (&self.product, &other.product) {
             (Product::F32(a), Product::F32(b)) => Arc::ptr_eq(a, b),
             (Product::Int8(a), Product::Int8(b)) => Arc::ptr_eq(a, b),
+            (Product::Bf16(a), Product::Bf16(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         self.spec == other.spec
@@ -78,8 +81,10 @@ enum Product {
     /// `out_channels x (in_channels * kh * kw)`, the OIHW kernel flattened, packed with the
     /// bias.
     F32(Arc<PackedWeights>),
-    /// The same quantised to signed bytes ([`int8`]).
+    /// The same quantised to signed bytes ([`super::int8`]).
     Int8(Arc<QuantWeights>),
+    /// The same rounded to bf16 ([`super::bf16`]).
+    Bf16(Arc<Bf16Weights>),
 }
 
 /// The numbers the convolutions multiply.
@@ -92,6 +97,9 @@ pub enum Precision {
     /// Winograd's transform runs in 4x4 output blocks; the others (those, and the first layer,
     /// whose input is signed) in f32.
     Int8,
+    /// bf16 weights by bf16 inputs with f32 sums, for every convolution but the 3x3 layers
+    /// that Winograd's transform runs in 4x4 output blocks, which stay f32.
+    Bf16,
 }
 
 /// The constants of a plain convolution: its weights (OIHW), one bias per output channel, and
@@ -126,23 +134,24 @@ pub fn replace_conv(
         let spec = conv.pool_spec.clone();
         // At int8, a 3x3 layer stays on Winograd's f32 product where that takes 4x4 output
         // blocks (4x fewer multiplications than the direct product); with 2x2 blocks (2.25x
-        // fewer) the int8 product is faster (docs/precision.md).
+        // fewer) the int8 product is faster (docs/precision.md). bf16 follows the same rule.
         let winograd = winograd_block(model, node, &spec)?;
-        let quantise = precision == Precision::Int8
-            && winograd != Some(Block::Four)
-            && never_negative(model, node.inputs[0]);
-        let op: Box<dyn TypedOp> = if quantise {
-            let mut fast = FastConv::int8(spec, kernel, &plain)?;
-            fast.relu = relu.is_some();
-            Box::new(fast)
-        } else if let Some(block) = winograd {
-            let mut winograd = WinogradConv::new(spec, kernel, &plain, block)?;
-            winograd.relu = relu.is_some();
-            Box::new(winograd)
-        } else {
-            let mut fast = FastConv::new(spec, kernel, &plain)?;
-            fast.relu = relu.is_some();
-            Box::new(fast)
+        let direct = winograd != Some(Block::Four);
+        let op: Box<dyn TypedOp> = match precision {
+            Precision::Int8 if direct && never_negative(model, node.inputs[0]) => {
+                Box::new(FastConv::int8(spec, kernel, &plain)?.with_relu(relu.is_some()))
+            }
+            Precision::Bf16 if direct => {
+                Box::new(FastConv::bf16(spec, kernel, &plain)?.with_relu(relu.is_some()))
+            }
+            _ => match winograd {
+                Some(block) => {
+                    let mut winograd = WinogradConv::new(spec, kernel, &plain, block)?;
+                    winograd.relu = relu.is_some();
+                    Box::new(winograd)
+                }
+                None => Box::new(FastConv::new(spec, kernel, &plain)?.with_relu(relu.is_some())),
+            },
         };
         let mut patch = TypedModelPatch::default();
         let input = patch.tap_model(model, node.inputs[0])?;
@@ -291,10 +300,26 @@ impl FastConv {
         Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(plain.shape[0]) })
     }
 
-    /// Whether it runs at int8.
+    /// The operator at bf16, its weights rounded ([`super::bf16`]).
+    pub fn bf16(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
+        let weights = Bf16Weights::new(plain.weights()?, &plain.bias, plain.shape);
+        let product = Product::Bf16(Arc::new(weights));
+        Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(plain.shape[0]) })
+    }
+
+    /// The same with a ReLU folded in, or not.
+    fn with_relu(self, relu: bool) -> FastConv {
+        FastConv { relu, ..self }
+    }
+
+    /// The precision it runs at.
     #[cfg(test)]
-    fn is_int8(&self) -> bool {
-        matches!(self.product, Product::Int8(_))
+    fn precision(&self) -> Precision {
+        match self.product {
+            Product::F32(_) => Precision::F32,
+            Product::Int8(_) => Precision::Int8,
+            Product::Bf16(_) => Precision::Bf16,
+        }
     }
 
     /// Its output channels.
@@ -306,11 +331,20 @@ impl FastConv {
     pub fn write(&self, input: &ArrayViewD<f32>, handed: Option<Tensor>) -> TractResult<Tensor> {
         match &self.product {
             Product::F32(weights) => self.convolve(weights, input, handed, PATCH_BYTES),
-            Product::Int8(weights) => {
-                let output = (self.relu, self.part);
-                int8::convolve(&self.spec, self.kernel, weights, output, input, handed)
-            }
+            Product::Int8(weights) => self.convolve_words(&**weights, input, handed),
+            Product::Bf16(weights) => self.convolve_words(&**weights, input, handed),
         }
+    }
+
+    /// [`FastConv::write`] at a precision whose input is packed into words ([`words`]).
+    fn convolve_words<P: words::Packing>(
+        &self,
+        weights: &P,
+        input: &ArrayViewD<f32>,
+        handed: Option<Tensor>,
+    ) -> TractResult<Tensor> {
+        let output = (self.relu, self.part);
+        words::convolve(&self.spec, self.kernel, weights, output, input, handed)
     }
 
     /// [`FastConv::write`], gathering at most `patch_bytes` of patches at a time (at least one
@@ -669,25 +703,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn at_int8_the_convolutions_of_a_relu_s_output_are_quantised_but_winograd_s_4x4_blocks() {
+    fn lower_precisions_take_every_convolution_they_can_run_but_winograd_s_4x4_blocks() {
         // A 1x1 after a ReLU, then one after that (its input: the first one's folded ReLU),
         // then a 3x3 (on 28x28, one image: Winograd's 4x4 blocks, kept in f32; on 7x7, its 2x2
-        // ones, quantised); and a 1x1 of the signed input.
-        for (size, three_quantised) in [(28, false), (7, true)] {
-            let model = int8_graph(size);
-            let quantised = |name: &str| {
-                let node = model.nodes().iter().find(|n| n.name == name).unwrap();
-                node.op_as::<FastConv>().is_some_and(FastConv::is_int8)
-            };
-            assert!(quantised("first") && quantised("second") && !quantised("signed"));
-            assert_eq!(quantised("third"), three_quantised, "{size}x{size}");
-            let winograd = model.nodes().iter().any(|n| n.op_as::<WinogradConv>().is_some());
-            assert_eq!(winograd, !three_quantised);
+        // ones, quantised); and a 1x1 of the signed input, which bf16 runs and int8 does not.
+        for precision in [Precision::Int8, Precision::Bf16] {
+            for (size, three_direct) in [(28, false), (7, true)] {
+                let model = layer_choice_graph(size, precision);
+                let at = |name: &str| {
+                    let node = model.nodes().iter().find(|n| n.name == name).unwrap();
+                    node.op_as::<FastConv>().map(FastConv::precision)
+                };
+                let signed = if precision == Precision::Bf16 { precision } else { Precision::F32 };
+                assert_eq!([at("first"), at("second")], [Some(precision); 2]);
+                assert_eq!(at("signed"), Some(signed), "{precision:?}");
+                assert_eq!(at("third"), three_direct.then_some(precision), "{size}x{size}");
+                let winograd = model.nodes().iter().any(|n| n.op_as::<WinogradConv>().is_some());
+                assert_eq!(winograd, !three_direct);
+            }
         }
     }
 
-    /// The graph of the int8 layer choice's test on a `size x size` input, replaced at int8.
-    fn int8_graph(size: usize) -> TypedModel {
+    /// The graph of the layer choice's test on a `size x size` input, replaced at `precision`.
+    fn layer_choice_graph(size: usize, precision: Precision) -> TypedModel {
         let pointwise =
             PoolSpec::new(DataFormat::NCHW, tvec![1, 1], PaddingSpec::Valid, None, None, 4, 4);
         let three = PoolSpec::new(
@@ -717,7 +755,7 @@ pub(crate) mod tests {
         let third = wire("third", &three, second, 5);
         let signed = wire("signed", &pointwise, source, 7);
         model.select_output_outlets(&[third, signed]).unwrap();
-        assert_eq!(replace_conv(&mut model, fastest(), Precision::Int8).unwrap(), 4);
+        assert_eq!(replace_conv(&mut model, fastest(), precision).unwrap(), 4);
         model
     }
 

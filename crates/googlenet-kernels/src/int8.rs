@@ -10,14 +10,10 @@
 //! step. Every kernel sums the same integers and does the same float steps, so every kernel
 //! gives the same bits as the plain-Rust product its tests hold it to.
 //!
-//! **Layout.** The depth of the product runs over taps `(ky, kx)`, and within a tap over the
-//! input channels in groups of four: one 32-bit word holds the four channels' bytes (the first
-//! channel in the lowest byte). The input is quantised once into such words, its planes padded
-//! as far as the window reads ([`Quads`]), so that a tap of a stride-1 window reads a
-//! contiguous run of words for a line of output pixels. `B` is `groups x columns` words, in
-//! panels of [`COLUMNS`] columns (each group's 16 words together), or read where it lies (a
-//! 1x1 convolution's quantised planes). The weights are packed in panels of [`ROWS`] rows, each
-//! group's four words (one per row) together.
+//! **Layout** ([`super::words`]). Within a tap, the input channels go in groups of four: one
+//! 32-bit word holds the four channels' bytes (the first channel in the lowest byte). The
+//! weights are packed in panels of [`ROWS`] rows, each group's four words (one per row)
+//! together.
 //!
 //! **Kernel.** AVX2: `vpmaddubsw` multiplies the input's unsigned bytes by the weights' signed
 //! bytes and adds adjacent pairs into 16-bit sums, and `vpmaddwd` by ones adds those pairs into
@@ -36,19 +32,12 @@
 
 use std::fmt;
 
-use tract_onnx::prelude::tract_ndarray::ArrayViewD;
-use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::cnn::PoolSpec;
-
-use super::conv::geometry;
 use super::gemm::Kernel;
-use super::glue::{output_onto, Part, Scratch};
 use super::window::Axis;
+use super::words::{self, Packing, Planes, Weights, Words, COLUMNS};
 
 /// Rows of the weights per packed panel, and of the tile a kernel keeps in registers.
 pub const ROWS: usize = 4;
-/// Columns of `B` per panel, and of the tile: two vectors of eight 32-bit sums.
-pub const COLUMNS: usize = 16;
 /// Input channels per word.
 const QUAD: usize = 4;
 /// The largest code of the input: 7 bits, so that `vpmaddubsw` cannot saturate.
@@ -62,11 +51,8 @@ const WEIGHT_MAX: f32 = 127.0;
 /// panel's [spans](spans).
 #[derive(Clone, PartialEq)]
 pub struct QuantWeights {
-    rows: usize,
-    groups: usize,
-    words: Vec<u32>,
+    panels: Weights<ROWS>,
     scale: Vec<f32>,
-    bias: Vec<f32>,
     /// Every panel's spans, one after another; panel `p`'s are `spans[starts[p]..starts[p + 1]]`.
     spans: Vec<u8>,
     starts: Vec<usize>,
@@ -74,7 +60,7 @@ pub struct QuantWeights {
 
 impl fmt::Debug for QuantWeights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "QuantWeights({} x {} words)", self.rows, self.groups)
+        write!(f, "QuantWeights({} x {} words)", self.panels.rows, self.panels.groups)
     }
 }
 
@@ -83,48 +69,37 @@ impl QuantWeights {
     /// keeps `bias` (one per output channel).
     pub fn new(weights: &[f32], bias: &[f32], shape: [usize; 4]) -> QuantWeights {
         let [rows, channels, kh, kw] = shape;
-        let quads = channels.div_ceil(QUAD);
-        let groups = kh * kw * quads;
-        let padded = rows.next_multiple_of(ROWS);
-        let mut words = vec![0u32; padded * groups];
-        let mut scale = vec![0f32; padded];
         let depth = channels * kh * kw;
-        for (r, line) in weights.chunks_exact(depth.max(1)).take(rows).enumerate() {
-            let largest = line.iter().fold(0f32, |m, &w| m.max(w.abs()));
-            scale[r] = largest / WEIGHT_MAX;
-            let inverse = if largest > 0.0 { WEIGHT_MAX / largest } else { 0.0 };
-            let (panel, lane) = (r / ROWS, r % ROWS);
-            for (tap, g) in (0..kh * kw).flat_map(|tap| (0..quads).map(move |q| (tap, q))).zip(0..)
-            {
-                let (tap, quad) = tap;
-                let mut word = 0u32;
-                for byte in 0..QUAD {
-                    let c = quad * QUAD + byte;
-                    if c < channels {
-                        let code = nearest(line[c * kh * kw + tap] * inverse) as i8;
-                        word |= u32::from(code as u8) << (8 * byte);
-                    }
+        let mut scale = vec![0f32; rows.next_multiple_of(ROWS)];
+        let inverse: Vec<f32> = (weights.chunks_exact(depth.max(1)).take(rows).zip(&mut scale))
+            .map(|(line, scale)| {
+                let largest = line.iter().fold(0f32, |m, &w| m.max(w.abs()));
+                *scale = largest / WEIGHT_MAX;
+                if largest > 0.0 {
+                    WEIGHT_MAX / largest
+                } else {
+                    0.0
                 }
-                words[(panel * groups + g) * ROWS + lane] = word;
-            }
-        }
-        let mut padded_bias = vec![0f32; padded];
-        padded_bias[..rows.min(bias.len())].copy_from_slice(&bias[..rows.min(bias.len())]);
+            })
+            .collect();
+        let panels = Weights::new(weights, bias, shape, |row, values: [f32; QUAD]| {
+            let code = |w: f32| u32::from(nearest(w * inverse[row]) as i8 as u8);
+            values.iter().enumerate().fold(0, |word, (byte, &w)| word | code(w) << (8 * byte))
+        });
         let (mut all, mut starts) = (Vec::new(), vec![0]);
-        for panel in words.chunks_exact(groups * ROWS) {
+        for panel in panels.words.chunks_exact(panels.groups * ROWS) {
             let cut = spans(panel);
             // The kernels read as many groups as the spans add up to.
-            assert_eq!(cut.iter().map(|&span| usize::from(span)).sum::<usize>(), groups);
+            assert_eq!(cut.iter().map(|&span| usize::from(span)).sum::<usize>(), panels.groups);
             all.extend(cut);
             starts.push(all.len());
         }
-        QuantWeights { rows, groups, words, scale, bias: padded_bias, spans: all, starts }
+        QuantWeights { panels, scale, spans: all, starts }
     }
 
     /// Panel `panel`'s words and spans.
     fn panel(&self, panel: usize) -> (&[u32], &[u8]) {
-        let words = &self.words[panel * self.groups * ROWS..][..self.groups * ROWS];
-        (words, &self.spans[self.starts[panel]..self.starts[panel + 1]])
+        (self.panels.panel(panel), &self.spans[self.starts[panel]..self.starts[panel + 1]])
     }
 }
 
@@ -191,37 +166,6 @@ fn nearest(value: f32) -> f32 {
     (value + MAGIC) - MAGIC
 }
 
-/// How many words the panels of `columns` columns of a `groups`-deep `B` take.
-pub fn panels_len(groups: usize, columns: usize) -> usize {
-    columns.div_ceil(COLUMNS) * COLUMNS * groups
-}
-
-/// `B` (groups x columns words) as a product reads it.
-#[derive(Debug, Clone, Copy)]
-pub enum Words<'a> {
-    /// In panels: group `g` of column `j` at `(j / COLUMNS * groups + g) * COLUMNS + j % COLUMNS`.
-    Panels(&'a [u32]),
-    /// Row-major as it stands, group `g` every `stride` words: read in whole panels, so the
-    /// words past the last column, up to its panel's end, must be there (any value).
-    Rows(&'a [u32], usize),
-}
-
-impl Words<'_> {
-    /// Where panel `index` starts, and how far apart its groups are.
-    fn panel(self, groups: usize, index: usize) -> (usize, usize) {
-        match self {
-            Words::Panels(_) => (index * groups * COLUMNS, COLUMNS),
-            Words::Rows(_, stride) => (index * COLUMNS, stride),
-        }
-    }
-
-    fn slice(&self) -> &[u32] {
-        match *self {
-            Words::Panels(words) | Words::Rows(words, _) => words,
-        }
-    }
-}
-
 /// `C = bias + (w * scale) * (A B)` for the first `columns` columns of `B`, where `scale` is
 /// the input's scale. `C` holds a row per row of `a`, `ldc` floats apart, of at least `columns`
 /// values; what they held is not read. With `relu`, every value not above zero is stored as
@@ -237,33 +181,17 @@ pub fn multiply(
     ldc: usize,
     relu: bool,
 ) {
-    let groups = a.groups;
-    if a.rows == 0 || columns == 0 {
-        return;
-    }
-    let panels = columns.div_ceil(COLUMNS);
-    let (last_start, stride) = b.panel(groups, panels - 1);
-    let reach = last_start + groups.saturating_sub(1) * stride + COLUMNS;
-    assert!(
-        b.slice().len() >= reach && ldc >= columns && c.len() >= (a.rows - 1) * ldc + columns,
-        "int8 product of mismatched shapes"
-    );
     let scales: Vec<f32> = a.scale.iter().map(|&w| w * input_scale).collect();
-    for panel in 0..a.rows.div_ceil(ROWS) {
+    let shape = [a.panels.rows, a.panels.groups];
+    words::tiles::<ROWS>(shape, b, columns, (c, ldc), |panel, b, tile, shape| {
         let first_row = panel * ROWS;
-        let rows = ROWS.min(a.rows - first_row);
-        let weights = a.panel(panel);
-        let sums =
-            Sums { scale: &scales[first_row..][..ROWS], bias: &a.bias[first_row..][..ROWS], relu };
-        for index in 0..panels {
-            let (start, stride) = b.panel(groups, index);
-            let column = index * COLUMNS;
-            let width = COLUMNS.min(columns - column);
-            let words = &b.slice()[start..][..groups.saturating_sub(1) * stride + COLUMNS];
-            let tile = &mut c[first_row * ldc + column..][..(rows - 1) * ldc + width];
-            run_tile(kernel, weights, (words, stride), tile, [ldc, rows, width], sums);
-        }
-    }
+        let sums = Sums {
+            scale: &scales[first_row..][..ROWS],
+            bias: &a.panels.bias[first_row..][..ROWS],
+            relu,
+        };
+        run_tile(kernel, a.panel(panel), b, tile, shape, sums);
+    });
 }
 
 /// How a tile's integer sums become its floats: each row's scale and bias, and the ReLU.
@@ -343,15 +271,15 @@ pub fn reference(
     input_scale: f32,
     relu: bool,
 ) -> Vec<f32> {
-    let mut c = vec![0f32; a.rows * columns];
-    for r in 0..a.rows {
+    let mut c = vec![0f32; a.panels.rows * columns];
+    for r in 0..a.panels.rows {
         let (panel, lane) = (r / ROWS, r % ROWS);
-        let sums = Sums { scale: &[a.scale[r] * input_scale], bias: &a.bias[r..=r], relu };
+        let sums = Sums { scale: &[a.scale[r] * input_scale], bias: &a.panels.bias[r..=r], relu };
         for j in 0..columns {
-            let sum = (0..a.groups)
+            let sum = (0..a.panels.groups)
                 .map(|g| {
-                    let word = b[(j / COLUMNS * a.groups + g) * COLUMNS + j % COLUMNS];
-                    dot(word, a.words[(panel * a.groups + g) * ROWS + lane])
+                    let word = b[(j / COLUMNS * a.panels.groups + g) * COLUMNS + j % COLUMNS];
+                    dot(word, a.panels.words[(panel * a.panels.groups + g) * ROWS + lane])
                 })
                 .sum();
             c[r * columns + j] = sums.value(0, sum);
@@ -360,118 +288,31 @@ pub fn reference(
     c
 }
 
-/// An image's input quantised into words ([`Quads`]'s layout) and its scale.
-pub struct Quads {
-    /// Padded lines per plane and words per padded line.
-    lines: usize,
-    line: usize,
-    /// Words per plane: `lines x line`, rounded up to whole panels.
-    plane: usize,
-}
-
-impl Quads {
-    /// The padding of `rows` and `columns` as far as the window reads.
-    pub fn new(rows: &Axis, columns: &Axis) -> Quads {
-        let (lines, line) = (rows.reach(), columns.reach());
-        let plane = lines.saturating_mul(line).next_multiple_of(COLUMNS);
-        Quads { lines, line, plane }
-    }
-
-    /// Words for `channels` channels, and a panel past them.
-    pub fn len(&self, channels: usize) -> usize {
-        channels
-            .div_ceil(QUAD)
-            .checked_mul(self.plane)
-            .and_then(|n| n.checked_add(COLUMNS))
-            .unwrap_or(usize::MAX)
-    }
-
-    /// Quantises `image` (`channels x H x W` floats, none negative) into `out` (at least
-    /// [`Quads::len`] words, its padding zero), and returns the scale: the largest value over
-    /// [`CODE_MAX`]. Compiled for AVX2 where the CPU has it.
-    pub fn fill(&self, image: &[f32], channels: usize, axes: [&Axis; 2], out: &mut [u32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, as checked just above.
-            return unsafe { self.fill_avx2(image, channels, axes, out) };
+/// Quantises `image` (`channels x H x W` floats, none negative) into `out` (planes of words of
+/// four channels, [`Planes::len`] words, its padding zero), and returns the scale: the largest
+/// value over [`CODE_MAX`]. Inlined into [`words::fill`]'s versions, in loops the compiler
+/// turns into vector code: the largest value in 16 lanes, then each word from its four
+/// channels.
+#[inline(always)]
+fn quantise(
+    planes: &Planes,
+    image: &[f32],
+    channels: usize,
+    axes: [&Axis; 2],
+    out: &mut [u32],
+) -> f32 {
+    let largest = largest(image);
+    let inverse = if largest > 0.0 { CODE_MAX / largest } else { 0.0 };
+    planes.pack(image, channels, axes, out, |to, [a, b, c, d]: [&[f32]; QUAD]| {
+        let values = a.iter().zip(b).zip(c).zip(d);
+        for (word, (((&a, &b), &c), &d)) in to.iter_mut().zip(values) {
+            *word = code(a, inverse)
+                | code(b, inverse) << 8
+                | code(c, inverse) << 16
+                | code(d, inverse) << 24;
         }
-        self.quantise(image, channels, axes, out)
-    }
-
-    /// [`Quads::fill`] compiled for AVX2.
-    ///
-    /// # Safety
-    /// The CPU has AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn fill_avx2(
-        &self,
-        image: &[f32],
-        channels: usize,
-        axes: [&Axis; 2],
-        out: &mut [u32],
-    ) -> f32 {
-        self.quantise(image, channels, axes, out)
-    }
-
-    /// [`Quads::fill`]'s work, inlined into each of its versions, in loops the compiler turns
-    /// into vector code: the largest value in 16 lanes, then each word from its four channels.
-    #[inline(always)]
-    fn quantise(
-        &self,
-        image: &[f32],
-        channels: usize,
-        [rows, columns]: [&Axis; 2],
-        out: &mut [u32],
-    ) -> f32 {
-        let largest = largest(image);
-        let inverse = if largest > 0.0 { CODE_MAX / largest } else { 0.0 };
-        let area = rows.input * columns.input;
-        // Unpadded planes hold their lines back to back, as the input does: each plane is one
-        // run, and only the words past it need zeros.
-        let unpadded = [rows.pad_before, columns.pad_before] == [0, 0]
-            && [self.lines, self.line] == [rows.input, columns.input];
-        let (runs, run) = if unpadded {
-            (1, area)
-        } else {
-            out.fill(0);
-            let lines = rows.input.min(self.lines.saturating_sub(rows.pad_before));
-            (lines, columns.input.min(self.line.saturating_sub(columns.pad_before)))
-        };
-        // The channels past the last, in the last word of a count not a multiple of 4: only
-        // then is a plane of zeros made (this runs for every image at every int8 layer).
-        let zeros = vec![0f32; if channels.is_multiple_of(QUAD) { 0 } else { area }];
-        let quads = channels.div_ceil(QUAD);
-        for (quad, plane) in out.chunks_exact_mut(self.plane).take(quads).enumerate() {
-            let inputs: [&[f32]; QUAD] = std::array::from_fn(|byte| {
-                let c = quad * QUAD + byte;
-                if c < channels {
-                    &image[c * area..][..area]
-                } else {
-                    &zeros
-                }
-            });
-            for y in 0..runs {
-                let to = &mut plane[(y + rows.pad_before) * self.line + columns.pad_before..];
-                let line = |byte: usize| &inputs[byte][y * columns.input..][..run];
-                let (a, b, c, d) = (line(0), line(1), line(2), line(3));
-                let values = a.iter().zip(b).zip(c).zip(d);
-                for (word, (((&a, &b), &c), &d)) in to[..run].iter_mut().zip(values) {
-                    *word = code(a, inverse)
-                        | code(b, inverse) << 8
-                        | code(c, inverse) << 16
-                        | code(d, inverse) << 24;
-                }
-            }
-            if unpadded {
-                plane[area..].fill(0);
-            }
-        }
-        if unpadded {
-            out[quads * self.plane..].fill(0);
-        }
-        largest / CODE_MAX
-    }
+    });
+    largest / CODE_MAX
 }
 
 /// The largest of `values`, and 0 for none or all negative: kept in 16 lanes, so that the loop
@@ -499,87 +340,39 @@ fn code(value: f32, inverse: f32) -> u32 {
     (scaled + SHIFT).to_bits() - SHIFT.to_bits()
 }
 
-/// Convolves `input` (N, C, H, W, none negative) with `weights` at int8 into its `part` of
-/// `handed` or of a new tensor; the output shape's batch and spatial size come from `spec`.
-pub fn convolve(
-    spec: &PoolSpec,
-    kernel: Kernel,
-    weights: &QuantWeights,
-    (relu, part): (bool, Part),
-    input: &ArrayViewD<f32>,
-    handed: Option<Tensor>,
-) -> TractResult<Tensor> {
-    let shape = input.shape();
-    let ([rows, columns], pixels) = geometry(spec, shape)?;
-    let input = input.as_standard_layout();
-    let data = input.as_slice().context("a standard-layout array is contiguous")?;
-    let [kh, kw] = [spec.kernel_shape[0], spec.kernel_shape[1]];
-    let quads = Quads::new(&rows, &columns);
-    let mut words = Scratch::<u32>::new(quads.len(shape[1]))?;
-    // A 1x1 window of stride 1 over an unpadded input reads the quantised planes as they stand.
-    let pointwise = [kh, kw] == [1, 1]
-        && quads.lines * quads.line == pixels
-        && rows.stride == 1
-        && columns.stride == 1;
-    let groups = weights.groups;
-    let mut panels = Scratch::<u32>::new(if pointwise { 0 } else { panels_len(groups, pixels) })?;
-    let out_shape = [shape[0], part.of, rows.output, columns.output];
-    output_onto(&out_shape, handed, (part, weights.rows, pixels), |output| {
-        let images = data.chunks_exact(shape[1] * shape[2] * shape[3]);
-        for (image, out) in images.zip(part.images(output, weights.rows, pixels)) {
-            let scale = quads.fill(image, shape[1], [&rows, &columns], &mut words);
-            let b = if pointwise {
-                Words::Rows(&words, quads.plane)
-            } else {
-                gather(&words, &quads, [&rows, &columns], [kh, kw], groups, &mut panels);
-                Words::Panels(&panels)
-            };
-            multiply(kernel, weights, b, pixels, scale, out, pixels, relu);
-        }
-        Ok(())
-    })
-}
+impl Packing for QuantWeights {
+    type Scale = f32;
+    const CHANNELS: usize = QUAD;
 
-/// Gathers the quantised patches into the panels of `B`: group `(ky, kx, quad)` of output
-/// pixel `(y, x)` is the word at padded `(y * stride + ky, x * stride + kx)` of plane `quad`.
-/// Panel by panel, each group's (up to) 16 pixels copied as runs along their output lines, so
-/// that the panels are written in order.
-fn gather(
-    words: &[u32],
-    quads: &Quads,
-    [rows, columns]: [&Axis; 2],
-    [kh, kw]: [usize; 2],
-    groups: usize,
-    panels: &mut [u32],
-) {
-    let planes = groups / (kh * kw);
-    let out_width = columns.output;
-    let pixels = rows.output * out_width;
-    for (index, panel) in panels.chunks_exact_mut(groups * COLUMNS).enumerate() {
-        let first = index * COLUMNS;
-        let count = COLUMNS.min(pixels.saturating_sub(first));
-        let taps = (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx)));
-        let sources = taps.flat_map(|tap| (0..planes).map(move |quad| (tap, quad)));
-        for (out, ((ky, kx), quad)) in panel.chunks_exact_mut(COLUMNS).zip(sources) {
-            let plane = &words[quad * quads.plane..][..quads.plane];
-            let mut done = 0;
-            while done < count {
-                let (y, x) = ((first + done) / out_width, (first + done) % out_width);
-                let run = (out_width - x).min(count - done);
-                let line = &plane[(y * rows.stride + ky) * quads.line + kx..];
-                if columns.stride == 1 && run == COLUMNS {
-                    // A whole panel's run: a copy of known length, inlined.
-                    out.copy_from_slice(&line[x..][..COLUMNS]);
-                } else if columns.stride == 1 {
-                    out[done..][..run].copy_from_slice(&line[x..][..run]);
-                } else {
-                    for (i, word) in out[done..][..run].iter_mut().enumerate() {
-                        *word = line[(x + i) * columns.stride];
-                    }
-                }
-                done += run;
-            }
-        }
+    fn rows(&self) -> usize {
+        self.panels.rows
+    }
+
+    fn groups(&self) -> usize {
+        self.panels.groups
+    }
+
+    #[inline(always)]
+    fn fill(
+        planes: &Planes,
+        image: &[f32],
+        channels: usize,
+        axes: [&Axis; 2],
+        out: &mut [u32],
+    ) -> f32 {
+        quantise(planes, image, channels, axes, out)
+    }
+
+    fn multiply(
+        &self,
+        kernel: Kernel,
+        b: Words,
+        columns: usize,
+        scale: f32,
+        c: &mut [f32],
+        relu: bool,
+    ) {
+        multiply(kernel, self, b, columns, scale, c, columns, relu);
     }
 }
 
@@ -674,10 +467,12 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::glue::random;
+    use super::super::glue::{random, Part};
+    use super::super::words::{convolve, panels_len};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
-    use tract_onnx::tract_core::ops::cnn::PaddingSpec;
+    use tract_onnx::tract_core::internal::*;
+    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
     use tract_onnx::tract_core::ops::nn::DataFormat;
 
     /// Reproducible words whose four bytes are input codes, 0..=127.
@@ -753,14 +548,14 @@ mod tests {
         weights[4 * 2 + 1] = -1.0; // row 0, channel 4, tap 1
         weights[10 + 3 * 2] = 0.5; // row 1, channel 3, tap 0: the row's largest
         let packed = QuantWeights::new(&weights, &[1.0, 2.0], [2, 5, 1, 2]);
-        assert_eq!(packed.groups, 4);
+        assert_eq!(packed.panels.groups, 4);
         assert_eq!(packed.scale[..2], [2.0 / 127.0, 0.5 / 127.0]);
-        let word = |g: usize, row: usize| packed.words[g * ROWS + row];
+        let word = |g: usize, row: usize| packed.panels.words[g * ROWS + row];
         assert_eq!(word(0, 0), 127, "tap 0, quad 0: channel 0 in the lowest byte");
         assert_eq!(word(0, 1), 127 << 24, "channel 3 in the highest byte");
         // -1.0 / (2 / 127) = -63.5, to even: -64.
         assert_eq!(word(3, 0), u32::from((-64i8) as u8), "tap 1, quad 1: channel 4");
-        assert_eq!(packed.words.len(), ROWS * 4, "rows padded to a panel");
+        assert_eq!(packed.panels.words.len(), ROWS * 4, "rows padded to a panel");
     }
 
     #[test]
@@ -780,7 +575,7 @@ mod tests {
                 }
                 assert!(groups.next().is_none(), "the spans cover the groups");
             }
-            let mean = packed.groups as f32 * 2.0 / packed.spans.len() as f32;
+            let mean = packed.panels.groups as f32 * 2.0 / packed.spans.len() as f32;
             let lengths = if seed == 0 { 1.0..2.0 } else { 3.0..40.0 };
             assert!(lengths.contains(&mean), "seed {seed}: mean span {mean}");
         }
@@ -807,7 +602,7 @@ mod tests {
         }
     }
 
-    /// The int8 convolution by its definition: the input quantised as [`Quads::fill`] scales
+    /// The int8 convolution by its definition: the input quantised as [`quantise`] scales
     /// it, every tap summed in integers, then [`Sums::value`].
     fn definition(
         image: &[f32],
@@ -821,10 +616,10 @@ mod tests {
         let (oh, ow) = (height + 2 * pad - kh + 1, width + 2 * pad - kw + 1);
         let quads = channels.div_ceil(QUAD);
         let mut out = Vec::new();
-        for r in 0..weights.rows {
+        for r in 0..weights.panels.rows {
             let sums = Sums {
                 scale: &[weights.scale[r] * (largest / CODE_MAX)],
-                bias: &weights.bias[r..=r],
+                bias: &weights.panels.bias[r..=r],
                 relu,
             };
             for y in 0..oh {
@@ -845,8 +640,8 @@ mod tests {
                             continue;
                         }
                         let value = image[c * height * width + iy as usize * width + ix as usize];
-                        let word = weights.words
-                            [((r / ROWS) * weights.groups + g / QUAD) * ROWS + r % ROWS];
+                        let word = weights.panels.words
+                            [((r / ROWS) * weights.panels.groups + g / QUAD) * ROWS + r % ROWS];
                         let w = i32::from((word >> (8 * (g % QUAD))) as u8 as i8);
                         sum += code(value, inverse) as i32 * w;
                     }

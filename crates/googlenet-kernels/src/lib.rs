@@ -1,30 +1,34 @@
 //! The project's own operators, put in place of tract's in a typed model before it is
 //! optimised: convolution as a matrix product with this project's SIMD kernel (`conv`,
-//! `gemm`; at int8, signed-byte weights by 7-bit input codes with exact integer sums, `int8`;
-//! 3x3 layers by Winograd's F(2x2, 3x3) or F(4x4, 3x3), `winograd`), max-pool
-//! (`maxpool`) and LRN (`lrn`), with their window geometry (`window`) and the glue into
-//! tract (`glue`): each writes its output straight into the tensor tract receives, and the
-//! convolutions that end an Inception module's branches write straight into their parts of the
-//! module's output, in place of the Concat that copied them (`join`).
+//! `gemm`; at a lower precision, the input packed into words of several channels, `words`:
+//! at int8, signed-byte weights by 7-bit input codes with exact integer sums, `int8`; at
+//! bf16, bf16 weights by bf16 inputs with f32 sums, `bf16`; 3x3 layers by Winograd's
+//! F(2x2, 3x3) or F(4x4, 3x3), `winograd`), max-pool (`maxpool`) and LRN (`lrn`), with their
+//! window geometry (`window`) and the glue into tract (`glue`): each writes its output straight
+//! into the tensor tract receives, and the convolutions that end an Inception module's branches
+//! write straight into their parts of the module's output, in place of the Concat that copied
+//! them (`join`).
 //!
 //! This is the project's only crate with `unsafe` code (besides the binary's allocator): the
-//! matrix products' vector loads and stores and the f32 one's prefetch hints; LRN's call into its loops
-//! compiled for AVX-512 once the CPU is seen to have it, and their vector loads and stores; the
-//! Winograd transforms' calls into their loops compiled for AVX2, likewise; and the operators'
-//! output tensors, made without zeroing for the operators to write whole (`glue::output`, whose
-//! invariant the `poison` feature checks). Each block states its invariant in a `// SAFETY:` comment,
-//! and the kernel a product runs is a value only `gemm::Kernel::detect` can make, so safe code
-//! cannot pick one the CPU lacks.
+//! matrix products' vector loads and stores and the f32 one's prefetch hints; LRN's call into
+//! its loops compiled for AVX-512 once the CPU is seen to have it, and their vector loads and
+//! stores; the calls into code compiled for AVX2 once the CPU is seen to have it (the
+//! Winograd transforms, the packing of words), likewise; and the operators' output tensors,
+//! made without zeroing for the operators to write whole (`glue::output`, whose invariant the
+//! `poison` feature checks). Each block states its invariant in a `// SAFETY:` comment, and the
+//! kernel a product runs is a value only `gemm::Kernel::detect` can make, so safe code cannot
+//! pick one the CPU lacks.
 //!
 //! Each replacement keeps tract's semantics: the unit tests compare every operator with
-//! tract's own on random tensors, and the parity tests hold the whole network to onnxruntime's
-//! outputs.
+//! tract's own on random tensors (the lower precisions with their definitions, bit for bit),
+//! and the parity tests hold the whole network to onnxruntime's outputs.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 #[macro_use]
 mod glue;
+mod bf16;
 mod conv;
 mod gemm;
 mod int8;
@@ -33,6 +37,7 @@ mod lrn;
 mod maxpool;
 mod window;
 mod winograd;
+mod words;
 
 use tract_onnx::tract_core::internal::{TractResult, TypedModel};
 

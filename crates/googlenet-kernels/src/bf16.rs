@@ -1,0 +1,537 @@
+//! The bf16 convolution: weights and input rounded to bf16, their products summed in f32, and
+//! the bias added.
+//!
+//! **Numbers.** A bf16 is an f32's upper 16 bits: its sign, its 8 bits of exponent and 7 of
+//! mantissa. Each weight is rounded once at load, each input value as it is packed, to the
+//! nearest bf16, ties to even ([`round`]). A value that rounds below bf16's normal range
+//! becomes zero of its sign (the hardware's dot products read such inputs as zero), and a NaN
+//! stays a NaN. The product of two bf16s is exact in f32. Output `(r, p) = sum + bias[r]`,
+//! where `sum` starts at zero and runs over the depth's words in order, each adding its second
+//! channel's product and then its first's, with an f32 rounding each: the order in which
+//! `vdpbf16ps` adds a pair. So a kernel built on `vdpbf16ps` gives these bits, but where a
+//! partial sum falls below f32's normal range (under 2^-126), which it flushes to zero.
+//!
+//! **Layout** ([`super::words`]). Within a tap, the input channels go in pairs: one 32-bit
+//! word holds two channels' bf16s (the first channel in the low half), as `vdpbf16ps` and
+//! AMX's `tdpbf16ps` read them, so that a panel's group is one 512-bit vector of 16 pixels'
+//! pairs, or one row of an AMX tile. The weights are packed in panels of [`ROWS`] rows, each
+//! group's four words (one per row) together.
+//!
+//! **Kernels.** The AVX2 tile widens each bf16 to an f32 (a shift, or a mask) and adds the
+//! products with FMA in the order above, so it gives the reference's bits, at about f32's
+//! speed or below: it runs bf16's numbers on any CPU with AVX2, for measuring them and for
+//! testing the path, and a run takes it only where `GOOGLENET_ISA` forces a path. Kernels that
+//! multiply bf16 in hardware (`vdpbf16ps` on AVX512-BF16, `tdpbf16ps` on AMX) need a CPU that
+//! has them to be tested, and this build has none.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every slice is cut from lengths `words::tiles` checks against the panels' shapes \
+              first, and the weights' shape is checked against their length"
+)]
+
+use std::fmt;
+
+use super::gemm::Kernel;
+use super::window::Axis;
+use super::words::{self, Packing, Planes, Weights, Words, COLUMNS};
+
+/// Rows of the weights per packed panel, and of the tile a kernel keeps in registers.
+pub const ROWS: usize = 4;
+/// Input channels per word.
+const PAIR: usize = 2;
+
+/// `value` rounded to the nearest bf16, ties to even, as the low 16 bits of the result: a
+/// value below bf16's normal range becomes zero of its sign, a NaN a quiet NaN of its sign.
+/// Plain integer steps, so that a loop of them becomes vector code.
+#[inline(always)]
+pub fn round(value: f32) -> u32 {
+    let bits = value.to_bits();
+    let nan = bits & 0x7fff_ffff > 0x7f80_0000;
+    // Adding just under half of the dropped part, and one more where the kept part is odd,
+    // carries into the kept part exactly when round-to-nearest-even rounds up (an overflow
+    // carries into the exponent, to infinity, as it should).
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let subnormal = rounded & 0x7f80 == 0;
+    if nan {
+        (bits >> 16) | 0x40
+    } else if subnormal {
+        rounded & 0x8000
+    } else {
+        rounded
+    }
+}
+
+/// The f32 a bf16 (the low 16 bits of `half`) stands for.
+#[cfg(test)]
+#[inline(always)]
+fn widen(half: u32) -> f32 {
+    f32::from_bits(half << 16)
+}
+
+/// The weights of a convolution rounded to bf16, two input channels a word, the first in the
+/// low half ([`Weights`]' layout), and each row's bias.
+#[derive(Clone, PartialEq)]
+pub struct Bf16Weights(Weights<ROWS>);
+
+impl fmt::Debug for Bf16Weights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bf16Weights({} x {} words)", self.0.rows, self.0.groups)
+    }
+}
+
+impl Bf16Weights {
+    /// Rounds and packs `weights` (`out x in x kh x kw`, row-major, the shape `shape`) and
+    /// keeps `bias` (one per output channel).
+    pub fn new(weights: &[f32], bias: &[f32], shape: [usize; 4]) -> Bf16Weights {
+        Bf16Weights(Weights::new(weights, bias, shape, |_, [first, second]: [f32; PAIR]| {
+            round(first) | round(second) << 16
+        }))
+    }
+}
+
+/// `C = A B + bias` for the first `columns` columns of `B`. `C` holds a row per row of `a`,
+/// `ldc` floats apart, of at least `columns` values; what they held is not read. With `relu`,
+/// every value not above zero is stored as zero.
+pub fn multiply(
+    kernel: Kernel,
+    a: &Bf16Weights,
+    b: Words,
+    columns: usize,
+    (c, ldc): (&mut [f32], usize),
+    relu: bool,
+) {
+    let a = &a.0;
+    words::tiles::<ROWS>([a.rows, a.groups], b, columns, (c, ldc), |panel, b, tile, shape| {
+        let bias = &a.bias[panel * ROWS..][..ROWS];
+        run_tile(kernel, a.panel(panel), b, tile, shape, (bias, relu));
+    });
+}
+
+/// One tile: `rows` lines of `tile` (`ldc` apart, `width` used) from `a` (`groups x ROWS`
+/// words) and `b` (`groups` runs of [`COLUMNS`] words, `stride` apart), with the panel's
+/// [`ROWS`] biases and the ReLU.
+fn run_tile(
+    kernel: Kernel,
+    a: &[u32],
+    b: (&[u32], usize),
+    tile: &mut [f32],
+    shape: [usize; 3],
+    end: (&[f32], bool),
+) {
+    let [ldc, rows, width] = shape;
+    debug_assert!(rows <= ROWS && width <= COLUMNS && tile.len() == (rows - 1) * ldc + width);
+    debug_assert!(
+        a.len().is_multiple_of(ROWS)
+            && !a.is_empty()
+            && b.0.len() == (a.len() / ROWS - 1) * b.1 + COLUMNS
+            && end.0.len() == ROWS
+    );
+    // SAFETY: a `Kernel` is only made once the CPU has been seen to have AVX2 and FMA
+    // (`Kernel::available`: the AVX-512 kernel's CPU has them too), so every kernel runs this
+    // one tile; and `words::tiles` cut `a`, `b` and `tile` to the lengths the tile reads and
+    // writes (checked above in debug builds).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        let _ = kernel;
+        x86::tile_avx2(a, b, tile, shape, end)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    kernel.unreachable();
+}
+
+/// Rounds `image` (`channels x H x W` floats) into `out` (planes of words of two channels,
+/// [`Planes::len`] words, its padding zero). Inlined into [`words::fill`]'s versions: each
+/// word from its two channels.
+#[inline(always)]
+fn pack(planes: &Planes, image: &[f32], channels: usize, axes: [&Axis; 2], out: &mut [u32]) {
+    planes.pack(image, channels, axes, out, |to, [first, second]: [&[f32]; PAIR]| {
+        for (word, (&a, &b)) in to.iter_mut().zip(first.iter().zip(second)) {
+            *word = round(a) | round(b) << 16;
+        }
+    });
+}
+
+impl Packing for Bf16Weights {
+    type Scale = ();
+    const CHANNELS: usize = PAIR;
+
+    fn rows(&self) -> usize {
+        self.0.rows
+    }
+
+    fn groups(&self) -> usize {
+        self.0.groups
+    }
+
+    #[inline(always)]
+    fn fill(planes: &Planes, image: &[f32], channels: usize, axes: [&Axis; 2], out: &mut [u32]) {
+        pack(planes, image, channels, axes, out)
+    }
+
+    fn multiply(
+        &self,
+        kernel: Kernel,
+        b: Words,
+        columns: usize,
+        (): (),
+        c: &mut [f32],
+        relu: bool,
+    ) {
+        multiply(kernel, self, b, columns, (c, columns), relu);
+    }
+}
+
+/// `sum` plus a word's two products, the second channel's first, one rounding each.
+#[cfg(test)]
+#[inline(always)]
+fn add_pair(sum: f32, input: u32, weight: u32) -> f32 {
+    let sum = widen(input >> 16).mul_add(widen(weight >> 16), sum);
+    widen(input & 0xffff).mul_add(widen(weight & 0xffff), sum)
+}
+
+/// The end of an output: `sum + bias`, and with `relu` a value not above zero stored as +0,
+/// as `vmaxps` with zero second makes it.
+#[cfg(test)]
+fn end(sum: f32, bias: f32, relu: bool) -> f32 {
+    let value = sum + bias;
+    if relu && value.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        0.0
+    } else {
+        value
+    }
+}
+
+/// The product as the definition reads, for the tests: `C` (rows x columns, row-major) from
+/// `a`'s words and `b` in panels.
+#[cfg(test)]
+pub fn reference(a: &Bf16Weights, b: &[u32], columns: usize, relu: bool) -> Vec<f32> {
+    let a = &a.0;
+    let mut c = vec![0f32; a.rows * columns];
+    for r in 0..a.rows {
+        let (panel, lane) = (r / ROWS, r % ROWS);
+        for j in 0..columns {
+            let sum = (0..a.groups).fold(0f32, |sum, g| {
+                let word = b[(j / COLUMNS * a.groups + g) * COLUMNS + j % COLUMNS];
+                add_pair(sum, word, a.words[(panel * a.groups + g) * ROWS + lane])
+            });
+            c[r * columns + j] = end(sum, a.bias[r], relu);
+        }
+    }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The AVX2 tile.
+
+    use std::arch::x86_64::*;
+
+    use super::{COLUMNS, ROWS};
+
+    /// `rows` lines of `tile` from `a` (`groups x ROWS` words) and `b` (`groups` runs of
+    /// [`COLUMNS`] words, `stride` apart): [`ROWS`] x 16 sums in f32, each bf16 widened to an
+    /// f32 and each word's two products added second first, as `vdpbf16ps` adds them; then
+    /// each row's bias and the ReLU.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a.len()` is a multiple of [`ROWS`], `groups = a.len() / ROWS`
+    /// is at least 1, `b.len() >= (groups - 1) * stride + COLUMNS`, `bias.len() == ROWS`,
+    /// `rows <= ROWS`, `width <= COLUMNS` and `tile.len() >= (rows - 1) * ldc + width`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_avx2(
+        a: &[u32],
+        (b, stride): (&[u32], usize),
+        tile: &mut [f32],
+        [ldc, rows, width]: [usize; 3],
+        (bias, relu): (&[f32], bool),
+    ) {
+        let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
+        // The second channel (the high half, masked) and the first (shifted up) as f32s.
+        let split = |words: __m256i| {
+            let second = _mm256_castsi256_ps(_mm256_and_si256(words, high));
+            (second, _mm256_castsi256_ps(_mm256_slli_epi32::<16>(words)))
+        };
+        let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+        let mut column = b.as_ptr();
+        for weights in a.chunks_exact(ROWS) {
+            // SAFETY: this is one of the `groups` groups, whose run of `COLUMNS` words (two
+            // vectors of 8) lies in `b` (the contract); unaligned loads.
+            let inputs = unsafe {
+                [_mm256_loadu_si256(column.cast()), _mm256_loadu_si256(column.add(8).cast())]
+                    .map(split)
+            };
+            for (sums, &weight) in acc.iter_mut().zip(weights) {
+                let (second, first) = split(_mm256_set1_epi32(weight as i32));
+                for (sum, &(x_second, x_first)) in sums.iter_mut().zip(&inputs) {
+                    *sum = _mm256_fmadd_ps(x_second, second, *sum);
+                    *sum = _mm256_fmadd_ps(x_first, first, *sum);
+                }
+            }
+            column = column.wrapping_add(stride);
+        }
+        for (row, sums) in acc.iter().enumerate().take(rows) {
+            for (half, &sum) in sums.iter().enumerate() {
+                let count = width.saturating_sub(half * 8).min(8);
+                if count == 0 {
+                    break;
+                }
+                let mut value = _mm256_add_ps(sum, _mm256_set1_ps(bias[row]));
+                if relu {
+                    value = _mm256_max_ps(value, _mm256_setzero_ps());
+                }
+                let part = &mut tile[row * ldc + half * 8..][..count];
+                if count == 8 {
+                    // SAFETY: `part` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(part.as_mut_ptr(), value) };
+                } else {
+                    let mut values = [0f32; 8];
+                    // SAFETY: `values` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(values.as_mut_ptr(), value) };
+                    part.copy_from_slice(&values[..count]);
+                }
+            }
+        }
+    }
+
+    const _: () = assert!(COLUMNS == 16, "the tile's columns are two vectors of 8");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::glue::{random, Part};
+    use super::super::words::{convolve, panels_len};
+    use super::*;
+    use tract_onnx::prelude::tract_ndarray::ArrayD;
+    use tract_onnx::tract_core::internal::*;
+    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    fn floats(shape: &[usize], seed: u32) -> Vec<f32> {
+        random(shape, seed).into_iter().collect()
+    }
+
+    /// Reproducible words of two bf16s each, of every sign and of magnitudes 2^-8..2^8.
+    fn halves(len: usize, seed: u32) -> Vec<u32> {
+        let mut state = seed;
+        let mut half = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let exponent = 119 + (state >> 8) % 17;
+            (state >> 31) << 15 | exponent << 7 | (state >> 16) & 0x7f
+        };
+        (0..len).map(|_| half() | half() << 16).collect()
+    }
+
+    #[test]
+    fn round_is_to_nearest_even_flushes_subnormals_and_keeps_nans_and_infinities() {
+        let cases = [
+            (1.0, 0x3f80),
+            (-2.5, 0xc020),
+            // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to even, 1.
+            (f32::from_bits(0x3f80_8000), 0x3f80),
+            // 1 + 3 x 2^-8, halfway between 1 + 2^-7 and 1 + 2^-6: to even, up.
+            (f32::from_bits(0x3f81_8000), 0x3f82),
+            (f32::from_bits(0x3f80_8001), 0x3f81),
+            (f32::from_bits(0x3f80_7fff), 0x3f80),
+            (f32::MAX, 0x7f80),
+            (f32::NEG_INFINITY, 0xff80),
+            (1e-39, 0x0000),
+            (-1e-39, 0x8000),
+            (f32::MIN_POSITIVE, 0x0080),
+            (-0.0, 0x8000),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(round(value), expected, "{value:e} ({:#x})", value.to_bits());
+        }
+        for nan in [f32::NAN, -f32::NAN, f32::from_bits(0x7f80_0001)] {
+            assert!(widen(round(nan)).is_nan(), "{:#x}", nan.to_bits());
+        }
+        assert_eq!(widen(round(3.140625)), 3.140625, "a bf16 is its own rounding");
+    }
+
+    #[test]
+    fn weights_are_rounded_and_packed_by_tap_then_channel_pair() {
+        // 2 rows, 3 channels (two pairs, the second padded), 1x2 taps.
+        let mut weights = vec![0f32; 2 * 3 * 2];
+        weights[0] = 1.0; // row 0, channel 0, tap 0
+        weights[2 * 2 + 1] = -2.0; // row 0, channel 2, tap 1
+        weights[6 + 2] = f32::from_bits(0x3f81_8000); // row 1, channel 1, tap 0: rounds up
+        let packed = Bf16Weights::new(&weights, &[1.0, 2.0], [2, 3, 1, 2]);
+        assert_eq!(packed.0.groups, 4);
+        let word = |g: usize, row: usize| packed.0.words[g * ROWS + row];
+        assert_eq!(word(0, 0), 0x3f80, "tap 0, pair 0: channel 0 in the low half");
+        assert_eq!(word(0, 1), 0x3f82 << 16, "channel 1 in the high half");
+        assert_eq!(word(3, 0), 0xc000, "tap 1, pair 1: channel 2, its pair's second zero");
+        assert_eq!(packed.0.words.len(), ROWS * 4, "rows padded to a panel");
+        assert_eq!(packed.0.bias, [1.0, 2.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn every_kernel_matches_the_reference_bit_for_bit_on_random_blocks() {
+        // Rows off the panel height, columns off the panel width, deep and shallow groups.
+        let shapes = [[4, 1, 16], [13, 37, 45], [1, 1, 1], [7, 432, 70], [64, 64, 196], [9, 3, 17]];
+        for kernel in Kernel::available() {
+            for (seed, [rows, groups, columns]) in shapes.into_iter().enumerate() {
+                let seed = seed as u32;
+                let weights = floats(&[rows, groups * PAIR], seed);
+                let bias = floats(&[rows], seed + 1);
+                let packed = Bf16Weights::new(&weights, &bias, [rows, groups * PAIR, 1, 1]);
+                let b = halves(panels_len(groups, columns), seed + 2);
+                // The same `B` row-major, its rows 5 words longer than the whole panels.
+                let stride = columns.next_multiple_of(COLUMNS) + 5;
+                let mut lines = halves((groups - 1) * stride + stride, seed + 3);
+                for g in 0..groups {
+                    for j in 0..columns {
+                        lines[g * stride + j] =
+                            b[(j / COLUMNS * groups + g) * COLUMNS + j % COLUMNS];
+                    }
+                }
+                for relu in [false, true] {
+                    let expected = reference(&packed, &b, columns, relu);
+                    for b in [Words::Panels(&b), Words::Rows(&lines, stride)] {
+                        let mut out = vec![f32::NAN; rows * columns];
+                        multiply(kernel, &packed, b, columns, (&mut out, columns), relu);
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&out),
+                            bits(&expected),
+                            "{kernel:?} {rows}x{groups}x{columns}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bf16 convolution by its definition, from the f32 weights and image: every value
+    /// rounded by [`round`], the taps in order and within a tap the channels by pairs (a
+    /// tap outside the image adds zeros, as the packed padding does), then [`end`].
+    fn definition(
+        image: &[f32],
+        (weights, bias): (&[f32], &[f32]),
+        [channels, height, width]: [usize; 3],
+        [k, stride, pad]: [usize; 3],
+        relu: bool,
+    ) -> Vec<f32> {
+        let (oh, ow) = ((height + 2 * pad - k) / stride + 1, (width + 2 * pad - k) / stride + 1);
+        let pairs = channels.div_ceil(PAIR);
+        let mut out = Vec::new();
+        for (r, &bias) in bias.iter().enumerate() {
+            let weight = |c: usize, tap: usize| {
+                if c < channels {
+                    round(weights[((r * channels + c) * k * k) + tap])
+                } else {
+                    0
+                }
+            };
+            for y in 0..oh {
+                for x in 0..ow {
+                    let mut sum = 0f32;
+                    for (tap, pair) in (0..k * k).flat_map(|t| (0..pairs).map(move |p| (t, p))) {
+                        let (iy, ix) = (
+                            (y * stride + tap / k) as isize - pad as isize,
+                            (x * stride + tap % k) as isize - pad as isize,
+                        );
+                        let inside =
+                            (0..height as isize).contains(&iy) && (0..width as isize).contains(&ix);
+                        let value = |c: usize| {
+                            if inside && c < channels {
+                                round(image[(c * height + iy as usize) * width + ix as usize])
+                            } else {
+                                0
+                            }
+                        };
+                        let (first, second) = (pair * PAIR, pair * PAIR + 1);
+                        let input = value(first) | value(second) << 16;
+                        sum = add_pair(sum, input, weight(first, tap) | weight(second, tap) << 16);
+                    }
+                    out.push(end(sum, bias, relu));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_matches_the_definition_on_googlenet_s_layers() {
+        // (in, size, out, kernel, stride, pad) of every geometry GoogLeNet has: conv1 (signed
+        // input, 3 channels, stride 2), conv2's 1x1 and 3x3, and the Inception modules' 1x1s,
+        // 3x3s and 5x5s at 28, 14 and 7 pixels (the channel counts of 3a, 4a and 5b; the
+        // other modules repeat these geometries). conv1 runs on a 56x56 crop, for time.
+        let layers = [
+            (3, 56, 64, 7, 2, 3),
+            (64, 56, 64, 1, 1, 0),
+            (64, 56, 192, 3, 1, 1),
+            (192, 28, 96, 1, 1, 0),
+            (96, 28, 128, 3, 1, 1),
+            (16, 28, 32, 5, 1, 2),
+            (480, 14, 208, 1, 1, 0),
+            (96, 14, 208, 3, 1, 1),
+            (16, 14, 48, 5, 1, 2),
+            (832, 7, 384, 1, 1, 0),
+            (192, 7, 384, 3, 1, 1),
+            (48, 7, 128, 5, 1, 2),
+        ];
+        for kernel in Kernel::available() {
+            for (seed, &(channels, size, out, k, stride, pad)) in layers.iter().enumerate() {
+                let seed = seed as u32;
+                let spec = PoolSpec::new(
+                    DataFormat::NCHW,
+                    tvec![k, k],
+                    PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+                    None,
+                    Some(tvec![stride, stride]),
+                    channels,
+                    out,
+                );
+                let weights = floats(&[out, channels, k, k], seed);
+                let bias = floats(&[out], seed + 1);
+                let packed = Bf16Weights::new(&weights, &bias, [out, channels, k, k]);
+                // conv1's input is signed; the others follow a ReLU.
+                let relu = k != 7;
+                let input: ArrayD<f32> = random(&[1, channels, size, size], seed + 2).mapv(|v| {
+                    if relu {
+                        v.max(0.0)
+                    } else {
+                        v
+                    }
+                });
+                let image = input.as_slice().unwrap();
+                let output = (relu, Part::whole(out));
+                let got = convolve(&spec, kernel, &packed, output, &input.view(), None).unwrap();
+                let got = got.to_plain_array_view::<f32>().unwrap();
+                let shape = [channels, size, size];
+                let want = definition(image, (&weights, &bias), shape, [k, stride, pad], relu);
+                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{kernel:?}: {channels}x{size}x{size} -> {out}, {k}x{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_product_stays_within_bf16_s_rounding_of_the_f32_product() {
+        // Each product's operands are off by at most 2^-8 relative each; summed with their
+        // sizes, |bf16 - f32| <= 2 x 2^-8 x sum |w x| (and f32's own roundings, far smaller).
+        let (rows, groups, columns) = (8, 200, 16);
+        let weights = floats(&[rows, groups * PAIR], 7);
+        let packed = Bf16Weights::new(&weights, &[0.0; 8], [rows, groups * PAIR, 1, 1]);
+        let inputs = floats(&[groups * PAIR, columns], 8);
+        let mut b = vec![0u32; panels_len(groups, columns)];
+        for g in 0..groups {
+            for j in 0..columns {
+                let value = |c: usize| round(inputs[c * columns + j]);
+                b[g * COLUMNS + j] = value(2 * g) | value(2 * g + 1) << 16;
+            }
+        }
+        let got = reference(&packed, &b, columns, false);
+        for r in 0..rows {
+            for j in 0..columns {
+                let products = (0..groups * PAIR)
+                    .map(|c| f64::from(weights[r * groups * PAIR + c] * inputs[c * columns + j]));
+                let (exact, size) = products.fold((0.0, 0.0), |(s, a), p| (s + p, a + p.abs()));
+                let error = (f64::from(got[r * columns + j]) - exact).abs();
+                assert!(error <= size * 2.0 / 256.0, "({r}, {j}): {error} of {size}");
+            }
+        }
+    }
+}
