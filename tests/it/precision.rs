@@ -1,6 +1,6 @@
-//! `--precision` and the kernel path override, `GOOGLENET_ISA`: int8 against f32 on the
-//! labelled samples, bf16's fallback where there is no bf16 kernel, and the errors of a path
-//! that is not there.
+//! `--precision` and the kernel path override, `GOOGLENET_ISA`: int8 and bf16 against f32 on
+//! the labelled samples, bf16's fallback where there is no bf16 kernel, and the errors of a
+//! path that is not there.
 
 use crate::common::{googlenet, kernel_paths};
 
@@ -32,22 +32,25 @@ fn top_classes(precision: &str, isa: &str) -> Vec<(String, bool)> {
 }
 
 #[test]
-fn int8_agrees_with_f32_on_the_samples_on_every_kernel_path() {
+fn int8_and_bf16_agree_with_f32_on_the_samples_on_every_kernel_path() {
     let f32 = top_classes("f32", "tract");
     let correct = |classes: &[(String, bool)]| classes.iter().filter(|(_, right)| *right).count();
-    for isa in kernel_paths() {
-        let int8 = top_classes("int8", isa);
-        let agree = int8.iter().zip(&f32).filter(|(a, b)| a.0 == b.0).count();
+    // A forced path runs bf16 whether or not it multiplies bf16 in hardware.
+    for (precision, isa) in
+        ["int8", "bf16"].iter().flat_map(|p| kernel_paths().into_iter().map(move |i| (p, i)))
+    {
+        let lower = top_classes(precision, isa);
+        let agree = lower.iter().zip(&f32).filter(|(a, b)| a.0 == b.0).count();
         println!(
-            "int8 on {isa}: top-1 agreement with f32 {agree}/100, correct {} against {}",
-            correct(&int8),
+            "{precision} on {isa}: top-1 agreement with f32 {agree}/100, correct {} against {}",
+            correct(&lower),
             correct(&f32)
         );
-        assert!(agree >= 95, "int8 on {isa}: top-1 agrees with f32 on {agree} of 100 samples");
+        assert!(agree >= 95, "{precision} on {isa}: top-1 agrees with f32 on {agree} of 100");
         assert!(
-            correct(&int8) + 2 >= correct(&f32),
-            "int8 on {isa}: {} correct against f32's {}",
-            correct(&int8),
+            correct(&lower) + 2 >= correct(&f32),
+            "{precision} on {isa}: {} correct against f32's {}",
+            correct(&lower),
             correct(&f32)
         );
     }
@@ -55,14 +58,18 @@ fn int8_agrees_with_f32_on_the_samples_on_every_kernel_path() {
 
 #[test]
 fn verbose_names_the_precision_and_the_kernel_path() {
-    let output = googlenet()
-        .env("GOOGLENET_ISA", "avx2")
-        .args(["classify", "--verbose", "--quiet", "--precision", "int8", "assets/chelsea.png"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("precision: int8 on the avx2 kernel path"), "{stderr}");
+    for precision in ["int8", "bf16"] {
+        let output = googlenet()
+            .env("GOOGLENET_ISA", "avx2")
+            .args(["classify", "--verbose", "--quiet", "--precision", precision])
+            .arg("assets/chelsea.png")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let line = format!("precision: {precision} on the avx2 kernel path");
+        assert!(stderr.contains(&line), "{stderr}");
+    }
 }
 
 #[test]
@@ -89,6 +96,7 @@ fn a_kernel_path_that_is_not_there_is_a_one_line_error() {
     let cases = [
         ("avx9", "f32", "googlenet: error: GOOGLENET_ISA is `avx9`, no kernel path: this build has avx512, avx2 and tract"),
         ("tract", "int8", "googlenet: error: --precision int8 runs on the project's kernels, not GOOGLENET_ISA=tract's f32 operators"),
+        ("tract", "bf16", "googlenet: error: --precision bf16 runs on the project's kernels, not GOOGLENET_ISA=tract's f32 operators"),
     ];
     for (isa, precision, expected) in cases {
         let output = googlenet()

@@ -615,7 +615,7 @@ pub struct ModelInfo {
     pub preset: String,
     /// Top classes per answer unless asked for more or fewer.
     pub top_k: usize,
-    /// The precision the convolutions run at: `f32` or `int8` ([`Precision::name`]).
+    /// The precision the convolutions run at: `f32`, `bf16` or `int8` ([`Precision::name`]).
     pub precision: String,
     /// The kernel path: `avx512`, `avx2` or `tract` (see [`crate::ISA_ENV`]).
     pub kernel: String,

@@ -13,8 +13,10 @@ pub enum Precision {
     /// f32 throughout: the default, and the reference the others are measured against.
     #[default]
     F32,
-    /// bf16 weights and activations with f32 sums, on a CPU whose kernels multiply bf16. This
-    /// build has no bf16 kernel: a classifier asked for it runs at f32 and says so.
+    /// bf16 weights and activations with f32 sums. It runs where a kernel multiplies bf16 in
+    /// hardware, which this build has none of: a classifier asked for it runs at f32 and says
+    /// so, unless [`ISA_ENV`] forces a kernel path, which then runs bf16's numbers by widening
+    /// them to f32 (for measuring them: no faster than f32).
     Bf16,
     /// Weights as signed bytes (scaled per output channel), activations as 7-bit codes (scaled
     /// per image and layer), exact integer sums: every convolution that follows a ReLU.
@@ -64,13 +66,24 @@ pub(crate) struct Resolved {
 /// The operators and precision for `asked` on this CPU, with the path [`ISA_ENV`] forces.
 pub(crate) fn resolve(asked: Precision) -> Result<Resolved> {
     let kernels = Kernels::from_env().map_err(|problem| Error::setting(ISA_ENV, problem))?;
+    let forced = std::env::var_os(ISA_ENV).is_some();
     let at = |precision, kernels| Ok(Resolved { kernels, precision, note: None });
     let fallback = |why: String| {
         let note = format!("precision {asked}: {why}; running at f32");
         Ok(Resolved { kernels, precision: Precision::F32, note: Some(note) })
     };
+    let tract = |precision: Precision| {
+        let why = format!(
+            "{precision} runs on the project's kernels, not {ISA_ENV}=tract's f32 operators"
+        );
+        Err(Error::setting("precision", why))
+    };
     match (asked, kernels) {
         (Precision::F32, _) => at(Precision::F32, kernels),
+        (Precision::Bf16, Kernels::Project(Some(kernel), _)) if forced => {
+            at(Precision::Bf16, Kernels::Project(Some(kernel), KernelPrecision::Bf16))
+        }
+        (Precision::Bf16, Kernels::Tract) => tract(asked),
         (Precision::Bf16, _) => {
             fallback(format!("no bf16 kernel for this CPU ({} path)", kernels.name()))
         }
@@ -80,10 +93,7 @@ pub(crate) fn resolve(asked: Precision) -> Result<Resolved> {
         (Precision::Int8, Kernels::Project(None, _)) => {
             fallback("no int8 kernel for this CPU (it needs AVX2 and FMA)".into())
         }
-        (Precision::Int8, Kernels::Tract) => Err(Error::setting(
-            "precision",
-            format!("int8 runs on the project's kernels, not {ISA_ENV}=tract's f32 operators"),
-        )),
+        (Precision::Int8, Kernels::Tract) => tract(asked),
     }
 }
 
@@ -101,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn bf16_without_a_kernel_runs_at_f32_with_a_note() {
+    fn bf16_without_a_forced_path_runs_at_f32_with_a_note() {
         // The suite runs without `GOOGLENET_ISA`: the fastest kernel of this CPU.
         let resolved = resolve(Precision::Bf16).unwrap();
         assert_eq!(resolved.precision, Precision::F32);
