@@ -186,6 +186,16 @@ def test_int8_runs_and_bf16_without_a_kernel_runs_at_f32_with_a_warning():
     assert bf16.model["precision"] == "f32"
 
 
+def test_a_forced_kernel_path_runs_bf16(monkeypatch):
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    if not {"avx2", "fma"} <= set(flags):
+        pytest.skip("the avx2 kernel path needs AVX2 and FMA")
+    monkeypatch.setenv("GOOGLENET_ISA", "avx2")
+    bf16 = googlenet.Classifier(precision="bf16", threads=1)
+    assert (bf16.model["precision"], bf16.model["kernel"]) == ("bf16", "avx2")
+    assert bf16.classify(str(CAT))["predictions"][0]["name"] == "Egyptian cat"
+
+
 def test_the_package_exports_its_api_only():
     assert dir(googlenet) == sorted(googlenet.__all__ + ["ray"])
     for name in googlenet.__all__:

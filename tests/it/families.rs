@@ -2,7 +2,7 @@
 //! graph of each family's characteristic block, built here, loaded and run end to end through
 //! the binary, its ten probabilities equal within 1e-4 to those of the same run on tract's own
 //! operators (`GOOGLENET_ISA=tract`, the differential reference), on every kernel path this CPU
-//! has, and at int8 within 0.02; and operators that are no image classifier's, refused.
+//! has, and at int8 and bf16 within 0.02; and operators that are no image classifier's, refused.
 
 use crate::common::{googlenet, Attr, Graph};
 use serde_json::Value;
@@ -18,16 +18,19 @@ fn classify(model: Vec<u8>, name: &str) -> Value {
     for isa in crate::common::kernel_paths() {
         let ours = classify_with(&path, Some(isa), "f32");
         compare(&ours, &reference, 1e-4, &format!("{name} on {isa}"));
-        let int8 = classify_with(&path, Some(isa), "int8");
-        compare(&int8, &reference, INT8_BOUND, &format!("{name} at int8 on {isa}"));
+        for precision in ["int8", "bf16"] {
+            let lower = classify_with(&path, Some(isa), precision);
+            compare(&lower, &reference, LOWER_BOUND, &format!("{name} at {precision} on {isa}"));
+        }
     }
     let ours = classify_with(&path, None, "f32");
     compare(&ours, &reference, 1e-4, name);
     ours
 }
 
-/// How far int8's probabilities may stray from f32's on these small random-weight graphs.
-const INT8_BOUND: f64 = 0.02;
+/// How far int8's and bf16's probabilities may stray from f32's on these small random-weight
+/// graphs.
+const LOWER_BOUND: f64 = 0.02;
 
 /// Checks that `ours` gives each class the probability `reference` gives it, within `bound`.
 fn compare(ours: &Value, reference: &Value, bound: f64, name: &str) {
