@@ -102,9 +102,9 @@ pub fn multiply(
     relu: bool,
 ) {
     let a = &a.0;
-    words::tiles::<ROWS>([a.rows, a.groups], b, columns, (c, ldc), |panel, b, tile, shape| {
-        let bias = &a.bias[panel * ROWS..][..ROWS];
-        run_tile(kernel, a.panel(panel), b, tile, shape, (bias, relu));
+    words::tiles::<ROWS, _>([a.rows, a.groups], b, columns, (c, ldc), |panel| {
+        let (weights, bias) = (a.panel(panel), &a.bias[panel * ROWS..][..ROWS]);
+        move |b, tile, shape| run_tile(kernel, weights, b, tile, shape, (bias, relu))
     });
 }
 

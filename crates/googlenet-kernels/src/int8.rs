@@ -183,14 +183,15 @@ pub fn multiply(
 ) {
     let scales: Vec<f32> = a.scale.iter().map(|&w| w * input_scale).collect();
     let shape = [a.panels.rows, a.panels.groups];
-    words::tiles::<ROWS>(shape, b, columns, (c, ldc), |panel, b, tile, shape| {
+    words::tiles::<ROWS, _>(shape, b, columns, (c, ldc), |panel| {
         let first_row = panel * ROWS;
         let sums = Sums {
             scale: &scales[first_row..][..ROWS],
             bias: &a.panels.bias[first_row..][..ROWS],
             relu,
         };
-        run_tile(kernel, a.panel(panel), b, tile, shape, sums);
+        let weights = a.panel(panel);
+        move |b, tile, shape| run_tile(kernel, weights, b, tile, shape, sums)
     });
 }
 

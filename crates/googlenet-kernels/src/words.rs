@@ -122,17 +122,17 @@ impl<const ROWS: usize> Weights<ROWS> {
 }
 
 /// The tiles of `C = A B` for the first `columns` columns of `b`, where `A` has `rows` rows in
-/// panels of `ROWS` and is `groups` words deep: for each row panel and each panel of columns,
-/// `tile(panel, (words, stride), part, [ldc, rows, width])` with the panel's `groups` runs of
-/// [`COLUMNS`] words `stride` apart, and `part` the tile's `rows` lines of `C` (`ldc` apart,
-/// `width` used). `C` holds a row per row of `A`, `ldc` floats apart, of at least `columns`
-/// values.
-pub fn tiles<const ROWS: usize>(
+/// panels of `ROWS` and is `groups` words deep. For each row panel `p`, `panel(p)` gives the
+/// tile's runner, which then runs `(words, stride), part, [ldc, rows, width]` for each panel of
+/// columns: the panel's `groups` runs of [`COLUMNS`] words `stride` apart, and `part` the
+/// tile's `rows` lines of `C` (`ldc` apart, `width` used). `C` holds a row per row of `A`,
+/// `ldc` floats apart, of at least `columns` values.
+pub fn tiles<const ROWS: usize, T: FnMut((&[u32], usize), &mut [f32], [usize; 3])>(
     [rows, groups]: [usize; 2],
     b: Words,
     columns: usize,
     (c, ldc): (&mut [f32], usize),
-    mut tile: impl FnMut(usize, (&[u32], usize), &mut [f32], [usize; 3]),
+    mut panel: impl FnMut(usize) -> T,
 ) {
     if rows == 0 || columns == 0 || groups == 0 {
         return;
@@ -141,16 +141,17 @@ pub fn tiles<const ROWS: usize>(
         b.holds(groups, columns) && ldc >= columns && c.len() >= (rows - 1) * ldc + columns,
         "product of mismatched shapes"
     );
-    for panel in 0..rows.div_ceil(ROWS) {
-        let first_row = panel * ROWS;
+    for index in 0..rows.div_ceil(ROWS) {
+        let first_row = index * ROWS;
         let height = ROWS.min(rows - first_row);
+        let mut tile = panel(index);
         for index in 0..columns.div_ceil(COLUMNS) {
             let (start, stride) = b.panel(groups, index);
             let column = index * COLUMNS;
             let width = COLUMNS.min(columns - column);
             let words = &b.slice()[start..][..(groups - 1) * stride + COLUMNS];
             let part = &mut c[first_row * ldc + column..][..(height - 1) * ldc + width];
-            tile(panel, (words, stride), part, [ldc, height, width]);
+            tile((words, stride), part, [ldc, height, width]);
         }
     }
 }
