@@ -18,9 +18,10 @@
 //! group's four words (one per row) together.
 //!
 //! **Kernels.** The AVX2 tile widens each bf16 to an f32 (a shift, or a mask) and adds the
-//! products with FMA in the order above, so it gives the reference's bits, at about f32's
-//! speed or below: it runs bf16's numbers on any CPU with AVX2, for measuring them and for
-//! testing the path, and a run takes it only where `GOOGLENET_ISA` forces a path. Kernels that
+//! products with FMA in the order above, so it gives the reference's bits, more slowly than
+//! the f32 product (the widening costs as many instructions as the products): it runs bf16's
+//! numbers on any CPU with AVX2, for measuring them and for testing the path, and a run takes
+//! it only where `GOOGLENET_ISA` forces a path. Kernels that
 //! multiply bf16 in hardware (`vdpbf16ps` on AVX512-BF16, `tdpbf16ps` on AMX) need a CPU that
 //! has them to be tested, and this build has none.
 

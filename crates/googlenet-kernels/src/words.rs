@@ -73,9 +73,13 @@ impl Words<'_> {
 /// each row's bias, zero-padded the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights<const ROWS: usize> {
+    /// Output channels.
     pub rows: usize,
+    /// The depth in words: taps x planes.
     pub groups: usize,
+    /// The panels, `rows` rounded up to `ROWS` of `groups` words each.
     pub words: Vec<u32>,
+    /// One per row, and zeros for the padding rows.
     pub bias: Vec<f32>,
 }
 
@@ -160,8 +164,9 @@ pub fn tiles<const ROWS: usize, T: FnMut((&[u32], usize), &mut [f32], [usize; 3]
 /// padded as far as the window reads, and a panel of zeros past the last plane.
 #[derive(Debug, Clone, Copy)]
 pub struct Planes {
-    /// Padded lines per plane and words per padded line.
+    /// Padded lines per plane.
     pub lines: usize,
+    /// Words per padded line.
     pub line: usize,
     /// Words per plane: `lines x line`, rounded up to whole panels.
     pub plane: usize,
