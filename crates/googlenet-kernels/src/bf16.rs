@@ -141,18 +141,6 @@ fn run_tile(
     kernel.unreachable();
 }
 
-/// Rounds `image` (`channels x H x W` floats) into `out` (planes of words of two channels,
-/// [`Planes::len`] words, its padding zero). Inlined into [`words::fill`]'s versions: each
-/// word from its two channels.
-#[inline(always)]
-fn pack(planes: &Planes, image: &[f32], channels: usize, axes: [&Axis; 2], out: &mut [u32]) {
-    planes.pack(image, channels, axes, out, |to, [first, second]: [&[f32]; PAIR]| {
-        for (word, (&a, &b)) in to.iter_mut().zip(first.iter().zip(second)) {
-            *word = round(a) | round(b) << 16;
-        }
-    });
-}
-
 impl Packing for Bf16Weights {
     type Scale = ();
     const CHANNELS: usize = PAIR;
@@ -165,9 +153,15 @@ impl Packing for Bf16Weights {
         self.0.groups
     }
 
+    /// Rounds `image` (`channels x H x W` floats) into `out` (planes of words of two
+    /// channels, [`Planes::len`] words, its padding zero): each word from its two channels.
     #[inline(always)]
     fn fill(planes: &Planes, image: &[f32], channels: usize, axes: [&Axis; 2], out: &mut [u32]) {
-        pack(planes, image, channels, axes, out)
+        planes.pack(image, channels, axes, out, |to, [first, second]: [&[f32]; PAIR]| {
+            for (word, (&a, &b)) in to.iter_mut().zip(first.iter().zip(second)) {
+                *word = round(a) | round(b) << 16;
+            }
+        });
     }
 
     fn multiply(
@@ -301,7 +295,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::super::glue::{random, Part};
-    use super::super::words::{convolve, panels_len};
+    use super::super::words::{convolve, panels_len, GOOGLENET_LAYERS};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
     use tract_onnx::tract_core::internal::*;
@@ -455,26 +449,10 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_definition_on_googlenet_s_layers() {
-        // (in, size, out, kernel, stride, pad) of every geometry GoogLeNet has: conv1 (signed
-        // input, 3 channels, stride 2), conv2's 1x1 and 3x3, and the Inception modules' 1x1s,
-        // 3x3s and 5x5s at 28, 14 and 7 pixels (the channel counts of 3a, 4a and 5b; the
-        // other modules repeat these geometries). conv1 runs on a 56x56 crop, for time.
-        let layers = [
-            (3, 56, 64, 7, 2, 3),
-            (64, 56, 64, 1, 1, 0),
-            (64, 56, 192, 3, 1, 1),
-            (192, 28, 96, 1, 1, 0),
-            (96, 28, 128, 3, 1, 1),
-            (16, 28, 32, 5, 1, 2),
-            (480, 14, 208, 1, 1, 0),
-            (96, 14, 208, 3, 1, 1),
-            (16, 14, 48, 5, 1, 2),
-            (832, 7, 384, 1, 1, 0),
-            (192, 7, 384, 3, 1, 1),
-            (48, 7, 128, 5, 1, 2),
-        ];
         for kernel in Kernel::available() {
-            for (seed, &(channels, size, out, k, stride, pad)) in layers.iter().enumerate() {
+            for (seed, &(channels, size, out, k, stride, pad)) in
+                GOOGLENET_LAYERS.iter().enumerate()
+            {
                 let seed = seed as u32;
                 let spec = PoolSpec::new(
                     DataFormat::NCHW,
@@ -488,8 +466,8 @@ mod tests {
                 let weights = floats(&[out, channels, k, k], seed);
                 let bias = floats(&[out], seed + 1);
                 let packed = Bf16Weights::new(&weights, &bias, [out, channels, k, k]);
-                // conv1's input is signed; the others follow a ReLU.
-                let relu = k != 7;
+                // conv1, the first, reads the signed image; the others a ReLU's output.
+                let relu = seed > 0;
                 let input: ArrayD<f32> = random(&[1, channels, size, size], seed + 2).mapv(|v| {
                     if relu {
                         v.max(0.0)

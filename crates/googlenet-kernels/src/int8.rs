@@ -289,33 +289,6 @@ pub fn reference(
     c
 }
 
-/// Quantises `image` (`channels x H x W` floats, none negative) into `out` (planes of words of
-/// four channels, [`Planes::len`] words, its padding zero), and returns the scale: the largest
-/// value over [`CODE_MAX`]. Inlined into [`words::fill`]'s versions, in loops the compiler
-/// turns into vector code: the largest value in 16 lanes, then each word from its four
-/// channels.
-#[inline(always)]
-fn quantise(
-    planes: &Planes,
-    image: &[f32],
-    channels: usize,
-    axes: [&Axis; 2],
-    out: &mut [u32],
-) -> f32 {
-    let largest = largest(image);
-    let inverse = if largest > 0.0 { CODE_MAX / largest } else { 0.0 };
-    planes.pack(image, channels, axes, out, |to, [a, b, c, d]: [&[f32]; QUAD]| {
-        let values = a.iter().zip(b).zip(c).zip(d);
-        for (word, (((&a, &b), &c), &d)) in to.iter_mut().zip(values) {
-            *word = code(a, inverse)
-                | code(b, inverse) << 8
-                | code(c, inverse) << 16
-                | code(d, inverse) << 24;
-        }
-    });
-    largest / CODE_MAX
-}
-
 /// The largest of `values`, and 0 for none or all negative: kept in 16 lanes, so that the loop
 /// becomes vector maxima.
 #[inline(always)]
@@ -353,6 +326,10 @@ impl Packing for QuantWeights {
         self.panels.groups
     }
 
+    /// Quantises `image` (`channels x H x W` floats, none negative) into `out` (planes of
+    /// words of four channels, [`Planes::len`] words, its padding zero), and returns the scale:
+    /// the largest value over [`CODE_MAX`]. In loops the compiler turns into vector code: the
+    /// largest value in 16 lanes, then each word from its four channels.
     #[inline(always)]
     fn fill(
         planes: &Planes,
@@ -361,7 +338,18 @@ impl Packing for QuantWeights {
         axes: [&Axis; 2],
         out: &mut [u32],
     ) -> f32 {
-        quantise(planes, image, channels, axes, out)
+        let largest = largest(image);
+        let inverse = if largest > 0.0 { CODE_MAX / largest } else { 0.0 };
+        planes.pack(image, channels, axes, out, |to, [a, b, c, d]: [&[f32]; QUAD]| {
+            let values = a.iter().zip(b).zip(c).zip(d);
+            for (word, (((&a, &b), &c), &d)) in to.iter_mut().zip(values) {
+                *word = code(a, inverse)
+                    | code(b, inverse) << 8
+                    | code(c, inverse) << 16
+                    | code(d, inverse) << 24;
+            }
+        });
+        largest / CODE_MAX
     }
 
     fn multiply(
@@ -469,7 +457,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::super::glue::{random, Part};
-    use super::super::words::{convolve, panels_len};
+    use super::super::words::{convolve, panels_len, GOOGLENET_LAYERS};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
     use tract_onnx::tract_core::internal::*;
@@ -603,7 +591,7 @@ mod tests {
         }
     }
 
-    /// The int8 convolution by its definition: the input quantised as [`quantise`] scales
+    /// The int8 convolution by its definition: the input quantised as [`Packing::fill`] scales
     /// it, every tap summed in integers, then [`Sums::value`].
     fn definition(
         image: &[f32],
@@ -655,24 +643,11 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_definition_on_googlenet_s_int8_layers() {
-        // (in, size, out, kernel, pad) of every geometry GoogLeNet runs at int8: conv2's 1x1
-        // and 3x3, and the Inception modules' 1x1s, 3x3s and 5x5s at 28, 14 and 7 pixels (the
-        // channel counts of 3a, 4a and 5b; the other modules repeat these geometries).
-        let layers = [
-            (64, 56, 64, 1, 0),
-            (64, 56, 192, 3, 1),
-            (192, 28, 96, 1, 0),
-            (96, 28, 128, 3, 1),
-            (16, 28, 32, 5, 2),
-            (480, 14, 208, 1, 0),
-            (96, 14, 208, 3, 1),
-            (16, 14, 48, 5, 2),
-            (832, 7, 384, 1, 0),
-            (192, 7, 384, 3, 1),
-            (48, 7, 128, 5, 2),
-        ];
+        // Every geometry GoogLeNet runs at int8: all but conv1, whose input is signed.
         for kernel in Kernel::available() {
-            for (seed, &(channels, size, out, k, pad)) in layers.iter().enumerate() {
+            for (seed, &layer) in GOOGLENET_LAYERS[1..].iter().enumerate() {
+                let (channels, size, out, k, stride, pad) = layer;
+                assert_eq!(stride, 1, "the definition here is for stride 1");
                 let seed = seed as u32;
                 let spec = PoolSpec::new(
                     DataFormat::NCHW,

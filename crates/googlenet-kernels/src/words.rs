@@ -26,6 +26,27 @@ use super::gemm::Kernel;
 use super::glue::{output_onto, Part, Scratch};
 use super::window::Axis;
 
+/// `(in, size, out, kernel, stride, pad)` of every convolution geometry GoogLeNet has, for the
+/// lower precisions' tests: conv1 first (3 channels, stride 2, the signed image as its input;
+/// the tests run it on a 56x56 crop, for time), then conv2's 1x1 and 3x3, and the Inception
+/// modules' 1x1s, 3x3s and 5x5s at 28, 14 and 7 pixels (the channel counts of 3a, 4a and 5b;
+/// the other modules repeat these geometries), each of a ReLU's output.
+#[cfg(test)]
+pub const GOOGLENET_LAYERS: [(usize, usize, usize, usize, usize, usize); 12] = [
+    (3, 56, 64, 7, 2, 3),
+    (64, 56, 64, 1, 1, 0),
+    (64, 56, 192, 3, 1, 1),
+    (192, 28, 96, 1, 1, 0),
+    (96, 28, 128, 3, 1, 1),
+    (16, 28, 32, 5, 1, 2),
+    (480, 14, 208, 1, 1, 0),
+    (96, 14, 208, 3, 1, 1),
+    (16, 14, 48, 5, 1, 2),
+    (832, 7, 384, 1, 1, 0),
+    (192, 7, 384, 3, 1, 1),
+    (48, 7, 128, 5, 1, 2),
+];
+
 /// Columns of `B` per panel: a 512-bit vector of words, or two 256-bit ones.
 pub const COLUMNS: usize = 16;
 
