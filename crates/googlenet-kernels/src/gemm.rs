@@ -367,6 +367,10 @@ fn run_tile(
     }
 }
 
+/// The f32 vector operations, which the lower precisions' tiles use to store their sums.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::Vector;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The kernels. Each reads `a` (`steps x height`) and `b` (`steps x PANEL`, its steps where
@@ -632,7 +636,7 @@ mod x86 {
     /// The few vector operations the kernel body needs, for one register width. Every method
     /// needs the CPU feature of its width, `load` a valid run of `LANES` floats, `load_first`
     /// and `store_first` one of `count` (at most `LANES`).
-    trait Vector: Copy {
+    pub(crate) trait Vector: Copy {
         const LANES: usize;
         /// Whether the kernel asks for its operands' cache lines ahead of use ([`B_AHEAD`],
         /// [`A_AHEAD`]) at this width.

@@ -371,6 +371,7 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
+    use super::super::gemm::Vector;
     use super::{Sums, COLUMNS, ROWS};
 
     /// `rows` lines of `tile` from `a` (`groups x ROWS` words, and spans that add up to
@@ -438,15 +439,9 @@ mod x86 {
                     value = _mm256_max_ps(value, _mm256_setzero_ps());
                 }
                 let part = &mut tile[row * ldc + half * 8..][..count];
-                if count == 8 {
-                    // SAFETY: `part` holds 8 floats.
-                    unsafe { _mm256_storeu_ps(part.as_mut_ptr(), value) };
-                } else {
-                    let mut values = [0f32; 8];
-                    // SAFETY: `values` holds 8 floats.
-                    unsafe { _mm256_storeu_ps(values.as_mut_ptr(), value) };
-                    part.copy_from_slice(&values[..count]);
-                }
+                // SAFETY: the CPU has AVX2 (the contract), and `part` holds `count` floats, at
+                // most 8.
+                unsafe { value.store_first(part.as_mut_ptr(), count) };
             }
         }
     }
