@@ -33,17 +33,27 @@ pub fn googlenet() -> assert_cmd::Command {
 /// harness's capture, so that the suite's output shows it.
 pub fn kernel_paths() -> Vec<&'static str> {
     static SAID: std::sync::Once = std::sync::Once::new();
-    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    let avx512 = avx2 && is_x86_feature_detected!("avx512f");
-    let paths = [("avx512", avx512, "AVX-512F, AVX2 and FMA"), ("avx2", avx2, "AVX2 and FMA")];
-    let (runs, skipped): (Vec<_>, Vec<_>) = paths.into_iter().partition(|&(_, present, _)| present);
+    let features = [
+        ("AVX-512F", is_x86_feature_detected!("avx512f")),
+        ("AVX2", is_x86_feature_detected!("avx2")),
+        ("FMA", is_x86_feature_detected!("fma")),
+    ];
+    let paths: [(&str, &[&str]); 2] =
+        [("avx512", &["AVX-512F", "AVX2", "FMA"]), ("avx2", &["AVX2", "FMA"])];
+    let lacks = |needs: &[&'static str]| -> Vec<&'static str> {
+        let present = |need: &&str| features.iter().any(|&(name, has)| name == *need && has);
+        needs.iter().copied().filter(|need| !present(need)).collect()
+    };
+    let (runs, skipped): (Vec<_>, Vec<_>) =
+        paths.into_iter().partition(|&(_, needs)| lacks(needs).is_empty());
     SAID.call_once(|| {
-        for (path, _, needs) in skipped {
-            let line = format!("skipped kernel path {path}: this CPU lacks {needs}\n");
+        for (path, needs) in skipped {
+            let lacking = lacks(needs).join(", ");
+            let line = format!("skipped kernel path {path}: this CPU lacks {lacking}\n");
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
     });
-    runs.into_iter().map(|(path, _, _)| path).collect()
+    runs.into_iter().map(|(path, _)| path).collect()
 }
 
 /// Makes a named pipe at `path` that nothing writes to: a run that reads it waits there until
