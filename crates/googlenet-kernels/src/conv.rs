@@ -118,8 +118,8 @@ pub struct Plain {
 
 /// Replaces every tract `Conv` that [`FastConv`] computes with it, or with [`WinogradConv`]
 /// where that suits the window and the input, with the ReLU after it folded in, running
-/// `kernel`; at int8, the convolutions whose input is never negative run at int8. Returns how
-/// many.
+/// `kernel`; at a lower precision, the convolutions its [`Precision`] names run at it. Returns
+/// how many.
 pub fn replace_conv(
     model: &mut TypedModel,
     kernel: Kernel,
@@ -137,21 +137,22 @@ pub fn replace_conv(
         // fewer) the int8 product is faster (docs/precision.md). bf16 follows the same rule.
         let winograd = winograd_block(model, node, &spec)?;
         let direct = winograd != Some(Block::Four);
-        let op: Box<dyn TypedOp> = match precision {
-            Precision::Int8 if direct && never_negative(model, node.inputs[0]) => {
-                Box::new(FastConv::int8(spec, kernel, &plain)?.with_relu(relu.is_some()))
+        let at = match precision {
+            Precision::Int8 if direct && never_negative(model, node.inputs[0]) => Precision::Int8,
+            Precision::Bf16 if direct => Precision::Bf16,
+            _ => Precision::F32,
+        };
+        let op: Box<dyn TypedOp> = match winograd {
+            Some(block) if at == Precision::F32 => {
+                let mut winograd = WinogradConv::new(spec, kernel, &plain, block)?;
+                winograd.relu = relu.is_some();
+                Box::new(winograd)
             }
-            Precision::Bf16 if direct => {
-                Box::new(FastConv::bf16(spec, kernel, &plain)?.with_relu(relu.is_some()))
+            _ => {
+                let mut fast = FastConv::new(spec, kernel, &plain, at)?;
+                fast.relu = relu.is_some();
+                Box::new(fast)
             }
-            _ => match winograd {
-                Some(block) => {
-                    let mut winograd = WinogradConv::new(spec, kernel, &plain, block)?;
-                    winograd.relu = relu.is_some();
-                    Box::new(winograd)
-                }
-                None => Box::new(FastConv::new(spec, kernel, &plain)?.with_relu(relu.is_some())),
-            },
         };
         let mut patch = TypedModelPatch::default();
         let input = patch.tap_model(model, node.inputs[0])?;
@@ -284,32 +285,29 @@ impl Plain {
 }
 
 impl FastConv {
-    /// The operator for `spec` with `plain`'s weights and bias, packed for the product.
-    pub fn new(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
+    /// The operator for `spec` with `plain`'s weights and bias, packed for the product at
+    /// `precision`: as they are, quantised ([`super::int8`]: its input must never be
+    /// negative) or rounded to bf16 ([`super::bf16`]).
+    pub fn new(
+        spec: PoolSpec,
+        kernel: Kernel,
+        plain: &Plain,
+        precision: Precision,
+    ) -> TractResult<FastConv> {
         let [out, inputs, kh, kw] = plain.shape;
-        let weights = PackedWeights::new(plain.weights()?, &plain.bias, out, inputs * kh * kw);
-        let product = Product::F32(Arc::new(weights));
+        let (weights, bias) = (plain.weights()?, &plain.bias);
+        let product = match precision {
+            Precision::F32 => {
+                Product::F32(Arc::new(PackedWeights::new(weights, bias, out, inputs * kh * kw)))
+            }
+            Precision::Int8 => {
+                Product::Int8(Arc::new(QuantWeights::new(weights, bias, plain.shape)))
+            }
+            Precision::Bf16 => {
+                Product::Bf16(Arc::new(Bf16Weights::new(weights, bias, plain.shape)))
+            }
+        };
         Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(out) })
-    }
-
-    /// The operator at int8, its weights quantised ([`int8`]): its input must never be
-    /// negative.
-    pub fn int8(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
-        let weights = QuantWeights::new(plain.weights()?, &plain.bias, plain.shape);
-        let product = Product::Int8(Arc::new(weights));
-        Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(plain.shape[0]) })
-    }
-
-    /// The operator at bf16, its weights rounded ([`super::bf16`]).
-    pub fn bf16(spec: PoolSpec, kernel: Kernel, plain: &Plain) -> TractResult<FastConv> {
-        let weights = Bf16Weights::new(plain.weights()?, &plain.bias, plain.shape);
-        let product = Product::Bf16(Arc::new(weights));
-        Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(plain.shape[0]) })
-    }
-
-    /// The same with a ReLU folded in, or not.
-    fn with_relu(self, relu: bool) -> FastConv {
-        FastConv { relu, ..self }
     }
 
     /// The precision it runs at.
@@ -801,7 +799,7 @@ pub(crate) mod tests {
             let shape = [4, 3, kh, kw];
             let weights = Tensor::from(random(&shape, 7)).into_arc_tensor();
             let plain = Plain { weights, bias: vec![0.5; 4], shape };
-            let conv = FastConv::new(spec.clone(), kernel, &plain).unwrap();
+            let conv = FastConv::new(spec.clone(), kernel, &plain, Precision::F32).unwrap();
             let input: ArrayD<f32> = random(&[2, 3, 17, 12], 3);
             let Product::F32(weights) = &conv.product else { panic!("f32") };
             let whole = conv.convolve(weights, &input.view(), None, usize::MAX).unwrap();

@@ -648,7 +648,7 @@ convolution_op!(WinogradConv);
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::FastConv;
+    use super::super::conv::{FastConv, Precision};
     use super::super::glue::random;
     use super::*;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
@@ -691,7 +691,8 @@ mod tests {
             {
                 let mut winograd = WinogradConv::new(spec.clone(), kernel, &plain, block).unwrap();
                 winograd.relu = relu;
-                let mut direct = FastConv::new(spec.clone(), kernel, &plain).unwrap();
+                let mut direct =
+                    FastConv::new(spec.clone(), kernel, &plain, Precision::F32).unwrap();
                 direct.relu = relu;
                 let ours = winograd.write(&input.view(), None).unwrap();
                 let expected = direct.write(&input.view(), None).unwrap();
