@@ -207,7 +207,7 @@ pub fn reference(a: &Bf16Weights, b: &[u32], columns: usize, relu: bool) -> Vec<
         let (panel, lane) = (r / ROWS, r % ROWS);
         for j in 0..columns {
             let sum = (0..a.groups).fold(0f32, |sum, g| {
-                let word = b[(j / COLUMNS * a.groups + g) * COLUMNS + j % COLUMNS];
+                let word = words::panel_word(b, a.groups, g, j);
                 add_pair(sum, word, a.words[(panel * a.groups + g) * ROWS + lane])
             });
             c[r * columns + j] = end(sum, a.bias[r], relu);
@@ -289,13 +289,11 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::glue::{random, Part};
-    use super::super::words::{convolve, panels_len, GOOGLENET_LAYERS};
+    use super::super::glue::random;
+    use super::super::words::{bits, convolve_layer, panels_len, write_rows};
+    use super::super::words::{BLOCKS, GOOGLENET_LAYERS};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
-    use tract_onnx::tract_core::internal::*;
-    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
-    use tract_onnx::tract_core::ops::nn::DataFormat;
 
     fn floats(shape: &[usize], seed: u32) -> Vec<f32> {
         random(shape, seed).into_iter().collect()
@@ -358,10 +356,8 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_reference_bit_for_bit_on_random_blocks() {
-        // Rows off the panel height, columns off the panel width, deep and shallow groups.
-        let shapes = [[4, 1, 16], [13, 37, 45], [1, 1, 1], [7, 432, 70], [64, 64, 196], [9, 3, 17]];
         for kernel in Kernel::available() {
-            for (seed, [rows, groups, columns]) in shapes.into_iter().enumerate() {
+            for (seed, [rows, groups, columns]) in BLOCKS.into_iter().enumerate() {
                 let seed = seed as u32;
                 let weights = floats(&[rows, groups * PAIR], seed);
                 let bias = floats(&[rows], seed + 1);
@@ -369,19 +365,13 @@ mod tests {
                 let b = halves(panels_len(groups, columns), seed + 2);
                 // The same `B` row-major, its rows 5 words longer than the whole panels.
                 let stride = columns.next_multiple_of(COLUMNS) + 5;
-                let mut lines = halves((groups - 1) * stride + stride, seed + 3);
-                for g in 0..groups {
-                    for j in 0..columns {
-                        lines[g * stride + j] =
-                            b[(j / COLUMNS * groups + g) * COLUMNS + j % COLUMNS];
-                    }
-                }
+                let mut lines = halves(groups * stride, seed + 3);
+                write_rows(&b, [groups, columns], (&mut lines, stride));
                 for relu in [false, true] {
                     let expected = reference(&packed, &b, columns, relu);
                     for b in [Words::Panels(&b), Words::Rows(&lines, stride)] {
                         let mut out = vec![f32::NAN; rows * columns];
                         multiply(kernel, &packed, b, columns, (&mut out, columns), relu);
-                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(
                             bits(&out),
                             bits(&expected),
@@ -445,19 +435,9 @@ mod tests {
     #[test]
     fn every_kernel_matches_the_definition_on_googlenet_s_layers() {
         for kernel in Kernel::available() {
-            for (seed, &(channels, size, out, k, stride, pad)) in
-                GOOGLENET_LAYERS.iter().enumerate()
-            {
+            for (seed, &layer) in GOOGLENET_LAYERS.iter().enumerate() {
+                let (channels, size, out, k, stride, pad) = layer;
                 let seed = seed as u32;
-                let spec = PoolSpec::new(
-                    DataFormat::NCHW,
-                    tvec![k, k],
-                    PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
-                    None,
-                    Some(tvec![stride, stride]),
-                    channels,
-                    out,
-                );
                 let weights = floats(&[out, channels, k, k], seed);
                 let bias = floats(&[out], seed + 1);
                 let packed = Bf16Weights::new(&weights, &bias, [out, channels, k, k]);
@@ -471,12 +451,10 @@ mod tests {
                     }
                 });
                 let image = input.as_slice().unwrap();
-                let output = (relu, Part::whole(out));
-                let got = convolve(&spec, kernel, &packed, output, &input.view(), None).unwrap();
-                let got = got.to_plain_array_view::<f32>().unwrap();
+                let got = convolve_layer(kernel, &packed, layer, &input, relu);
                 let shape = [channels, size, size];
                 let want = definition(image, (&weights, &bias), shape, [k, stride, pad], relu);
-                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                let same = bits(&got) == bits(&want);
                 assert!(same, "{kernel:?}: {channels}x{size}x{size} -> {out}, {k}x{k}");
             }
         }

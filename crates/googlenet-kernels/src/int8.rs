@@ -279,7 +279,7 @@ pub fn reference(
         for j in 0..columns {
             let sum = (0..a.panels.groups)
                 .map(|g| {
-                    let word = b[(j / COLUMNS * a.panels.groups + g) * COLUMNS + j % COLUMNS];
+                    let word = words::panel_word(b, a.panels.groups, g, j);
                     dot(word, a.panels.words[(panel * a.panels.groups + g) * ROWS + lane])
                 })
                 .sum();
@@ -451,13 +451,11 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::glue::{random, Part};
-    use super::super::words::{convolve, panels_len, GOOGLENET_LAYERS};
+    use super::super::glue::random;
+    use super::super::words::{bits, convolve_layer, panels_len, write_rows};
+    use super::super::words::{BLOCKS, GOOGLENET_LAYERS};
     use super::*;
     use tract_onnx::prelude::tract_ndarray::ArrayD;
-    use tract_onnx::tract_core::internal::*;
-    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
-    use tract_onnx::tract_core::ops::nn::DataFormat;
 
     /// Reproducible words whose four bytes are input codes, 0..=127.
     fn codes(len: usize, seed: u32) -> Vec<u32> {
@@ -485,13 +483,11 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_reference_bit_for_bit_on_random_blocks() {
-        // Rows off the panel height, columns off the panel width, deep and shallow groups; codes
-        // and weights at their extremes included (the random words reach 127, the weights'
-        // largest is 127 by construction); short spans and long.
-        let shapes = [[4, 1, 16], [13, 37, 45], [1, 1, 1], [7, 432, 70], [64, 64, 196], [9, 3, 17]];
+        // [`BLOCKS`], with codes and weights at their extremes (the random words reach 127, the
+        // weights' largest is 127 by construction); short spans and long.
         let weights: [Weights; 2] = [floats, trained];
         for kernel in Kernel::available() {
-            let cases = shapes.into_iter().enumerate().flat_map(|s| weights.map(|w| (s, w)));
+            let cases = BLOCKS.into_iter().enumerate().flat_map(|s| weights.map(|w| (s, w)));
             for ((seed, [rows, groups, columns]), weights) in cases {
                 let seed = seed as u32;
                 let weights = weights(&[rows, groups * QUAD], seed);
@@ -500,19 +496,13 @@ mod tests {
                 let b = codes(panels_len(groups, columns), seed + 2);
                 // The same `B` row-major, its rows 5 words longer than the whole panels.
                 let stride = columns.next_multiple_of(COLUMNS) + 5;
-                let mut lines = vec![0x7f7f_7f7f; (groups - 1) * stride + stride];
-                for g in 0..groups {
-                    for j in 0..columns {
-                        lines[g * stride + j] =
-                            b[(j / COLUMNS * groups + g) * COLUMNS + j % COLUMNS];
-                    }
-                }
+                let mut lines = vec![0x7f7f_7f7f; groups * stride];
+                write_rows(&b, [groups, columns], (&mut lines, stride));
                 for relu in [false, true] {
                     let expected = reference(&packed, &b, columns, 0.03, relu);
                     for b in [Words::Panels(&b), Words::Rows(&lines, stride)] {
                         let mut out = vec![f32::NAN; rows * columns];
                         multiply(kernel, &packed, b, columns, 0.03, &mut out, columns, relu);
-                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(
                             bits(&out),
                             bits(&expected),
@@ -644,15 +634,6 @@ mod tests {
                 let (channels, size, out, k, stride, pad) = layer;
                 assert_eq!(stride, 1, "the definition here is for stride 1");
                 let seed = seed as u32;
-                let spec = PoolSpec::new(
-                    DataFormat::NCHW,
-                    tvec![k, k],
-                    PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
-                    None,
-                    None,
-                    channels,
-                    out,
-                );
                 let weights = trained(&[out, channels, k, k], seed);
                 let bias = floats(&[out], seed + 1);
                 let packed = QuantWeights::new(&weights, &bias, [out, channels, k, k]);
@@ -660,12 +641,9 @@ mod tests {
                 let input: ArrayD<f32> =
                     random(&[1, channels, size, size], seed + 2).mapv(|v| v.max(0.0));
                 let image = input.as_slice().unwrap();
-                let got =
-                    convolve(&spec, kernel, &packed, (true, Part::whole(out)), &input.view(), None)
-                        .unwrap();
-                let got = got.to_plain_array_view::<f32>().unwrap();
+                let got = convolve_layer(kernel, &packed, layer, &input, true);
                 let want = definition(image, &packed, [channels, size, size], [k, k, pad], true);
-                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                let same = bits(&got) == bits(&want);
                 assert!(same, "{kernel:?}: {channels}x{size}x{size} -> {out}, {k}x{k}");
             }
         }

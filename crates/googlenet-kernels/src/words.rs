@@ -47,6 +47,66 @@ pub const GOOGLENET_LAYERS: [(usize, usize, usize, usize, usize, usize); 12] = [
     (48, 7, 128, 5, 1, 2),
 ];
 
+/// `[rows, groups, columns]` of the products the lower precisions' kernels are tested on: rows
+/// off the panel height, columns off the panel width, deep and shallow groups.
+#[cfg(test)]
+pub const BLOCKS: [[usize; 3]; 6] =
+    [[4, 1, 16], [13, 37, 45], [1, 1, 1], [7, 432, 70], [64, 64, 196], [9, 3, 17]];
+
+/// The bits of `values`, for comparing outputs exactly.
+#[cfg(test)]
+pub fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Group `group` of column `column` of a `groups`-deep `B` in panels ([`Words::Panels`]).
+#[cfg(test)]
+pub fn panel_word(panels: &[u32], groups: usize, group: usize, column: usize) -> u32 {
+    panels[(column / COLUMNS * groups + group) * COLUMNS + column % COLUMNS]
+}
+
+/// `panels`, a `groups`-deep `B` of `columns` columns, written row-major into `lines`, a row
+/// every `stride` words ([`Words::Rows`]); the words past each row's columns are left as they
+/// are.
+#[cfg(test)]
+pub fn write_rows(
+    panels: &[u32],
+    [groups, columns]: [usize; 2],
+    (lines, stride): (&mut [u32], usize),
+) {
+    for g in 0..groups {
+        for j in 0..columns {
+            lines[g * stride + j] = panel_word(panels, groups, g, j);
+        }
+    }
+}
+
+/// One image `input` convolved by [`convolve`] with `packed` on `kernel`, at a
+/// [`GOOGLENET_LAYERS`] geometry, with `relu`: the output's values in order.
+#[cfg(test)]
+pub fn convolve_layer<P: Packing>(
+    kernel: Kernel,
+    packed: &P,
+    (channels, _, out, k, stride, pad): (usize, usize, usize, usize, usize, usize),
+    input: &tract_onnx::prelude::tract_ndarray::ArrayD<f32>,
+    relu: bool,
+) -> Vec<f32> {
+    use tract_onnx::tract_core::ops::cnn::PaddingSpec;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+    let spec = PoolSpec::new(
+        DataFormat::NCHW,
+        tvec![k, k],
+        PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+        None,
+        Some(tvec![stride, stride]),
+        channels,
+        out,
+    );
+    let output = (relu, Part::whole(out));
+    let got = convolve(&spec, kernel, packed, output, &input.view(), None).unwrap();
+    got.to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
 /// Columns of `B` per panel: a 512-bit vector of words, or two 256-bit ones.
 pub const COLUMNS: usize = 16;
 
