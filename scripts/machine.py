@@ -18,14 +18,14 @@ def cpuinfo():
     return fields, mhz
 
 
-def flags():
-    """The CPU's feature flags, as Linux names them."""
-    return set(cpuinfo()[0].get("flags", "").split())
+def flags(fields):
+    """The CPU's feature flags, as Linux names them, from `cpuinfo()`'s fields."""
+    return set(fields.get("flags", "").split())
 
 
 def describe():
     """`name (family F model M; features)`, as every figure's machine line names the CPU."""
     fields, _ = cpuinfo()
-    present = [f for f in FEATURES if f in flags()]
+    present = [f for f in FEATURES if f in flags(fields)]
     return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')} "
             f"model {fields.get('model', '?')}; {' '.join(present)})")
