@@ -36,9 +36,9 @@ fn int8_and_bf16_agree_with_f32_on_the_samples_on_every_kernel_path() {
     let f32 = top_classes("f32", "tract");
     let correct = |classes: &[(String, bool)]| classes.iter().filter(|(_, right)| *right).count();
     // A forced path runs bf16 whether or not it multiplies bf16 in hardware.
-    for (precision, isa) in
-        ["int8", "bf16"].iter().flat_map(|p| kernel_paths().into_iter().map(move |i| (p, i)))
-    {
+    let paths = kernel_paths();
+    let runs = ["int8", "bf16"].into_iter().flat_map(|p| paths.iter().map(move |&i| (p, i)));
+    for (precision, isa) in runs {
         let lower = top_classes(precision, isa);
         let agree = lower.iter().zip(&f32).filter(|(a, b)| a.0 == b.0).count();
         println!(
