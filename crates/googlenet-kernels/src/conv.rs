@@ -304,7 +304,7 @@ impl FastConv {
                 Product::Int8(Arc::new(QuantWeights::new(weights, bias, plain.shape)))
             }
             Precision::Bf16 => {
-                Product::Bf16(Arc::new(Bf16Weights::new(weights, bias, plain.shape)))
+                Product::Bf16(Arc::new(Bf16Weights::new(weights, bias, plain.shape, kernel)))
             }
         };
         Ok(FastConv { spec, kernel, product, relu: false, part: Part::whole(out) })

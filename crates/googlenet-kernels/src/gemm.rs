@@ -17,7 +17,8 @@
 //! directly, so the separate packing copy of the patches is gone.
 //!
 //! Kernels: AVX-512F, and AVX2 with FMA. On a CPU with neither, [`Kernel::detect`] says so and
-//! the convolutions are left to tract.
+//! the convolutions are left to tract. A [`Kernel`] also names how its CPU multiplies bf16
+//! ([`Bf16Unit`]): the kernel paths `amx` and `avx512bf16` run this AVX-512 product at f32.
 
 #![allow(
     clippy::indexing_slicing,
@@ -213,6 +214,12 @@ pub struct Kernel(Isa);
 /// The instruction sets there are kernels for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Isa {
+    /// AVX-512 with AMX's bf16 tiles: bf16 on `tdpbf16ps`, f32 as [`Isa::Avx512`].
+    #[cfg(target_arch = "x86_64")]
+    Amx,
+    /// AVX-512 with AVX512-BF16: bf16 on `vdpbf16ps`, f32 as [`Isa::Avx512`].
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
     /// 512-bit vectors: the tile is 12 rows (or its panel's 8 or 4) of two vectors.
     #[cfg(target_arch = "x86_64")]
     Avx512,
@@ -222,9 +229,22 @@ enum Isa {
     Avx2,
 }
 
+/// How a kernel multiplies bf16 ([`super::bf16`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bf16Unit {
+    /// Each bf16 widened to an f32 and multiplied by FMA: bf16's numbers, no faster than f32.
+    Widening,
+    /// AVX512-BF16's `vdpbf16ps`: 16 pairs of bf16 products into f32 sums an instruction.
+    DotProduct,
+    /// AMX's `tdpbf16ps`: a 16 x 16 tile of f32 sums from a 16 x 32 and a 32 x 16 tile of bf16.
+    Tiles,
+}
+
 impl Kernel {
     /// Every kernel this CPU can run, fastest first. Each needs AVX2 and FMA, which the int8
-    /// product's tile runs on; the AVX-512 one needs AVX-512F besides.
+    /// product's tile runs on; the AVX-512 ones need AVX-512F besides, `avx512bf16`
+    /// AVX512-BF16, and `amx` AMX-BF16 with the kernel's leave to use the tiles
+    /// ([`super::amx::usable`]).
     pub fn available() -> Vec<Kernel> {
         let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
@@ -232,6 +252,12 @@ impl Kernel {
             let avx2 = std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma");
             if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                if super::amx::usable() {
+                    kernels.push(Kernel(Isa::Amx));
+                }
+                if std::arch::is_x86_feature_detected!("avx512bf16") {
+                    kernels.push(Kernel(Isa::Avx512Bf16));
+                }
                 kernels.push(Kernel(Isa::Avx512));
             }
             if avx2 {
@@ -252,7 +278,7 @@ impl Kernel {
     }
 
     /// The names of the kernels this build has, whether or not this CPU runs them.
-    pub const NAMES: [&str; 2] = ["avx512", "avx2"];
+    pub const NAMES: [&str; 4] = ["amx", "avx512bf16", "avx512", "avx2"];
 
     /// Where no x86 kernel is compiled, no `Kernel` can be made: code that holds one cannot
     /// be reached.
@@ -261,13 +287,29 @@ impl Kernel {
         match self.0 {}
     }
 
-    /// Its name: the instruction set of its f32 product, `avx512` or `avx2`.
+    /// Its name: `amx`, `avx512bf16`, `avx512` or `avx2`.
     pub fn name(self) -> &'static str {
         match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => "amx",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => "avx512bf16",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => "avx512",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// How it multiplies bf16.
+    pub fn bf16_unit(self) -> Bf16Unit {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => Bf16Unit::Tiles,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => Bf16Unit::DotProduct,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 | Isa::Avx2 => Bf16Unit::Widening,
         }
     }
 }
@@ -360,7 +402,9 @@ fn run_tile(
         // read and write, or for `Right::Runs` asserted (`Right::holds`) that every run lies
         // inside `b` (checked above in debug builds).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::tile_avx512(a, b, tile, shape, start, relu) },
+        Isa::Amx | Isa::Avx512Bf16 | Isa::Avx512 => unsafe {
+            x86::tile_avx512(a, b, tile, shape, start, relu)
+        },
         // SAFETY: as above, for AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::tile_avx2(a, b, tile, shape, start, relu) },

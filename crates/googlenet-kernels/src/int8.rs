@@ -183,7 +183,7 @@ pub fn multiply(
 ) {
     let scales: Vec<f32> = a.scale.iter().map(|&w| w * input_scale).collect();
     let shape = [a.panels.rows, a.panels.groups];
-    words::tiles::<ROWS, _>(shape, b, columns, (c, ldc), |panel| {
+    words::tiles::<ROWS, 1, _>(shape, b, columns, (c, ldc), |panel| {
         let first_row = panel * ROWS;
         let sums = Sums {
             scale: &scales[first_row..][..ROWS],
@@ -191,7 +191,7 @@ pub fn multiply(
             relu,
         };
         let weights = a.panel(panel);
-        move |b, tile, shape| run_tile(kernel, weights, b, tile, shape, sums)
+        move |(b, stride, _), tile, shape| run_tile(kernel, weights, (b, stride), tile, shape, sums)
     });
 }
 

@@ -28,6 +28,7 @@
 
 #[macro_use]
 mod glue;
+mod amx;
 mod bf16;
 mod conv;
 mod gemm;
@@ -42,7 +43,7 @@ mod words;
 use tract_onnx::tract_core::internal::{TractResult, TypedModel};
 
 pub use conv::Precision;
-pub use gemm::Kernel;
+pub use gemm::{Bf16Unit, Kernel};
 
 /// Puts the project's operators in place of tract's LRN, max-pools and plain convolutions of
 /// `model` (the convolutions where there is a `kernel`, at `precision`), and takes out the

@@ -207,18 +207,22 @@ impl<const ROWS: usize> Weights<ROWS> {
 }
 
 /// The tiles of `C = A B` for the first `columns` columns of `b`, where `A` has `rows` rows in
-/// panels of `ROWS` and is `groups` words deep. For each row panel `p`, `panel(p)` gives the
-/// tile's runner, which then runs `(words, stride), part, [ldc, rows, width]` for each panel of
-/// columns: the panel's `groups` runs of [`COLUMNS`] words `stride` apart, and `part` the
-/// tile's `rows` lines of `C` (`ldc` apart, `width` used). `C` holds a row per row of `A`,
-/// `ldc` floats apart, of at least `columns` values.
-pub fn tiles<const ROWS: usize, T: FnMut((&[u32], usize), &mut [f32], [usize; 3])>(
+/// panels of `ROWS` and is `groups` words deep, each tile up to `PANELS` panels of columns
+/// wide. For each row panel `p`, `panel(p)` gives the tile's runner, which then runs
+/// `(words, stride, apart), part, [ldc, rows, width]` for each run of up to `PANELS` panels of
+/// columns: the panels' `groups` runs of [`COLUMNS`] words each, `stride` apart, the panels
+/// `apart` words apart, from the first; and `part` the tile's `rows` lines of `C` (`ldc`
+/// apart, `width` used). `C` holds a row per row of `A`, `ldc` floats apart, of at least
+/// `columns` values.
+pub fn tiles<const ROWS: usize, const PANELS: usize, T>(
     [rows, groups]: [usize; 2],
     b: Words,
     columns: usize,
     (c, ldc): (&mut [f32], usize),
     mut panel: impl FnMut(usize) -> T,
-) {
+) where
+    T: FnMut((&[u32], usize, usize), &mut [f32], [usize; 3]),
+{
     if rows == 0 || columns == 0 || groups == 0 {
         return;
     }
@@ -226,17 +230,18 @@ pub fn tiles<const ROWS: usize, T: FnMut((&[u32], usize), &mut [f32], [usize; 3]
         b.holds(groups, columns) && ldc >= columns && c.len() >= (rows - 1) * ldc + columns,
         "product of mismatched shapes"
     );
+    let apart = b.panel(groups, 1).0;
     for index in 0..rows.div_ceil(ROWS) {
         let first_row = index * ROWS;
         let height = ROWS.min(rows - first_row);
         let mut tile = panel(index);
-        for index in 0..columns.div_ceil(COLUMNS) {
-            let (start, stride) = b.panel(groups, index);
-            let column = index * COLUMNS;
-            let width = COLUMNS.min(columns - column);
-            let words = &b.slice()[start..][..(groups - 1) * stride + COLUMNS];
+        for column in (0..columns).step_by(PANELS * COLUMNS) {
+            let (start, stride) = b.panel(groups, column / COLUMNS);
+            let width = (PANELS * COLUMNS).min(columns - column);
+            let reach = (width.div_ceil(COLUMNS) - 1) * apart + (groups - 1) * stride + COLUMNS;
+            let words = &b.slice()[start..][..reach];
             let part = &mut c[first_row * ldc + column..][..(height - 1) * ldc + width];
-            tile((words, stride), part, [ldc, height, width]);
+            tile((words, stride, apart), part, [ldc, height, width]);
         }
     }
 }

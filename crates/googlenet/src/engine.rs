@@ -617,7 +617,7 @@ pub struct ModelInfo {
     pub top_k: usize,
     /// The precision the convolutions run at: `f32`, `bf16` or `int8` ([`Precision::name`]).
     pub precision: String,
-    /// The kernel path: `avx512`, `avx2` or `tract` (see [`crate::ISA_ENV`]).
+    /// The kernel path: `amx`, `avx512bf16`, `avx512`, `avx2` or `tract` (see [`crate::ISA_ENV`]).
     pub kernel: String,
 }
 

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::model::{KernelPrecision, Kernels, ISA_ENV};
+use googlenet_kernels::Bf16Unit;
 
 /// The precision of the convolutions' products; everything else (bias, ReLU, pools, LRN, the
 /// classifier, softmax) stays f32.
@@ -13,10 +14,10 @@ pub enum Precision {
     /// f32 throughout: the default, and the reference the others are measured against.
     #[default]
     F32,
-    /// bf16 weights and activations with f32 sums. It runs where a kernel multiplies bf16 in
-    /// hardware, which this build has none of: a classifier asked for it runs at f32 and says
-    /// so, unless [`ISA_ENV`] forces a kernel path, which then runs bf16's numbers by widening
-    /// them to f32 (for measuring them: no faster than f32).
+    /// bf16 weights and activations with f32 sums. It runs where the kernel multiplies bf16 in
+    /// hardware (AMX's tiles, AVX512-BF16's dot products); elsewhere a classifier asked for it
+    /// runs at f32 and says so, unless [`ISA_ENV`] forces a kernel path, which then runs bf16's
+    /// numbers by widening them to f32 (for measuring them: no faster than f32).
     Bf16,
     /// Weights as signed bytes (scaled per output channel), activations as 7-bit codes (scaled
     /// per image and layer), exact integer sums: every convolution that follows a ReLU.
@@ -80,12 +81,18 @@ pub(crate) fn resolve(asked: Precision) -> Result<Resolved> {
     };
     match (asked, kernels) {
         (Precision::F32, _) => at(Precision::F32, kernels),
-        (Precision::Bf16, Kernels::Project(Some(kernel), _)) if forced => {
+        (Precision::Bf16, Kernels::Project(Some(kernel), _))
+            if forced || kernel.bf16_unit() != Bf16Unit::Widening =>
+        {
             at(Precision::Bf16, Kernels::Project(Some(kernel), KernelPrecision::Bf16))
         }
         (Precision::Bf16, Kernels::Tract) => tract(asked),
         (Precision::Bf16, _) => {
-            fallback(format!("no bf16 kernel for this CPU ({} path)", kernels.name()))
+            let why = "it needs AMX or AVX512-BF16, or a path forced by";
+            fallback(format!(
+                "no bf16 kernel for this CPU ({} path: {why} {ISA_ENV})",
+                kernels.name()
+            ))
         }
         (Precision::Int8, Kernels::Project(Some(kernel), _)) => {
             at(Precision::Int8, Kernels::Project(Some(kernel), KernelPrecision::Int8))
@@ -111,12 +118,20 @@ mod tests {
     }
 
     #[test]
-    fn bf16_without_a_forced_path_runs_at_f32_with_a_note() {
+    fn bf16_runs_where_the_cpu_multiplies_it_and_elsewhere_at_f32_with_a_note() {
         // The suite runs without `GOOGLENET_ISA`: the fastest kernel of this CPU.
         let resolved = resolve(Precision::Bf16).unwrap();
-        assert_eq!(resolved.precision, Precision::F32);
-        let note = resolved.note.unwrap();
-        assert!(note.starts_with("precision bf16: no bf16 kernel for this CPU"), "{note}");
+        let hardware = match resolved.kernels {
+            Kernels::Project(Some(kernel), _) => kernel.bf16_unit() != Bf16Unit::Widening,
+            _ => false,
+        };
+        if hardware {
+            assert_eq!((resolved.precision, resolved.note), (Precision::Bf16, None));
+        } else {
+            assert_eq!(resolved.precision, Precision::F32);
+            let note = resolved.note.unwrap();
+            assert!(note.starts_with("precision bf16: no bf16 kernel for this CPU"), "{note}");
+        }
         assert_eq!(resolve(Precision::F32).unwrap().note, None);
         assert_eq!(resolve(Precision::Int8).unwrap().precision, Precision::Int8);
     }

@@ -34,12 +34,18 @@ pub fn googlenet() -> assert_cmd::Command {
 pub fn kernel_paths() -> Vec<&'static str> {
     static SAID: std::sync::Once = std::sync::Once::new();
     let features = [
+        ("AMX-BF16", amx_bf16()),
+        ("AVX512-BF16", is_x86_feature_detected!("avx512bf16")),
         ("AVX-512F", is_x86_feature_detected!("avx512f")),
         ("AVX2", is_x86_feature_detected!("avx2")),
         ("FMA", is_x86_feature_detected!("fma")),
     ];
-    let paths: [(&str, &[&str]); 2] =
-        [("avx512", &["AVX-512F", "AVX2", "FMA"]), ("avx2", &["AVX2", "FMA"])];
+    let paths: [(&str, &[&str]); 4] = [
+        ("amx", &["AMX-BF16", "AVX-512F", "AVX2", "FMA"]),
+        ("avx512bf16", &["AVX512-BF16", "AVX-512F", "AVX2", "FMA"]),
+        ("avx512", &["AVX-512F", "AVX2", "FMA"]),
+        ("avx2", &["AVX2", "FMA"]),
+    ];
     let lacks = |needs: &[&'static str]| -> Vec<&'static str> {
         let present = |need: &&str| features.iter().any(|&(name, has)| name == *need && has);
         needs.iter().copied().filter(|need| !present(need)).collect()
@@ -54,6 +60,12 @@ pub fn kernel_paths() -> Vec<&'static str> {
         }
     });
     runs.into_iter().map(|(path, _)| path).collect()
+}
+
+/// Whether the CPU has AMX-BF16 and AMX-TILE (CPUID leaf 7, EDX bits 22 and 24).
+fn amx_bf16() -> bool {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    __cpuid(0).eax >= 7 && __cpuid_count(7, 0).edx & (1 << 22 | 1 << 24) == 1 << 22 | 1 << 24
 }
 
 /// Makes a named pipe at `path` that nothing writes to: a run that reads it waits there until
