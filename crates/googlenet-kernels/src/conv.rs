@@ -27,7 +27,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::bf16::Bf16Weights;
-use super::gemm::{self, Kernel, PackedWeights, Right, PANEL};
+use super::gemm::{self, Bf16Unit, Kernel, PackedWeights, Right, PANEL};
 use super::glue::{output_onto, Part, Scratch};
 use super::int8::QuantWeights;
 use super::lrn::FastLrn;
@@ -134,9 +134,11 @@ pub fn replace_conv(
         let spec = conv.pool_spec.clone();
         // At int8, a 3x3 layer stays on Winograd's f32 product where that takes 4x4 output
         // blocks (4x fewer multiplications than the direct product); with 2x2 blocks (2.25x
-        // fewer) the int8 product is faster (docs/precision.md). bf16 follows the same rule.
+        // fewer) the int8 product is faster. bf16 follows the same rule but on AMX, whose
+        // direct product beats Winograd's everywhere (docs/precision.md).
         let winograd = winograd_block(model, node, &spec)?;
-        let direct = winograd != Some(Block::Four);
+        let tiles = precision == Precision::Bf16 && kernel.bf16_unit() == Bf16Unit::Tiles;
+        let direct = tiles || winograd != Some(Block::Four);
         let at = match precision {
             Precision::Int8 if direct && never_negative(model, node.inputs[0]) => Precision::Int8,
             Precision::Bf16 if direct => Precision::Bf16,
@@ -705,9 +707,14 @@ pub(crate) mod tests {
         // A 1x1 after a ReLU, then one after that (its input: the first one's folded ReLU),
         // then a 3x3 (on 28x28, one image: Winograd's 4x4 blocks, kept in f32; on 7x7, its 2x2
         // ones, quantised); and a 1x1 of the signed input, which bf16 runs and int8 does not.
-        for precision in [Precision::Int8, Precision::Bf16] {
-            for (size, three_direct) in [(28, false), (7, true)] {
-                let model = layer_choice_graph(size, precision);
+        // bf16 on AMX runs the 3x3 directly on both.
+        let runs = Kernel::available().into_iter().flat_map(|kernel| {
+            [Precision::Int8, Precision::Bf16].map(|precision| (kernel, precision))
+        });
+        for (kernel, precision) in runs {
+            let tiles = precision == Precision::Bf16 && kernel.bf16_unit() == Bf16Unit::Tiles;
+            for (size, three_direct) in [(28, tiles), (7, true)] {
+                let model = layer_choice_graph(size, kernel, precision);
                 let at = |name: &str| {
                     let node = model.nodes().iter().find(|n| n.name == name).unwrap();
                     node.op_as::<FastConv>().map(FastConv::precision)
@@ -715,15 +722,17 @@ pub(crate) mod tests {
                 let signed = if precision == Precision::Bf16 { precision } else { Precision::F32 };
                 assert_eq!([at("first"), at("second")], [Some(precision); 2]);
                 assert_eq!(at("signed"), Some(signed), "{precision:?}");
-                assert_eq!(at("third"), three_direct.then_some(precision), "{size}x{size}");
+                let third = three_direct.then_some(precision);
+                assert_eq!(at("third"), third, "{kernel:?} {precision:?} {size}x{size}");
                 let winograd = model.nodes().iter().any(|n| n.op_as::<WinogradConv>().is_some());
                 assert_eq!(winograd, !three_direct);
             }
         }
     }
 
-    /// The graph of the layer choice's test on a `size x size` input, replaced at `precision`.
-    fn layer_choice_graph(size: usize, precision: Precision) -> TypedModel {
+    /// The graph of the layer choice's test on a `size x size` input, replaced on `kernel` at
+    /// `precision`.
+    fn layer_choice_graph(size: usize, kernel: Kernel, precision: Precision) -> TypedModel {
         let pointwise =
             PoolSpec::new(DataFormat::NCHW, tvec![1, 1], PaddingSpec::Valid, None, None, 4, 4);
         let three = PoolSpec::new(
@@ -753,7 +762,7 @@ pub(crate) mod tests {
         let third = wire("third", &three, second, 5);
         let signed = wire("signed", &pointwise, source, 7);
         model.select_output_outlets(&[third, signed]).unwrap();
-        assert_eq!(replace_conv(&mut model, fastest(), precision).unwrap(), 4);
+        assert_eq!(replace_conv(&mut model, kernel, precision).unwrap(), 4);
         model
     }
 
