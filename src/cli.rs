@@ -563,7 +563,7 @@ macro_rules! value_enum {
 
 value_enum!(PrecisionArg(Precision) {
     F32 => "f32": "f32 throughout",
-    Bf16 => "bf16": "bf16 products with f32 sums where the CPU has a bf16 kernel, else f32 with a note",
+    Bf16 => "bf16": "bf16 products with f32 sums on AMX or AVX512-BF16, else f32 with a note",
     Int8 => "int8": "8-bit weights and 7-bit activations, exact integer sums",
 });
 

@@ -141,9 +141,9 @@ class Classifier:
             suggests (caffe for GoogLeNet).
         threads: worker threads for a list of images; by default one per core.
         precision: the convolutions' precision: ``"f32"``, ``"int8"`` (faster, at a small cost
-            in accuracy), or ``"bf16"`` where the CPU has a bf16 kernel. Where it has no
-            kernel for the one asked for, the model runs at f32 with a ``RuntimeWarning``
-            that says why; ``model["precision"]`` is the one it runs at.
+            in accuracy), or ``"bf16"`` where the CPU multiplies bf16 (AMX or AVX512-BF16).
+            Where it has no kernel for the one asked for, the model runs at f32 with a
+            ``RuntimeWarning`` that says why; ``model["precision"]`` is the one it runs at.
         top_k: classes each record keeps unless ``classify`` is told otherwise.
 
     Raises:

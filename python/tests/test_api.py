@@ -6,6 +6,7 @@ import signal
 import struct
 import threading
 import time
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -177,18 +178,31 @@ def test_the_model_and_the_settings(classifier):
         assert "--" not in str(raised.value), "settings are named as the arguments are"
 
 
-def test_int8_runs_and_bf16_without_a_kernel_runs_at_f32_with_a_warning():
+def cpu_flags():
+    """The CPU's feature flags, as /proc/cpuinfo names them."""
+    return set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
+
+
+def test_int8_runs_and_bf16_runs_where_the_cpu_multiplies_it_else_at_f32_with_a_warning():
     int8 = googlenet.Classifier(precision="int8", threads=1)
     assert int8.model["precision"] == "int8"
     assert int8.classify(str(CAT))["predictions"][0]["name"] == "Egyptian cat"
-    with pytest.warns(RuntimeWarning, match="^precision bf16: no bf16 kernel for this CPU"):
-        bf16 = googlenet.Classifier(precision="bf16", threads=1)
-    assert bf16.model["precision"] == "f32"
+    flags = cpu_flags()
+    if "avx512f" in flags and {"amx_bf16", "avx512_bf16"} & flags:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            bf16 = googlenet.Classifier(precision="bf16", threads=1)
+        kernel = "amx" if "amx_bf16" in flags else "avx512bf16"
+        assert (bf16.model["precision"], bf16.model["kernel"]) == ("bf16", kernel)
+        assert bf16.classify(str(CAT))["predictions"][0]["name"] == "Egyptian cat"
+    else:
+        with pytest.warns(RuntimeWarning, match="^precision bf16: no bf16 kernel for this CPU"):
+            bf16 = googlenet.Classifier(precision="bf16", threads=1)
+        assert bf16.model["precision"] == "f32"
 
 
 def test_a_forced_kernel_path_runs_bf16(monkeypatch):
-    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    if not {"avx2", "fma"} <= set(flags):
+    if not {"avx2", "fma"} <= cpu_flags():
         pytest.skip("the avx2 kernel path needs AVX2 and FMA")
     monkeypatch.setenv("GOOGLENET_ISA", "avx2")
     bf16 = googlenet.Classifier(precision="bf16", threads=1)

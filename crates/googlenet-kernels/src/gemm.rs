@@ -229,7 +229,7 @@ enum Isa {
     Avx2,
 }
 
-/// How a kernel multiplies bf16 ([`super::bf16`]).
+/// How a kernel multiplies bf16 (at `Precision::Bf16`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Unit {
     /// Each bf16 widened to an f32 and multiplied by FMA: bf16's numbers, no faster than f32.
@@ -244,7 +244,7 @@ impl Kernel {
     /// Every kernel this CPU can run, fastest first. Each needs AVX2 and FMA, which the int8
     /// product's tile runs on; the AVX-512 ones need AVX-512F besides, `avx512bf16`
     /// AVX512-BF16, and `amx` AMX-BF16 with the kernel's leave to use the tiles
-    /// ([`super::amx::usable`]).
+    /// (asked once, with `arch_prctl`).
     pub fn available() -> Vec<Kernel> {
         let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]

@@ -2,15 +2,16 @@
 //! optimised: convolution as a matrix product with this project's SIMD kernel (`conv`,
 //! `gemm`; at a lower precision, the input packed into words of several channels, `words`:
 //! at int8, signed-byte weights by 7-bit input codes with exact integer sums, `int8`; at
-//! bf16, bf16 weights by bf16 inputs with f32 sums, `bf16`; 3x3 layers by Winograd's
-//! F(2x2, 3x3) or F(4x4, 3x3), `winograd`), max-pool (`maxpool`) and LRN (`lrn`), with their
-//! window geometry (`window`) and the glue into tract (`glue`): each writes its output straight
-//! into the tensor tract receives, and the convolutions that end an Inception module's branches
-//! write straight into their parts of the module's output, in place of the Concat that copied
-//! them (`join`).
+//! bf16, bf16 weights by bf16 inputs with f32 sums, `bf16`, on AMX's tiles `amx`; 3x3 layers
+//! by Winograd's F(2x2, 3x3) or F(4x4, 3x3), `winograd`), max-pool (`maxpool`) and LRN
+//! (`lrn`), with their window geometry (`window`) and the glue into tract (`glue`): each
+//! writes its output straight into the tensor tract receives, and the convolutions that end
+//! an Inception module's branches write straight into their parts of the module's output, in
+//! place of the Concat that copied them (`join`).
 //!
 //! This is the project's only crate with `unsafe` code (besides the binary's allocator): the
-//! matrix products' vector loads and stores and the f32 one's prefetch hints; LRN's call into
+//! matrix products' vector loads and stores and the f32 one's prefetch hints; AMX's tile
+//! instructions (`asm!`) and the `arch_prctl` that asks Linux for them (`amx`); LRN's call into
 //! its loops compiled for AVX-512 once the CPU is seen to have it, and their vector loads and
 //! stores; the calls into code compiled for AVX2 once the CPU is seen to have it (the
 //! Winograd transforms, the packing of words), likewise; and the operators' output tensors,
