@@ -20,6 +20,7 @@
     reason = "the tiles' rows and the stored sums are cut from lengths `words::tiles` checks"
 )]
 
+use super::bf16;
 use super::gemm::Kernel;
 use super::words::{self, Words, COLUMNS};
 
@@ -138,8 +139,8 @@ pub fn multiply(
 }
 
 /// The tile's sums, `ROWS x PANELS * COLUMNS` f32s (each panel's tile, row by row, after the
-/// other's), into `rows` lines of `tile` (`ldc` apart, `width` used), with each row's bias
-/// and the ReLU.
+/// other's), into `rows` lines of `tile` (`ldc` apart, `width` used), each ended with its
+/// row's bias and the ReLU ([`bf16::end`]).
 fn end(
     sums: &[f32],
     tile: &mut [f32],
@@ -151,8 +152,7 @@ fn end(
         for (panel, part) in line.chunks_mut(COLUMNS).enumerate() {
             let sums = &sums[(panel * ROWS + row) * COLUMNS..][..part.len()];
             for (out, &sum) in part.iter_mut().zip(sums) {
-                let value = sum + bias;
-                *out = if !relu || value > 0.0 { value } else { 0.0 };
+                *out = bf16::end(sum, bias, relu);
             }
         }
     }

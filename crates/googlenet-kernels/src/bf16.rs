@@ -76,7 +76,6 @@ fn widen(half: u32) -> f32 {
 /// low half, and each row's bias, packed for the kernel that runs them.
 #[derive(Clone, PartialEq)]
 pub struct Bf16Weights {
-    kernel: Kernel,
     packed: Packed,
 }
 
@@ -92,7 +91,11 @@ enum Packed {
 impl fmt::Debug for Bf16Weights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [rows, groups] = self.shape();
-        write!(f, "Bf16Weights({rows} x {groups} words, {})", self.kernel.name())
+        let layout = match self.packed {
+            Packed::Panels(_) => "panels",
+            Packed::Lines(_) => "lines",
+        };
+        write!(f, "Bf16Weights({rows} x {groups} words in {layout})")
     }
 }
 
@@ -107,7 +110,7 @@ impl Bf16Weights {
                 Packed::Panels(Weights::new(weights, bias, shape, word))
             }
         };
-        Bf16Weights { kernel, packed }
+        Bf16Weights { packed }
     }
 
     /// Rows (output channels) and groups (the depth in words).
@@ -137,11 +140,17 @@ impl Bf16Weights {
     }
 }
 
-/// `C = A B + bias` for the first `columns` columns of `B`, on the kernel `a` is packed for.
-/// `C` holds a row per row of `a`, `ldc` floats apart, of at least `columns` values; what they
-/// held is not read. With `relu`, every value not above zero is stored as zero.
-pub fn multiply(a: &Bf16Weights, b: Words, columns: usize, c: (&mut [f32], usize), relu: bool) {
-    let kernel = a.kernel;
+/// `C = A B + bias` for the first `columns` columns of `B`, on `kernel`, the one `a` is packed
+/// for. `C` holds a row per row of `a`, `ldc` floats apart, of at least `columns` values; what
+/// they held is not read. With `relu`, every value not above zero is stored as zero.
+pub fn multiply(
+    kernel: Kernel,
+    a: &Bf16Weights,
+    b: Words,
+    columns: usize,
+    c: (&mut [f32], usize),
+    relu: bool,
+) {
     let a = match &a.packed {
         Packed::Lines(lines) => return amx::multiply(kernel, lines, b, columns, c, relu),
         Packed::Panels(a) => a,
@@ -199,8 +208,8 @@ fn run_tile(
         },
         // SAFETY: every kernel is only made once the CPU has been seen to have AVX2 and FMA
         // (`Kernel::available`), and `words::tiles` cut `a`, `b` and `tile` to the lengths the
-        // tile reads and writes, `width` one panel (checked above in debug builds). Weights
-        // packed for AMX are lines, which never come here.
+        // tile reads and writes, `width` one panel (checked above in debug builds). AMX's
+        // kernel comes here only with weights packed in panels, for another kernel.
         Bf16Unit::Widening | Bf16Unit::Tiles => unsafe {
             x86::tile_avx2(a, (b.0, b.1), tile, shape, end)
         },
@@ -232,7 +241,6 @@ impl Packing for Bf16Weights {
         });
     }
 
-    /// [`multiply`], on the kernel the weights are packed for (the same as `kernel`).
     fn multiply(
         &self,
         kernel: Kernel,
@@ -242,8 +250,7 @@ impl Packing for Bf16Weights {
         c: &mut [f32],
         relu: bool,
     ) {
-        debug_assert_eq!(kernel, self.kernel);
-        multiply(self, b, columns, (c, columns), relu);
+        multiply(kernel, self, b, columns, (c, columns), relu);
     }
 }
 
@@ -255,15 +262,15 @@ fn add_pair(sum: f32, input: u32, weight: u32) -> f32 {
     widen(input & 0xffff).mul_add(widen(weight & 0xffff), sum)
 }
 
-/// The end of an output: `sum + bias`, and with `relu` a value not above zero stored as +0,
-/// as `vmaxps` with zero second makes it.
-#[cfg(test)]
-fn end(sum: f32, bias: f32, relu: bool) -> f32 {
+/// The end of an output: `sum + bias`, and with `relu` a value not above zero (a NaN
+/// included) stored as +0, as `vmaxps` with zero second makes it.
+#[inline(always)]
+pub fn end(sum: f32, bias: f32, relu: bool) -> f32 {
     let value = sum + bias;
-    if relu && value.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-        0.0
-    } else {
+    if !relu || value > 0.0 {
         value
+    } else {
+        0.0
     }
 }
 
@@ -536,7 +543,7 @@ mod tests {
                     let expected = reference(&packed, &b, columns, relu);
                     for b in [Words::Panels(&b), Words::Rows(&lines, stride)] {
                         let mut out = vec![f32::NAN; rows * columns];
-                        multiply(&packed, b, columns, (&mut out, columns), relu);
+                        multiply(kernel, &packed, b, columns, (&mut out, columns), relu);
                         assert!(
                             agrees(kernel, &out, &expected, &size, groups),
                             "{kernel:?} {rows}x{groups}x{columns}, relu {relu}"
